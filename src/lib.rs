@@ -1,0 +1,29 @@
+//! api2csv copies SaaS REST APIs into plain CSV files, incrementally and crash-safely.
+//!
+//! The modules, in the order data flows through them:
+//!
+//! - [`config`]: the connector's JSON configuration and its validation.
+//! - [`http`]: one ureq agent, retries with backoff, `Retry-After`, pacing.
+//! - [`connector`]: what each API offers: tables, primary keys, how pages are read.
+//! - [`json`]: a one-pass reader of JSON pages that flattens records without allocating.
+//! - [`flatten`]: columns of a table and the flattened row buffer.
+//! - [`sink`]: one CSV file per table, appended per page, widened atomically.
+//! - [`state`]: `state.json`, rewritten atomically after every page, and the directory lock.
+//! - [`sync`]: the engine tying pages, sink and state together.
+//! - [`compact`]: rewrites a changelog CSV to one row per primary key.
+//! - [`mock`]: embedded mock APIs for the demo and the tests.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod compact;
+pub mod config;
+pub mod connector;
+pub mod demo;
+pub mod error;
+pub mod flatten;
+pub mod http;
+pub mod json;
+pub mod mock;
+pub mod sink;
+pub mod state;
+pub mod sync;

@@ -1,0 +1,1 @@
+//! The MailerLite mock (to be written).

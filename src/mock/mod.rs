@@ -1,0 +1,68 @@
+//! Embedded mock APIs: a tiny_http server on loopback that answers like the real
+//! MailerLite and Paligo APIs, with deterministic data from a seed, optional fault
+//! injection and rate limiting. Used by `api2csv mock`, `api2csv demo` and the tests.
+
+pub mod mailerlite;
+pub mod paligo;
+
+/// One request as the per-API handler sees it.
+#[derive(Debug, Clone)]
+pub struct MockRequest {
+    pub method: String,
+    /// Path without the query string, percent-decoded, e.g. `/api/subscribers`.
+    pub path: String,
+    /// Query parameters in order, percent-decoded (`filter[status]` stays as that key).
+    pub query: Vec<(String, String)>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// `http://127.0.0.1:PORT`, for building the absolute URLs the APIs return.
+    pub origin: String,
+}
+
+impl MockRequest {
+    /// The first value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A complete response; the server may still damage it when injecting faults.
+#[derive(Debug, Clone)]
+pub struct MockResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Settings shared by every mock API.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Seed of the deterministic data generator.
+    pub seed: u64,
+    /// Size of the account: subscribers (MailerLite), assignments (Paligo).
+    pub records: usize,
+    /// Probability in 0..1 that a request gets an injected fault.
+    pub fault_rate: f64,
+    /// At most `requests` per `seconds` window; more get a 429 with `Retry-After`.
+    pub rate_limit: Option<(u32, u32)>,
+    /// 1 is the seed's account; each later generation mutates it deterministically.
+    pub generation: u32,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions { seed: 1, records: 1000, fault_rate: 0.0, rate_limit: None, generation: 1 }
+    }
+}
+
+/// What one API does; the server around it does transport, faults and rate limits.
+pub trait MockApi: Send + Sync + 'static {
+    /// Answer a request that passed fault injection and rate limiting.
+    fn handle(&self, req: &MockRequest) -> MockResponse;
+    /// The 429 this API sends when the rate limit is exceeded.
+    fn too_many_requests(&self, retry_after_secs: u64) -> MockResponse;
+    /// Rate-limit headers this API adds to every answer (MailerLite has them, Paligo not).
+    fn rate_limit_headers(&self, _limit: u32, _remaining: u32) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,1 @@
+//! The Paligo mock (to be written).
