@@ -1601,6 +1601,27 @@ mod tests {
     }
 
     #[test]
+    fn show_follows_the_generation() {
+        let api = account(300, 2);
+        for (table, m) in api.mutations().tables {
+            for id in &m.deleted {
+                assert_eq!(
+                    get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0,
+                    404,
+                    "{table} {id}"
+                );
+            }
+            for id in m.added.iter().chain(&m.changed) {
+                assert_eq!(
+                    get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0,
+                    200,
+                    "{table} {id}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn generation_1_mutations_are_all_additions() {
         let api = account(30, 1);
         for (table, m) in api.mutations().tables {
