@@ -1,1 +1,233 @@
-//! TODO
+//! The connector configuration: one JSON object whose values may be JSON strings (the
+//! Fivetran `configuration.json` convention, `"retry_attempts": "3"`) or native JSON.
+//!
+//! Unlike the seed connectors, an invalid value is an error naming the key, never a
+//! silent default. Unknown keys get a warning. Secrets may come from the environment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::http::{check_base_url, Secret};
+
+/// Every key any connector understands.
+const KNOWN: &[&str] = &[
+    "api_key",
+    "username",
+    "base_url",
+    "instance",
+    "max_records_per_page",
+    "request_timeout_seconds",
+    "retry_attempts",
+    "enable_incremental_sync",
+    "enable_debug_logging",
+    "initial_sync_days",
+    "sync_frequency_hours",
+];
+
+/// What a connector needs from the configuration beyond the common keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirements {
+    pub connector: &'static str,
+    /// Environment variable for `api_key`.
+    pub api_key_env: &'static str,
+    /// Environment variable for `username`, if the connector needs one.
+    pub username_env: Option<&'static str>,
+    /// The base URL when neither `base_url` nor `instance` is given.
+    pub default_base_url: Option<&'static str>,
+    /// `instance` → base URL, for connectors with per-customer hosts.
+    pub instance_url: Option<fn(&str) -> String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_key: Secret,
+    pub username: Option<String>,
+    pub base_url: String,
+    pub page_size: u32,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub incremental: bool,
+    pub debug_logging: bool,
+    pub initial_sync_days: Option<u32>,
+    pub sync_frequency_hours: Option<u32>,
+    /// Keys present in the file that no connector knows.
+    pub unknown_keys: Vec<String>,
+}
+
+/// Reads and validates the configuration file (if any), filling secrets from `env`.
+pub fn load(req: &Requirements, file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    let map = match file {
+        Some(path) => read_file(path)?,
+        None => Map::new(),
+    };
+    from_map(req, &map, env)
+}
+
+fn read_file(path: &Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    match serde_json::from_slice(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Config(format!("{} must hold one JSON object", path.display()))),
+        Err(e) => Err(Error::Config(format!("{} is not valid JSON: {e}", path.display()))),
+    }
+}
+
+pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    let api_key = string(map, "api_key")?
+        .or_else(|| env(req.api_key_env))
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| missing("api_key", Some(req.api_key_env)))?;
+    let username = match req.username_env {
+        Some(var) => Some(
+            string(map, "username")?
+                .or_else(|| env(var))
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| missing("username", Some(var)))?,
+        ),
+        None => None,
+    };
+    let base_url = base_url(req, map)?;
+    let unknown_keys = map.keys().filter(|k| !KNOWN.contains(&k.as_str())).cloned().collect();
+    Ok(Config {
+        api_key: Secret::new(api_key.trim()),
+        username,
+        base_url,
+        page_size: integer(map, "max_records_per_page", 1, 1000)?.unwrap_or(100),
+        timeout: Duration::from_secs(integer(map, "request_timeout_seconds", 1, 3600)?.unwrap_or(30).into()),
+        retries: integer(map, "retry_attempts", 0, 20)?.unwrap_or(5),
+        incremental: boolean(map, "enable_incremental_sync")?.unwrap_or(true),
+        debug_logging: boolean(map, "enable_debug_logging")?.unwrap_or(false),
+        initial_sync_days: integer(map, "initial_sync_days", 0, 36500)?,
+        sync_frequency_hours: integer(map, "sync_frequency_hours", 0, 8760)?,
+        unknown_keys,
+    })
+}
+
+fn base_url(req: &Requirements, map: &Map<String, Value>) -> Result<String> {
+    let url = match (string(map, "base_url")?, string(map, "instance")?, req.instance_url) {
+        (Some(url), _, _) => url,
+        (None, Some(instance), Some(to_url)) => {
+            let ok = !instance.is_empty() && instance.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(Error::Config(format!(
+                    "instance: expected the subdomain of <instance>.paligoapp.com, got {instance:?}"
+                )));
+            }
+            to_url(&instance)
+        }
+        _ => match req.default_base_url {
+            Some(url) => url.to_string(),
+            None => return Err(missing("base_url (or instance)", None)),
+        },
+    };
+    let url = url.trim().trim_end_matches('/').to_string();
+    check_base_url(&url).map_err(|e| Error::Config(format!("base_url: {e}: {url}")))?;
+    Ok(url)
+}
+
+fn missing(key: &str, env: Option<&str>) -> Error {
+    match env {
+        Some(var) => Error::Config(format!("{key}: required (in the config file or ${var})")),
+        None => Error::Config(format!("{key}: required")),
+    }
+}
+
+fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(Error::Config(format!("{key}: expected a string, got {v}"))),
+    }
+}
+
+fn integer(map: &Map<String, Value>, key: &str, min: u32, max: u32) -> Result<Option<u32>> {
+    let bad = |v: &Value| Error::Config(format!("{key}: expected an integer from {min} to {max}, got {v}"));
+    let n = match map.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(v @ Value::String(s)) => s.trim().parse::<i64>().map_err(|_| bad(v))?,
+        Some(v @ Value::Number(n)) => n.as_i64().ok_or_else(|| bad(v))?,
+        Some(v) => return Err(bad(v)),
+    };
+    if n < min as i64 || n > max as i64 {
+        return Err(bad(&map[key]));
+    }
+    Ok(Some(n as u32))
+}
+
+fn boolean(map: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
+    let bad = |v: &Value| Error::Config(format!("{key}: expected true or false, got {v}"));
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v @ Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => Err(bad(v)),
+        },
+        Some(v) => Err(bad(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ML: Requirements = Requirements {
+        connector: "mailerlite",
+        api_key_env: "MAILERLITE_API_KEY",
+        username_env: None,
+        default_base_url: Some("https://connect.mailerlite.com/api"),
+        instance_url: None,
+    };
+
+    fn parse(v: Value) -> Result<Config> {
+        from_map(&ML, v.as_object().unwrap(), &|_| None)
+    }
+
+    #[test]
+    fn strings_and_native_values_mean_the_same() {
+        let a = parse(json!({"api_key": "k", "retry_attempts": "3", "enable_incremental_sync": "false"})).unwrap();
+        let b = parse(json!({"api_key": "k", "retry_attempts": 3, "enable_incremental_sync": false})).unwrap();
+        assert_eq!((a.retries, a.incremental), (3, false));
+        assert_eq!((b.retries, b.incremental), (3, false));
+        assert_eq!(a.base_url, "https://connect.mailerlite.com/api");
+        assert_eq!(a.page_size, 100);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let e = parse(json!({"api_key": "k", "max_records_per_page": "lots"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration: max_records_per_page: expected an integer from 1 to 1000, got \"lots\""
+        );
+        let e = parse(json!({"api_key": "k", "retry_attempts": 99})).unwrap_err();
+        assert!(e.to_string().contains("retry_attempts"), "{e}");
+        let e = parse(json!({})).unwrap_err();
+        assert_eq!(e.to_string(), "configuration: api_key: required (in the config file or $MAILERLITE_API_KEY)");
+        assert_eq!(e.exit_status(), 2);
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_unknown_keys_are_listed() {
+        let c = from_map(&ML, json!({"colour": "red"}).as_object().unwrap(), &|v| {
+            (v == "MAILERLITE_API_KEY").then(|| "from-env".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.api_key.expose(), "from-env");
+        assert_eq!(c.unknown_keys, ["colour"]);
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        let e = parse(json!({"api_key": "k", "base_url": "http://api.example.com"})).unwrap_err();
+        assert!(e.to_string().starts_with("configuration: base_url: credentials are only sent over https"), "{e}");
+        assert!(parse(json!({"api_key": "k", "base_url": "http://127.0.0.1:9/api/"})).is_ok());
+    }
+}

@@ -42,19 +42,13 @@ pub struct TableMutations {
 /// with `" / "`. Inside a title `\` becomes `\\` and `/` becomes `\/`, so a title
 /// holding `/` can never be mistaken for two levels.
 pub fn taxonomy_path(titles: &[&str]) -> String {
-    let escaped: Vec<String> = titles
-        .iter()
-        .map(|t| t.replace('\\', "\\\\").replace('/', "\\/"))
-        .collect();
+    let escaped: Vec<String> = titles.iter().map(|t| t.replace('\\', "\\\\").replace('/', "\\/")).collect();
     escaped.join(" / ")
 }
 
 /// The `Authorization` header value for HTTP Basic auth.
 pub fn basic_auth(username: &str, api_key: &str) -> String {
-    format!(
-        "Basic {}",
-        base64_encode(format!("{username}:{api_key}").as_bytes())
-    )
+    format!("Basic {}", base64_encode(format!("{username}:{api_key}").as_bytes()))
 }
 
 // ---------------------------------------------------------------------------
@@ -107,8 +101,7 @@ fn hard(seed: u64, tag: u64, i: u32) -> Option<&'static str> {
         return Some(HARD[i / 2]);
     }
     let h = mix(seed, tag, i as u64, 99);
-    h.is_multiple_of(12)
-        .then(|| HARD[(h >> 8) as usize % HARD.len()])
+    h.is_multiple_of(12).then(|| HARD[(h >> 8) as usize % HARD.len()])
 }
 
 /// A JSON string literal.
@@ -134,21 +127,9 @@ struct Ids {
     big: u64,
 }
 
-const USER_IDS: Ids = Ids {
-    base: 1000,
-    big_index: 3,
-    big: (1 << 53) + 1,
-};
-const TAXONOMY_IDS: Ids = Ids {
-    base: 100,
-    big_index: 5,
-    big: (1 << 54) + 1,
-};
-const ASSIGNMENT_IDS: Ids = Ids {
-    base: 3_000_000_000,
-    big_index: 4,
-    big: i64::MAX as u64,
-};
+const USER_IDS: Ids = Ids { base: 1000, big_index: 3, big: (1 << 53) + 1 };
+const TAXONOMY_IDS: Ids = Ids { base: 100, big_index: 5, big: (1 << 54) + 1 };
+const ASSIGNMENT_IDS: Ids = Ids { base: 3_000_000_000, big_index: 4, big: i64::MAX as u64 };
 
 impl Ids {
     fn id(&self, i: u32) -> u64 {
@@ -185,16 +166,11 @@ struct Flat {
 
 impl Flat {
     fn new(n: usize) -> Flat {
-        Flat {
-            versions: vec![0; n],
-            alive: vec![true; n],
-        }
+        Flat { versions: vec![0; n], alive: vec![true; n] }
     }
 
     fn live(&self) -> Vec<u32> {
-        (0..self.alive.len() as u32)
-            .filter(|&i| self.alive[i as usize])
-            .collect()
+        (0..self.alive.len() as u32).filter(|&i| self.alive[i as usize]).collect()
     }
 
     fn is_live(&self, i: u32) -> bool {
@@ -205,14 +181,7 @@ impl Flat {
     /// by a deletion of the same record; added records come last and stay untouched.
     fn mutate(&mut self, seed: u64, tag: u64, gen: u32, plan: &Plan) {
         let live = self.live();
-        for p in pick_distinct(
-            seed,
-            tag,
-            gen,
-            0,
-            plan.deletes.min(live.len() / 2),
-            live.len(),
-        ) {
+        for p in pick_distinct(seed, tag, gen, 0, plan.deletes.min(live.len() / 2), live.len()) {
             self.alive[live[p] as usize] = false;
         }
         let live = self.live();
@@ -264,12 +233,7 @@ impl Tree {
             level.push(p.map_or(1, |p| level[p as usize] + 1));
             parent.push(p);
         }
-        let mut tree = Tree {
-            parent,
-            alive: vec![true; n],
-            roots: Vec::new(),
-            children: Vec::new(),
-        };
+        let mut tree = Tree { parent, alive: vec![true; n], roots: Vec::new(), children: Vec::new() };
         tree.reindex();
         tree
     }
@@ -333,10 +297,7 @@ impl Tree {
     }
 
     fn delete_leaf(&mut self, seed: u64, g: u64) {
-        let leaves: Vec<u32> = self
-            .movable()
-            .filter(|&i| self.children[i as usize].is_empty())
-            .collect();
+        let leaves: Vec<u32> = self.movable().filter(|&i| self.children[i as usize].is_empty()).collect();
         if !leaves.is_empty() {
             let i = leaves[pick(seed, TAG_TREE, g, 1, leaves.len())];
             self.alive[i as usize] = false;
@@ -346,10 +307,7 @@ impl Tree {
 
     /// Prefers a node with children, so a whole subtree's paths and levels change.
     fn move_subtree(&mut self, seed: u64, g: u64) {
-        let mut candidates: Vec<u32> = self
-            .movable()
-            .filter(|&i| !self.children[i as usize].is_empty())
-            .collect();
+        let mut candidates: Vec<u32> = self.movable().filter(|&i| !self.children[i as usize].is_empty()).collect();
         if candidates.is_empty() {
             candidates = self.movable().collect();
         }
@@ -369,9 +327,7 @@ impl Tree {
     }
 
     fn add_leaf(&mut self, seed: u64, g: u64) {
-        let live: Vec<u32> = (0..self.parent.len() as u32)
-            .filter(|&i| self.alive[i as usize])
-            .collect();
+        let live: Vec<u32> = (0..self.parent.len() as u32).filter(|&i| self.alive[i as usize]).collect();
         let p = live[pick(seed, TAG_TREE, g, 4, live.len())];
         self.parent.push(Some(p));
         self.alive.push(true);
@@ -382,40 +338,12 @@ impl Tree {
 // ---------------------------------------------------------------------------
 // Records.
 
-const USER_TYPES: &[&str] = &[
-    "admin",
-    "author",
-    "reviewer",
-    "contributor",
-    "publisher",
-    "itadmin",
-    "translationmanager",
-    "webdavuser",
-];
-const FIRST: &[&str] = &[
-    "Anna", "Björn", "Chen", "Dmitri", "Emeka", "Fatima", "Gustav", "Hana", "Jonas", "Kana",
-];
-const LAST: &[&str] = &[
-    "Berg",
-    "Ito",
-    "Lindqvist",
-    "Novak",
-    "Okafor",
-    "Schmidt",
-    "Søndergaard",
-    "Wu",
-    "Zhang",
-];
-const TOPICS: &[&str] = &[
-    "Hardware",
-    "Software",
-    "Safety",
-    "Installation",
-    "Maintenance",
-    "Audience",
-    "Region",
-    "Product line",
-];
+const USER_TYPES: &[&str] =
+    &["admin", "author", "reviewer", "contributor", "publisher", "itadmin", "translationmanager", "webdavuser"];
+const FIRST: &[&str] = &["Anna", "Björn", "Chen", "Dmitri", "Emeka", "Fatima", "Gustav", "Hana", "Jonas", "Kana"];
+const LAST: &[&str] = &["Berg", "Ito", "Lindqvist", "Novak", "Okafor", "Schmidt", "Søndergaard", "Wu", "Zhang"];
+const TOPICS: &[&str] =
+    &["Hardware", "Software", "Safety", "Installation", "Maintenance", "Audience", "Region", "Product line"];
 const ASSIGNMENT_TYPES: &[&str] = &["contribution", "review", "translation", "translationreview"];
 const STATUSES: &[&str] = &["draft", "started", "finished"];
 const USER_STATUSES: &[&str] = &["approved", "rejected", "pending"];
@@ -427,14 +355,8 @@ const MESSAGES: &[&str] = &[
     "Update the screenshots for version 4.",
 ];
 /// Titles of the chain nodes; two of them hold the characters the path rule escapes.
-const CHAIN_TITLES: &[&str] = &[
-    "Products",
-    "Printers",
-    "Input/Output > Drivers \\ Legacy",
-    "Firmware",
-    "Back\\/slash\\",
-    "Deepest",
-];
+const CHAIN_TITLES: &[&str] =
+    &["Products", "Printers", "Input/Output > Drivers \\ Legacy", "Firmware", "Back\\/slash\\", "Deepest"];
 /// 2020-09-13: created_at values grow from here with the index.
 const BASE_TIME: i64 = 1_600_000_000;
 
@@ -468,13 +390,7 @@ struct Taxonomy {
 
 impl Taxonomy {
     fn json(&self) -> String {
-        format!(
-            r#"{{"id":{},"title":{},"color":{},"parent":{}}}"#,
-            self.id,
-            js(&self.title),
-            self.color,
-            self.parent
-        )
+        format!(r#"{{"id":{},"title":{},"color":{},"parent":{}}}"#, self.id, js(&self.title), self.color, self.parent)
     }
 }
 
@@ -495,11 +411,8 @@ struct Assignment {
 
 impl Assignment {
     fn json(&self) -> String {
-        let statuses: Vec<String> = self
-            .user_statuses
-            .iter()
-            .map(|(u, s)| format!(r#"{{"user_id":{u},"status":{}}}"#, js(s)))
-            .collect();
+        let statuses: Vec<String> =
+            self.user_statuses.iter().map(|(u, s)| format!(r#"{{"user_id":{u},"status":{}}}"#, js(s))).collect();
         format!(
             concat!(
                 r#"{{"id":{},"document_id":{},"type":{},"status":{},"lang":{},"issuer":{},"issuer_id":{},"#,
@@ -567,21 +480,12 @@ impl Paligo {
     /// A user renamed, one deleted, two added; a taxonomy leaf deleted, a subtree
     /// moved, a leaf added; about 1% of assignments added, deleted and re-statused.
     fn mutate(&mut self, gen: u32) {
-        let users = Plan {
-            deletes: 1,
-            changes: 1,
-            adds: 2,
-        };
+        let users = Plan { deletes: 1, changes: 1, adds: 2 };
         self.users.mutate(self.seed, TAG_USER, gen, &users);
         self.tree.mutate(self.seed, gen);
         let n = (self.assignments.alive.len() / 100).max(1);
-        let assignments = Plan {
-            deletes: n,
-            changes: n,
-            adds: n,
-        };
-        self.assignments
-            .mutate(self.seed, TAG_ASSIGNMENT, gen, &assignments);
+        let assignments = Plan { deletes: n, changes: n, adds: n };
+        self.assignments.mutate(self.seed, TAG_ASSIGNMENT, gen, &assignments);
     }
 
     fn user(&self, i: u32) -> User {
@@ -590,11 +494,7 @@ impl Paligo {
         let version = self.users.versions[i as usize];
         let base = match hard(seed, TAG_USER, i) {
             Some(s) => s.to_string(),
-            None => format!(
-                "{} {}",
-                FIRST[h as usize % FIRST.len()],
-                LAST[(h >> 16) as usize % LAST.len()]
-            ),
+            None => format!("{} {}", FIRST[h as usize % FIRST.len()], LAST[(h >> 16) as usize % LAST.len()]),
         };
         // A null name where one is expected; a rename always yields a name.
         let name = match version {
@@ -608,13 +508,7 @@ impl Paligo {
             1 => format!("User{i}@Example.COM"),
             _ => username.clone(),
         };
-        User {
-            id: USER_IDS.id(i),
-            username,
-            name,
-            email,
-            kind: USER_TYPES[(h >> 32) as usize % USER_TYPES.len()],
-        }
+        User { id: USER_IDS.id(i), username, name, email, kind: USER_TYPES[(h >> 32) as usize % USER_TYPES.len()] }
     }
 
     fn taxonomy(&self, i: u32) -> Taxonomy {
@@ -627,12 +521,7 @@ impl Paligo {
             },
         };
         let parent = self.tree.parent[i as usize].map_or(HIDDEN_ROOT_ID, |p| TAXONOMY_IDS.id(p));
-        Taxonomy {
-            id: TAXONOMY_IDS.id(i),
-            title,
-            color: (h >> 8) as u8 % 5,
-            parent,
-        }
+        Taxonomy { id: TAXONOMY_IDS.id(i), title, color: (h >> 8) as u8 % 5, parent }
     }
 
     fn assignment(&self, i: u32) -> Assignment {
@@ -644,11 +533,7 @@ impl Paligo {
         let version = self.assignments.versions[i as usize] as usize;
         Assignment {
             id: ASSIGNMENT_IDS.id(i),
-            document_id: if i % 97 == 5 {
-                (1 << 53) + at(4) % 1000
-            } else {
-                2000 + at(4) % 100_000
-            },
+            document_id: if i % 97 == 5 { (1 << 53) + at(4) % 1000 } else { 2000 + at(4) % 100_000 },
             kind: ASSIGNMENT_TYPES[at(5) as usize % ASSIGNMENT_TYPES.len()],
             status: STATUSES[(at(6) as usize + version) % STATUSES.len()],
             lang: (at(7) % 13 != 0).then(|| LANGS[(at(7) >> 8) as usize % LANGS.len()]),
@@ -657,8 +542,7 @@ impl Paligo {
             message: self.message(i, at(8)),
             created_at,
             start_date,
-            end_date: (at(9) % 6 != 0)
-                .then(|| start_date + 86_400 * (1 + (at(9) >> 8) as i64 % 30)),
+            end_date: (at(9) % 6 != 0).then(|| start_date + 86_400 * (1 + (at(9) >> 8) as i64 % 30)),
             user_statuses: self.user_statuses(at(10)),
         }
     }
@@ -696,10 +580,7 @@ impl Paligo {
     /// serves. Taxonomies get `parent_id` (null at root level), `level` (1 at root
     /// level) and `path` ([`taxonomy_path`]) appended, as the connector computes them.
     pub fn expected(&self, table: &str) -> Vec<String> {
-        self.records(table)
-            .into_iter()
-            .map(|(_, json)| json)
-            .collect()
+        self.records(table).into_iter().map(|(_, json)| json).collect()
     }
 
     /// What generation g added, changed and deleted compared with g - 1 (against an
@@ -727,16 +608,10 @@ impl Paligo {
 
     fn records(&self, table: &str) -> Vec<(u64, String)> {
         match table {
-            "users" => self
-                .users
-                .live()
-                .into_iter()
-                .map(|i| (USER_IDS.id(i), self.user(i).json()))
-                .collect(),
+            "users" => self.users.live().into_iter().map(|i| (USER_IDS.id(i), self.user(i).json())).collect(),
             "assignments" => {
                 let live = self.assignments.live().into_iter();
-                live.map(|i| (ASSIGNMENT_IDS.id(i), self.assignment(i).json()))
-                    .collect()
+                live.map(|i| (ASSIGNMENT_IDS.id(i), self.assignment(i).json())).collect()
             }
             "taxonomies" => {
                 let mut out = Vec::new();
@@ -750,13 +625,7 @@ impl Paligo {
     }
 
     /// Depth-first through the tree, carrying the titles from the root down.
-    fn walk(
-        &self,
-        i: u32,
-        parent_id: Option<u64>,
-        titles: &mut Vec<String>,
-        out: &mut Vec<(u64, String)>,
-    ) {
+    fn walk(&self, i: u32, parent_id: Option<u64>, titles: &mut Vec<String>, out: &mut Vec<(u64, String)>) {
         let t = self.taxonomy(i);
         titles.push(t.title.clone());
         let path = taxonomy_path(&titles.iter().map(String::as_str).collect::<Vec<_>>());
@@ -792,11 +661,7 @@ fn diff(old: Vec<(u64, String)>, new: Vec<(u64, String)>) -> TableMutations {
         ids.sort_unstable();
         ids.into_iter().map(|id| id.to_string()).collect()
     };
-    TableMutations {
-        added: strings(added),
-        changed: strings(changed),
-        deleted: strings(std::mem::take(&mut deleted)),
-    }
+    TableMutations { added: strings(added), changed: strings(changed), deleted: strings(std::mem::take(&mut deleted)) }
 }
 
 // ---------------------------------------------------------------------------
@@ -824,9 +689,7 @@ impl MockApi for Paligo {
 
     fn too_many_requests(&self, retry_after_secs: u64) -> MockResponse {
         let mut response = error(429, "Too many requests");
-        response
-            .headers
-            .push(("Retry-After".to_string(), retry_after_secs.to_string()));
+        response.headers.push(("Retry-After".to_string(), retry_after_secs.to_string()));
         response
     }
 }
@@ -838,18 +701,10 @@ impl Paligo {
             return not_found();
         };
         let body = match resource {
-            "users" => USER_IDS
-                .index(id)
-                .filter(|&i| self.users.is_live(i))
-                .map(|i| self.user(i).json()),
-            "taxonomies" => TAXONOMY_IDS
-                .index(id)
-                .filter(|&i| self.tree.is_live(i))
-                .map(|i| self.taxonomy(i).json()),
+            "users" => USER_IDS.index(id).filter(|&i| self.users.is_live(i)).map(|i| self.user(i).json()),
+            "taxonomies" => TAXONOMY_IDS.index(id).filter(|&i| self.tree.is_live(i)).map(|i| self.taxonomy(i).json()),
             "assignments" => {
-                let index = ASSIGNMENT_IDS
-                    .index(id)
-                    .filter(|&i| self.assignments.is_live(i));
+                let index = ASSIGNMENT_IDS.index(id).filter(|&i| self.assignments.is_live(i));
                 index.map(|i| self.assignment(i).json())
             }
             _ => None,
@@ -861,17 +716,11 @@ impl Paligo {
         let (matching, filters): (Vec<u32>, &[&str]) = match resource {
             "users" => (self.matching_users(req), &["type"]),
             "taxonomies" => (self.matching_taxonomies(req), &["parent", "title", "color"]),
-            "assignments" => (
-                self.matching_assignments(req),
-                &["status", "lang", "type", "issuer", "users"],
-            ),
+            "assignments" => (self.matching_assignments(req), &["status", "lang", "type", "issuer", "users"]),
             _ => return not_found(),
         };
         let page = Page::of(req, matching.len());
-        let items: Vec<String> = matching[page.range()]
-            .iter()
-            .map(|&i| self.render(resource, i))
-            .collect();
+        let items: Vec<String> = matching[page.range()].iter().map(|&i| self.render(resource, i)).collect();
         json_response(200, page.envelope(req, resource, filters, &items))
     }
 
@@ -887,10 +736,7 @@ impl Paligo {
         let live = self.users.live();
         match req.param("type") {
             None => live,
-            Some(kind) => live
-                .into_iter()
-                .filter(|&i| self.user(i).kind == kind)
-                .collect(),
+            Some(kind) => live.into_iter().filter(|&i| self.user(i).kind == kind).collect(),
         }
     }
 
@@ -906,32 +752,23 @@ impl Paligo {
                 .unwrap_or_default(),
             Some(Err(_)) => Vec::new(),
         };
-        level
-            .into_iter()
-            .filter(|&i| self.taxonomy_matches(i, req))
-            .collect()
+        level.into_iter().filter(|&i| self.taxonomy_matches(i, req)).collect()
     }
 
     /// `title` matches a substring (invented: the docs don't say); `color` exactly.
     fn taxonomy_matches(&self, i: u32, req: &MockRequest) -> bool {
         let t = self.taxonomy(i);
         req.param("title").is_none_or(|s| t.title.contains(s))
-            && req
-                .param("color")
-                .is_none_or(|c| c.parse::<u8>() == Ok(t.color))
+            && req.param("color").is_none_or(|c| c.parse::<u8>() == Ok(t.color))
     }
 
     fn matching_assignments(&self, req: &MockRequest) -> Vec<u32> {
         let live = self.assignments.live();
-        let filtered = ["status", "lang", "type", "issuer", "users"]
-            .iter()
-            .any(|k| req.param(k).is_some());
+        let filtered = ["status", "lang", "type", "issuer", "users"].iter().any(|k| req.param(k).is_some());
         if !filtered {
             return live;
         }
-        live.into_iter()
-            .filter(|&i| assignment_matches(&self.assignment(i), req))
-            .collect()
+        live.into_iter().filter(|&i| assignment_matches(&self.assignment(i), req)).collect()
     }
 }
 
@@ -942,12 +779,8 @@ fn assignment_matches(a: &Assignment, req: &MockRequest) -> bool {
     is("status", Some(a.status))
         && is("type", Some(a.kind))
         && is("lang", a.lang)
-        && req
-            .param("issuer")
-            .is_none_or(|v| id(v) == Some(a.issuer_id))
-        && req
-            .param("users")
-            .is_none_or(|v| a.user_statuses.iter().any(|&(u, _)| id(v) == Some(u)))
+        && req.param("issuer").is_none_or(|v| id(v) == Some(a.issuer_id))
+        && req.param("users").is_none_or(|v| a.user_statuses.iter().any(|&(u, _)| id(v) == Some(u)))
 }
 
 /// One page of a listing: which slice it is and the envelope around it.
@@ -961,30 +794,17 @@ struct Page {
 impl Page {
     /// An unreadable or zero `page`/`per_page` falls back to the default (invented).
     fn of(req: &MockRequest, count: usize) -> Page {
-        let number = |key: &str| {
-            req.param(key)
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|&n| n >= 1)
-        };
+        let number = |key: &str| req.param(key).and_then(|v| v.parse::<usize>().ok()).filter(|&n| n >= 1);
         let page = number("page").unwrap_or(1);
-        let per_page = number("per_page")
-            .unwrap_or(DEFAULT_PER_PAGE)
-            .min(MAX_PER_PAGE);
+        let per_page = number("per_page").unwrap_or(DEFAULT_PER_PAGE).min(MAX_PER_PAGE);
         // An empty listing still has one (empty) page (invented).
         let total_pages = count.div_ceil(per_page).max(1);
-        Page {
-            page,
-            per_page,
-            total_pages,
-            count,
-        }
+        Page { page, per_page, total_pages, count }
     }
 
     /// Past the end this is empty: the page answers `[]` with `next_page` "".
     fn range(&self) -> std::ops::Range<usize> {
-        let start = (self.page - 1)
-            .saturating_mul(self.per_page)
-            .min(self.count);
+        let start = (self.page - 1).saturating_mul(self.per_page).min(self.count);
         start..start.saturating_add(self.per_page).min(self.count)
     }
 
@@ -994,34 +814,15 @@ impl Page {
         if self.page >= self.total_pages {
             return String::new();
         }
-        let mut url = format!(
-            "{}/api/v2/{resource}/?page={}&per_page={}",
-            req.origin,
-            self.page + 1,
-            self.per_page
-        );
-        for (key, value) in req
-            .query
-            .iter()
-            .filter(|(k, _)| filters.contains(&k.as_str()))
-        {
-            url.push_str(&format!(
-                "&{}={}",
-                percent_encode(key),
-                percent_encode(value)
-            ));
+        let mut url = format!("{}/api/v2/{resource}/?page={}&per_page={}", req.origin, self.page + 1, self.per_page);
+        for (key, value) in req.query.iter().filter(|(k, _)| filters.contains(&k.as_str())) {
+            url.push_str(&format!("&{}={}", percent_encode(key), percent_encode(value)));
         }
         url
     }
 
     /// Keys in the order Paligo sends them: page, next_page, total_pages, records.
-    fn envelope(
-        &self,
-        req: &MockRequest,
-        resource: &str,
-        filters: &[&str],
-        items: &[String],
-    ) -> String {
+    fn envelope(&self, req: &MockRequest, resource: &str, filters: &[&str], items: &[String]) -> String {
         format!(
             r#"{{"page":{},"next_page":{},"total_pages":{},"{resource}":[{}]}}"#,
             self.page,
@@ -1034,11 +835,7 @@ impl Page {
 
 fn json_response(status: u16, body: String) -> MockResponse {
     let headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    MockResponse {
-        status,
-        headers,
-        body: body.into_bytes(),
-    }
+    MockResponse { status, headers, body: body.into_bytes() }
 }
 
 /// Paligo promises JSON for errors too, but no source shows the shape: invented.
@@ -1073,24 +870,16 @@ fn authorized(header: Option<&str>) -> bool {
         return false;
     };
     let expected = format!("{USERNAME}:{API_KEY}");
-    scheme.eq_ignore_ascii_case("basic")
-        && base64_decode(credentials.trim()).is_some_and(|d| d == expected.as_bytes())
+    scheme.eq_ignore_ascii_case("basic") && base64_decode(credentials.trim()).is_some_and(|d| d == expected.as_bytes())
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (k, &b)| n | u32::from(b) << (16 - 8 * k));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (k, &b)| n | u32::from(b) << (16 - 8 * k));
         for k in 0..4 {
             let sextet = (n >> (18 - 6 * k)) as usize & 63;
-            out.push(if k <= chunk.len() {
-                char::from(B64[sextet])
-            } else {
-                '='
-            });
+            out.push(if k <= chunk.len() { char::from(B64[sextet]) } else { '=' });
         }
     }
     out
@@ -1126,22 +915,14 @@ mod tests {
     const ORIGIN: &str = "http://127.0.0.1:4000";
 
     fn account(records: usize, generation: u32) -> Paligo {
-        Paligo::new(&MockOptions {
-            seed: 7,
-            records,
-            generation,
-            ..MockOptions::default()
-        })
+        Paligo::new(&MockOptions { seed: 7, records, generation, ..MockOptions::default() })
     }
 
     fn request(path: &str, query: &[(&str, &str)]) -> MockRequest {
         MockRequest {
             method: "GET".to_string(),
             path: path.to_string(),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             authorization: Some(basic_auth(USERNAME, API_KEY)),
             origin: ORIGIN.to_string(),
         }
@@ -1176,12 +957,7 @@ mod tests {
         let rest = url.strip_prefix(ORIGIN).expect("next_page is absolute");
         let (path, query) = rest.split_once('?').unwrap();
         let pairs = query.split('&').map(|kv| kv.split_once('=').unwrap());
-        (
-            path.to_string(),
-            pairs
-                .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-                .collect(),
-        )
+        (path.to_string(), pairs.map(|(k, v)| (percent_decode(k), percent_decode(v))).collect())
     }
 
     /// Follows `next_page` from the first page; returns every page body.
@@ -1202,10 +978,7 @@ mod tests {
     }
 
     fn items(bodies: &[String], key: &str) -> Vec<Value> {
-        bodies
-            .iter()
-            .flat_map(|b| json(b)[key].as_array().unwrap().clone())
-            .collect()
+        bodies.iter().flat_map(|b| json(b)[key].as_array().unwrap().clone()).collect()
     }
 
     fn by_id(mut values: Vec<Value>) -> Vec<Value> {
@@ -1228,14 +1001,8 @@ mod tests {
         while let Some((mut t, parent_id, mut titles)) = queue.pop() {
             titles.push(t["title"].as_str().unwrap().to_string());
             let id = t["id"].as_u64().unwrap().to_string();
-            let children = items(
-                &pages(
-                    api,
-                    "/api/v2/taxonomies",
-                    &[("parent", &id), ("per_page", "3")],
-                ),
-                "taxonomies",
-            );
+            let children =
+                items(&pages(api, "/api/v2/taxonomies", &[("parent", &id), ("per_page", "3")]), "taxonomies");
             for child in children {
                 queue.push((child, t["id"].as_u64(), titles.clone()));
             }
@@ -1260,11 +1027,7 @@ mod tests {
         assert_eq!(json(&body)["total_pages"], 2);
         let expected_next = format!("{ORIGIN}/api/v2/assignments/?page=2&per_page=30");
         assert_eq!(json(&body)["next_page"], expected_next.as_str());
-        let (_, last) = get(
-            &api,
-            "/api/v2/assignments/",
-            &[("per_page", "30"), ("page", "2")],
-        );
+        let (_, last) = get(&api, "/api/v2/assignments/", &[("per_page", "30"), ("page", "2")]);
         assert_eq!(json(&last)["next_page"], "");
         assert_eq!(json(&last)["assignments"].as_array().unwrap().len(), 10);
     }
@@ -1274,10 +1037,7 @@ mod tests {
         let api = account(40, 1);
         let (status, body) = get(&api, "/api/v2/users/", &[("page", "9")]);
         assert_eq!(status, 200);
-        assert_eq!(
-            body,
-            r#"{"page":9,"next_page":"","total_pages":1,"users":[]}"#
-        );
+        assert_eq!(body, r#"{"page":9,"next_page":"","total_pages":1,"users":[]}"#);
     }
 
     #[test]
@@ -1286,37 +1046,21 @@ mod tests {
         for resource in ["users", "taxonomies", "assignments"] {
             let (status, with) = get(&api, &format!("/api/v2/{resource}/"), &[]);
             assert_eq!(status, 200);
-            assert_eq!(
-                get(&api, &format!("/api/v2/{resource}"), &[]),
-                (200, with.clone())
-            );
+            assert_eq!(get(&api, &format!("/api/v2/{resource}"), &[]), (200, with.clone()));
             let id = json(&with)[resource][0]["id"].to_string();
             let (status, shown) = get(&api, &format!("/api/v2/{resource}/{id}/"), &[]);
             assert_eq!(status, 200);
             assert_eq!(json(&shown), json(&with)[resource][0]);
-            assert_eq!(
-                get(&api, &format!("/api/v2/{resource}/{id}"), &[]),
-                (200, shown)
-            );
+            assert_eq!(get(&api, &format!("/api/v2/{resource}/{id}"), &[]), (200, shown));
         }
     }
 
     #[test]
     fn unknown_routes_and_ids_are_404_json() {
         let api = account(40, 1);
-        for path in [
-            "/api/v2/groups/",
-            "/api/v2/",
-            "/users/",
-            "/api/v2/users/abc/",
-            "/api/v2/users/1/x/",
-        ] {
+        for path in ["/api/v2/groups/", "/api/v2/", "/users/", "/api/v2/users/abc/", "/api/v2/users/1/x/"] {
             let (status, body) = get(&api, path, &[]);
-            assert_eq!(
-                (status, json(&body)["message"].as_str()),
-                (404, Some("Not found")),
-                "{path}"
-            );
+            assert_eq!((status, json(&body)["message"].as_str()), (404, Some("Not found")), "{path}");
         }
         let hidden = format!("/api/v2/taxonomies/{HIDDEN_ROOT_ID}/");
         assert_eq!(get(&api, &hidden, &[]).0, 404);
@@ -1332,10 +1076,7 @@ mod tests {
         assert_eq!(page["total_pages"], 3);
         assert!(page["next_page"].as_str().unwrap().contains("per_page=100"));
         let (_, body) = get(&api, "/api/v2/assignments/", &[]);
-        assert_eq!(
-            json(&body)["assignments"].as_array().unwrap().len(),
-            DEFAULT_PER_PAGE
-        );
+        assert_eq!(json(&body)["assignments"].as_array().unwrap().len(), DEFAULT_PER_PAGE);
         assert_eq!(json(&body)["total_pages"], 10);
     }
 
@@ -1348,28 +1089,17 @@ mod tests {
         assert!(next.ends_with("&status=draft&lang=pt-BR"), "{next}");
         let found = items(&bodies, "assignments");
         assert!(!found.is_empty());
-        assert!(found
-            .iter()
-            .all(|a| a["status"] == "draft" && a["lang"] == "pt-BR"));
+        assert!(found.iter().all(|a| a["status"] == "draft" && a["lang"] == "pt-BR"));
         let all = expected_values(&api, "assignments");
-        let count = all
-            .iter()
-            .filter(|a| a["status"] == "draft" && a["lang"] == "pt-BR")
-            .count();
+        let count = all.iter().filter(|a| a["status"] == "draft" && a["lang"] == "pt-BR").count();
         assert_eq!(found.len(), count);
     }
 
     #[test]
     fn users_type_filter() {
         let api = account(400, 1);
-        let found = items(
-            &pages(&api, "/api/v2/users/", &[("type", "reviewer")]),
-            "users",
-        );
-        let count = expected_values(&api, "users")
-            .iter()
-            .filter(|u| u["type"] == "reviewer")
-            .count();
+        let found = items(&pages(&api, "/api/v2/users/", &[("type", "reviewer")]), "users");
+        let count = expected_values(&api, "users").iter().filter(|u| u["type"] == "reviewer").count();
         assert!(count > 0);
         assert_eq!(found.len(), count);
         assert!(found.iter().all(|u| u["type"] == "reviewer"));
@@ -1383,10 +1113,7 @@ mod tests {
         assert!(roots.iter().all(|t| t["parent"] == HIDDEN_ROOT_ID));
         assert!(roots.len() < api.expected("taxonomies").len());
         let hidden = HIDDEN_ROOT_ID.to_string();
-        let same = items(
-            &pages(&api, "/api/v2/taxonomies/", &[("parent", &hidden)]),
-            "taxonomies",
-        );
+        let same = items(&pages(&api, "/api/v2/taxonomies/", &[("parent", &hidden)]), "taxonomies");
         assert_eq!(roots, same);
     }
 
@@ -1394,10 +1121,7 @@ mod tests {
     fn taxonomy_tree_is_at_least_five_levels_deep() {
         for (records, generation) in [(0, 1), (40, 3), (20_000, 1)] {
             let api = account(records, generation);
-            let levels = expected_values(&api, "taxonomies")
-                .iter()
-                .map(|t| t["level"].as_u64().unwrap())
-                .max();
+            let levels = expected_values(&api, "taxonomies").iter().map(|t| t["level"].as_u64().unwrap()).max();
             assert!(levels.unwrap() >= 5, "records {records}");
         }
     }
@@ -1409,13 +1133,7 @@ mod tests {
         assert_eq!(api.expected("taxonomies").len(), 5000);
         assert_eq!(api.expected("assignments").len(), 20_000);
         let tiny = account(0, 1);
-        assert_eq!(
-            (
-                tiny.expected("users").len(),
-                tiny.expected("taxonomies").len()
-            ),
-            (5, 20)
-        );
+        assert_eq!((tiny.expected("users").len(), tiny.expected("taxonomies").len()), (5, 20));
     }
 
     #[test]
@@ -1427,10 +1145,7 @@ mod tests {
                 assert_eq!(by_id(items(&bodies, table)), expected_values(&api, table));
                 // Byte for byte, too: every expected record is served as that text.
                 let served = bodies.concat();
-                assert!(api
-                    .expected(table)
-                    .iter()
-                    .all(|record| served.contains(record.as_str())));
+                assert!(api.expected(table).iter().all(|record| served.contains(record.as_str())));
             }
         }
     }
@@ -1439,54 +1154,26 @@ mod tests {
     fn expected_taxonomies_equal_the_walked_tree() {
         for generation in [1, 2, 5] {
             let api = account(100, generation);
-            assert_eq!(
-                walk_tree(&api),
-                expected_values(&api, "taxonomies"),
-                "generation {generation}"
-            );
+            assert_eq!(walk_tree(&api), expected_values(&api, "taxonomies"), "generation {generation}");
         }
     }
 
     #[test]
     fn hard_values_are_present() {
         let api = account(200, 1);
-        let all = [
-            api.expected("users"),
-            api.expected("taxonomies"),
-            api.expected("assignments"),
-        ]
-        .concat();
+        let all = [api.expected("users"), api.expected("taxonomies"), api.expected("assignments")].concat();
         let text = all.concat();
-        for needle in [
-            "\\n",
-            "🚀",
-            "日本語",
-            "\"=SUM",
-            "\"\"",
-            "null",
-            "O'Brien, \\\"The Boss\\\"",
-            "9007199254740993",
-        ] {
+        for needle in ["\\n", "🚀", "日本語", "\"=SUM", "\"\"", "null", "O'Brien, \\\"The Boss\\\"", "9007199254740993"]
+        {
             assert!(text.contains(needle), "{needle}");
         }
         assert!(text.contains(&i64::MAX.to_string()));
-        let long = expected_values(&api, "assignments")
-            .iter()
-            .map(|a| a["message"].as_str().unwrap().len())
-            .max();
+        let long = expected_values(&api, "assignments").iter().map(|a| a["message"].as_str().unwrap().len()).max();
         assert_eq!(long, Some(10 * 1024));
         let paths: Vec<Value> = expected_values(&api, "taxonomies");
-        let tricky = paths
-            .iter()
-            .find(|t| t["title"] == "Input/Output > Drivers \\ Legacy")
-            .unwrap();
-        assert_eq!(
-            tricky["path"],
-            "Products / Printers / Input\\/Output > Drivers \\\\ Legacy"
-        );
-        assert!(paths
-            .iter()
-            .any(|t| t["level"] == 6 && t["id"] == (1u64 << 54) + 1));
+        let tricky = paths.iter().find(|t| t["title"] == "Input/Output > Drivers \\ Legacy").unwrap();
+        assert_eq!(tricky["path"], "Products / Printers / Input\\/Output > Drivers \\\\ Legacy");
+        assert!(paths.iter().any(|t| t["level"] == 6 && t["id"] == (1u64 << 54) + 1));
     }
 
     #[test]
@@ -1508,39 +1195,21 @@ mod tests {
             Some(format!("Basic {}", base64_encode(API_KEY.as_bytes()))),
         ];
         for authorization in wrong {
-            let req = MockRequest {
-                authorization: authorization.clone(),
-                ..request("/api/v2/users/", &[])
-            };
+            let req = MockRequest { authorization: authorization.clone(), ..request("/api/v2/users/", &[]) };
             let response = api.handle(&req);
             assert_eq!(response.status, 401, "{authorization:?}");
-            assert_eq!(
-                String::from_utf8(response.body).unwrap(),
-                r#"{"message":"Unauthorized"}"#
-            );
+            assert_eq!(String::from_utf8(response.body).unwrap(), r#"{"message":"Unauthorized"}"#);
         }
-        let lower = format!(
-            "basic {}",
-            base64_encode(format!("{USERNAME}:{API_KEY}").as_bytes())
-        );
-        let req = MockRequest {
-            authorization: Some(lower),
-            ..request("/api/v2/users/", &[])
-        };
+        let lower = format!("basic {}", base64_encode(format!("{USERNAME}:{API_KEY}").as_bytes()));
+        let req = MockRequest { authorization: Some(lower), ..request("/api/v2/users/", &[]) };
         assert_eq!(api.handle(&req).status, 200);
     }
 
     #[test]
     fn base64_round_trips() {
-        assert_eq!(
-            base64_encode(b"api@example.com:mock-paligo-key"),
-            "YXBpQGV4YW1wbGUuY29tOm1vY2stcGFsaWdvLWtleQ=="
-        );
+        assert_eq!(base64_encode(b"api@example.com:mock-paligo-key"), "YXBpQGV4YW1wbGUuY29tOm1vY2stcGFsaWdvLWtleQ==");
         for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
-            assert_eq!(
-                base64_decode(&base64_encode(text.as_bytes())).unwrap(),
-                text.as_bytes()
-            );
+            assert_eq!(base64_decode(&base64_encode(text.as_bytes())).unwrap(), text.as_bytes());
         }
         assert_eq!(base64_decode("Zg=a"), None);
         assert_eq!(base64_decode("Zg==Zg=="), None);
@@ -1550,9 +1219,7 @@ mod tests {
     fn too_many_requests_has_retry_after() {
         let response = account(10, 1).too_many_requests(7);
         assert_eq!(response.status, 429);
-        assert!(response
-            .headers
-            .contains(&("Retry-After".to_string(), "7".to_string())));
+        assert!(response.headers.contains(&("Retry-After".to_string(), "7".to_string())));
         assert!(json(std::str::from_utf8(&response.body).unwrap())["message"].is_string());
         assert!(account(10, 1).rate_limit_headers(50, 3).is_empty());
     }
@@ -1563,15 +1230,9 @@ mod tests {
             let values = if table == "taxonomies" {
                 walk_tree(api)
             } else {
-                items(
-                    &pages(api, &format!("/api/v2/{table}/"), &[("per_page", "100")]),
-                    table,
-                )
+                items(&pages(api, &format!("/api/v2/{table}/"), &[("per_page", "100")]), table)
             };
-            values
-                .into_iter()
-                .map(|v| (v["id"].as_u64().unwrap(), v.to_string()))
-                .collect()
+            values.into_iter().map(|v| (v["id"].as_u64().unwrap(), v.to_string())).collect()
         };
         diff(read(before), read(after))
     }
@@ -1586,10 +1247,7 @@ mod tests {
             assert_eq!(*m, served_diff(&before, &after, table), "{table}");
         }
         let table = |name: &str| &mutations.tables.iter().find(|(t, _)| t == name).unwrap().1;
-        assert_eq!(
-            (table("users").added.len(), table("users").deleted.len()),
-            (2, 1)
-        );
+        assert_eq!((table("users").added.len(), table("users").deleted.len()), (2, 1));
         assert_eq!(table("users").changed.len(), 1);
         let taxonomies = table("taxonomies");
         assert_eq!((taxonomies.added.len(), taxonomies.deleted.len()), (1, 1));
@@ -1605,18 +1263,10 @@ mod tests {
         let api = account(300, 2);
         for (table, m) in api.mutations().tables {
             for id in &m.deleted {
-                assert_eq!(
-                    get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0,
-                    404,
-                    "{table} {id}"
-                );
+                assert_eq!(get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0, 404, "{table} {id}");
             }
             for id in m.added.iter().chain(&m.changed) {
-                assert_eq!(
-                    get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0,
-                    200,
-                    "{table} {id}"
-                );
+                assert_eq!(get(&api, &format!("/api/v2/{table}/{id}/"), &[]).0, 200, "{table} {id}");
             }
         }
     }
@@ -1636,11 +1286,7 @@ mod tests {
         for table in TABLES {
             assert_eq!(a.expected(table), b.expected(table));
         }
-        let other = Paligo::new(&MockOptions {
-            seed: 8,
-            records: 120,
-            ..MockOptions::default()
-        });
+        let other = Paligo::new(&MockOptions { seed: 8, records: 120, ..MockOptions::default() });
         assert_ne!(a.expected("assignments"), other.expected("assignments"));
     }
 }

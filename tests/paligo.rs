@@ -1,0 +1,1 @@
+//! Paligo end to end (to come).

@@ -1,0 +1,73 @@
+//! A unique directory per test and the binary run inside it (after xsv's Workdir).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Workdir {
+    pub dir: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(name: &str) -> Workdir {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Workdir { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The binary, run in this directory, with no secrets from the environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api2csv"));
+        cmd.current_dir(&self.dir).args(args);
+        for var in ["MAILERLITE_API_KEY", "PALIGO_USERNAME", "PALIGO_API_KEY", "RUST_LOG"] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    pub fn output(&self, cmd: &mut Command) -> Output {
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    }
+
+    /// Runs `cmd`, which must succeed; returns its stdout.
+    pub fn stdout(&self, cmd: &mut Command) -> String {
+        let out = self.output(cmd);
+        if !out.status.success() {
+            panic!("{}", describe(cmd, &out));
+        }
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `cmd`, which must fail with `status`; returns its stderr.
+    pub fn fails(&self, cmd: &mut Command, status: i32) -> String {
+        let out = self.output(cmd);
+        if out.status.code() != Some(status) {
+            panic!("expected exit status {status}\n{}", describe(cmd, &out));
+        }
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path(rel);
+        fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+pub fn describe(cmd: &Command, out: &Output) -> String {
+    format!(
+        "command: {cmd:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
