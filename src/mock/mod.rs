@@ -256,6 +256,7 @@ impl Shared {
             Fault::DropMidBody => Reply {
                 response,
                 drop_mid_body: true,
+                head_only: false,
             },
             Fault::TruncatedJson => {
                 let mut response = response;
@@ -294,6 +295,8 @@ impl Fault {
 struct Reply {
     response: MockResponse,
     drop_mid_body: bool,
+    /// A HEAD request: Content-Length as for GET, but no body.
+    head_only: bool,
 }
 
 impl Reply {
@@ -301,6 +304,7 @@ impl Reply {
         Reply {
             response,
             drop_mid_body: false,
+            head_only: false,
         }
     }
 }
@@ -418,7 +422,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             &mut io::sink(),
         )?;
         let request = head.to_request(&shared.origin);
-        let reply = shared.answer(&request);
+        let mut reply = shared.answer(&request);
+        reply.head_only = head.method == "HEAD";
         let keep_alive = head.keep_alive && !reply.drop_mid_body;
         write_reply(&mut writer, &reply, keep_alive)?;
         if !keep_alive {
@@ -578,10 +583,10 @@ fn write_reply(out: &mut TcpStream, reply: &Reply, keep_alive: bool) -> io::Resu
         wire.extend_from_slice(b"Connection: close\r\n");
     }
     wire.extend_from_slice(b"\r\n");
-    let body_len = if reply.drop_mid_body {
-        response.body.len() / 2
-    } else {
-        response.body.len()
+    let body_len = match (reply.head_only, reply.drop_mid_body) {
+        (true, _) => 0,
+        (false, true) => response.body.len() / 2,
+        (false, false) => response.body.len(),
     };
     wire.extend_from_slice(&response.body[..body_len]);
     out.write_all(&wire)?;
@@ -720,6 +725,21 @@ mod tests {
             );
         }
         assert!(server.origin().starts_with("http://127.0.0.1:"));
+    }
+
+    #[test]
+    fn head_gets_headers_only() {
+        let server = serve(MockOptions::default());
+        let mut conn = connect(&server);
+        conn.get_mut()
+            .write_all(b"HEAD / HTTP/1.1\r\nAuthorization: Bearer k\r\n\r\n")
+            .unwrap();
+        let mut line = String::new();
+        while line != "\r\n" {
+            line.clear();
+            conn.read_line(&mut line).unwrap();
+        }
+        assert_eq!(get(&mut conn, "/next", "Bearer k").status, 200);
     }
 
     #[test]
