@@ -195,7 +195,7 @@ impl Client {
                     _ => Error::Request { url, detail: format!("{detail} (after {} retries)", retry) },
                 });
             };
-            log::warn!("{url}: {detail}; retry {} of {} in {:.1}s", retry + 1, self.config.retries, wait.as_secs_f64());
+            log::info!("{url}: {detail}; retry {} of {} in {:.1}s", retry + 1, self.config.retries, wait.as_secs_f64());
             std::thread::sleep(wait);
             retry += 1;
         }

@@ -53,7 +53,10 @@ fn an_unreachable_host_exits_1_with_one_line() {
     let wd = Workdir::new("err-host");
     // A port nobody listens on: bind one, then free it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "http://127.0.0.1:{port}/api", "retry_attempts": 1}}"#));
+    wd.write(
+        "c.json",
+        &format!(r#"{{"api_key": "k", "base_url": "http://127.0.0.1:{port}/api", "retry_attempts": 1}}"#),
+    );
     let err = wd.fails(&mut wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out"]), 1);
     let line = one_line(&err);
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");

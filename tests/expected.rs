@@ -102,7 +102,9 @@ pub fn rows_by_key(dir: &Path, table: &str, pk: &[&str]) -> BTreeMap<String, BTr
             .iter()
             .zip(row)
             .filter(|(_, v)| !v.is_empty())
-            .map(|(h, v)| (paths.get(h).unwrap_or_else(|| panic!("{table}: column {h} not in state")).clone(), v.clone()))
+            .map(|(h, v)| {
+                (paths.get(h).unwrap_or_else(|| panic!("{table}: column {h} not in state")).clone(), v.clone())
+            })
             .collect();
         assert!(out.insert(key.clone(), cells).is_none(), "{table}: key {key} twice");
     }

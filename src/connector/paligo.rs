@@ -367,7 +367,10 @@ impl PageReader for Tree<'_> {
             let id = child.parent.clone().unwrap_or_default();
             if child.level > MAX_DEPTH || !self.seen.insert(id.clone()) {
                 let url = self.client.url("/taxonomies/", &[("parent", &id)]);
-                return Err(Error::Response { url, detail: format!("taxonomy {id} is reached twice: the tree has a cycle") });
+                return Err(Error::Response {
+                    url,
+                    detail: format!("taxonomy {id} is reached twice: the tree has a cycle"),
+                });
             }
             self.stack.push(child);
         }

@@ -22,13 +22,7 @@ pub const BASE_PATH: &str = "/api";
 pub const DEFAULT_LIMIT: usize = 25;
 pub const MAX_LIMIT: usize = 100;
 /// The table names `expected` and `mutations` know.
-pub const TABLES: [&str; 5] = [
-    "subscriber",
-    "group",
-    "group_subscriber",
-    "field",
-    "campaign",
-];
+pub const TABLES: [&str; 5] = ["subscriber", "group", "group_subscriber", "field", "campaign"];
 /// Generations above this are treated as this one (slot space is reserved for it).
 pub const MAX_GENERATION: u32 = 1000;
 
@@ -128,11 +122,7 @@ impl Stamp {
         let (year, month, day) = civil_from_days(days);
         let mut out = *b"0000-00-00 00:00:00";
         let parts = [(0, 4, year as u32), (5, 2, month), (8, 2, day)];
-        let clock = [
-            (11, 2, secs / 3600),
-            (14, 2, secs / 60 % 60),
-            (17, 2, secs % 60),
-        ];
+        let clock = [(11, 2, secs / 3600), (14, 2, secs / 60 % 60), (17, 2, secs % 60)];
         for (at, width, mut value) in parts.into_iter().chain(clock) {
             for i in (at..at + width).rev() {
                 out[i] = b'0' + (value % 10) as u8;
@@ -283,18 +273,9 @@ const LAST_NAMES: [&str; 12] = [
     "van der Berg",
     "Kowalski",
 ];
-const EMAIL_NAMES: [&str; 8] = [
-    "maria", "jonas", "sofia", "liam", "emma", "noah", "olivia", "lukas",
-];
-const COMPANIES: [&str; 7] = [
-    "Northwind GmbH",
-    "Acme Inc.",
-    "Globex",
-    "Initech",
-    "Umbrella Corp",
-    "Contoso Ltd.",
-    "Wayne Enterprises",
-];
+const EMAIL_NAMES: [&str; 8] = ["maria", "jonas", "sofia", "liam", "emma", "noah", "olivia", "lukas"];
+const COMPANIES: [&str; 7] =
+    ["Northwind GmbH", "Acme Inc.", "Globex", "Initech", "Umbrella Corp", "Contoso Ltd.", "Wayne Enterprises"];
 const PLACES: [(&str, &str); 7] = [
     ("Germany", "Leipzig"),
     ("Greece", "Αθήνα"),
@@ -370,13 +351,7 @@ enum Status {
 }
 
 impl Status {
-    const ALL: [Status; 5] = [
-        Status::Active,
-        Status::Unsubscribed,
-        Status::Unconfirmed,
-        Status::Bounced,
-        Status::Junk,
-    ];
+    const ALL: [Status; 5] = [Status::Active, Status::Unsubscribed, Status::Unconfirmed, Status::Bounced, Status::Junk];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -485,29 +460,17 @@ const CUSTOM_FIELDS: [(&str, &str, &str, u32); 4] = [
 ];
 
 fn fields_of(generation: u32) -> Vec<Field> {
-    let defaults = DEFAULT_FIELDS
-        .iter()
-        .enumerate()
-        .map(|(i, &(name, key))| Field {
-            id: Id(i as u64 + 1),
-            name,
-            key,
-            kind: "text",
-            is_default: true,
-            used_in_automations: false,
-        });
-    let custom = CUSTOM_FIELDS
-        .iter()
-        .enumerate()
-        .filter(|f| f.1 .3 <= generation)
-        .map(|(i, &(name, key, kind, _))| Field {
-            id: Id(947_151 + i as u64),
-            name,
-            key,
-            kind,
-            is_default: false,
-            used_in_automations: i == 0,
-        });
+    let defaults = DEFAULT_FIELDS.iter().enumerate().map(|(i, &(name, key))| Field {
+        id: Id(i as u64 + 1),
+        name,
+        key,
+        kind: "text",
+        is_default: true,
+        used_in_automations: false,
+    });
+    let custom = CUSTOM_FIELDS.iter().enumerate().filter(|f| f.1 .3 <= generation).map(|(i, &(name, key, kind, _))| {
+        Field { id: Id(947_151 + i as u64), name, key, kind, is_default: false, used_in_automations: i == 0 }
+    });
     defaults.chain(custom).collect()
 }
 
@@ -629,27 +592,9 @@ struct Language {
 }
 
 const LANGUAGES: [Language; 3] = [
-    Language {
-        id: "4",
-        shortcode: "en",
-        iso639: "en-US",
-        name: "English",
-        direction: "ltr",
-    },
-    Language {
-        id: "7",
-        shortcode: "de",
-        iso639: "de-DE",
-        name: "German",
-        direction: "ltr",
-    },
-    Language {
-        id: "2",
-        shortcode: "ar",
-        iso639: "ar-SA",
-        name: "Arabic",
-        direction: "rtl",
-    },
+    Language { id: "4", shortcode: "en", iso639: "en-US", name: "English", direction: "ltr" },
+    Language { id: "7", shortcode: "de", iso639: "de-DE", name: "German", direction: "ltr" },
+    Language { id: "2", shortcode: "ar", iso639: "ar-SA", name: "Arabic", direction: "rtl" },
 ];
 
 #[derive(Serialize, Clone, Debug)]
@@ -747,12 +692,7 @@ impl Stats {
     }
 
     fn for_campaign(&self) -> Stats {
-        Stats {
-            forward_rate: None,
-            social_interactions_count: None,
-            social_interaction_rate: None,
-            ..self.clone()
-        }
+        Stats { forward_rate: None, social_interactions_count: None, social_interaction_rate: None, ..self.clone() }
     }
 }
 
@@ -908,8 +848,7 @@ impl MailerLite {
             }
         }
         let generation = self.generation;
-        life.groups
-            .retain(|group| self.group_alive(group, generation));
+        life.groups.retain(|group| self.group_alive(group, generation));
         Some(life)
     }
 
@@ -956,8 +895,7 @@ impl MailerLite {
     }
 
     fn event_time(&self, g: u32, slot: u64) -> i64 {
-        generation_time(g)
-            - Draw::new(&[self.seed, TAG_TIME, u64::from(g), slot]).below(DAY as u64) as i64
+        generation_time(g) - Draw::new(&[self.seed, TAG_TIME, u64::from(g), slot]).below(DAY as u64) as i64
     }
 
     fn created_at(&self, slot: u64, born: u32, d: &mut Draw) -> i64 {
@@ -1042,20 +980,17 @@ impl MailerLite {
             0 => first_update,
             g => self.event_time(g, slot),
         };
-        let unsubscribed_at =
-            (life.status == Status::Unsubscribed).then(|| match life.unsubscribed {
-                0 => Stamp(first_update),
-                g => Stamp(self.event_time(g, slot)),
-            });
+        let unsubscribed_at = (life.status == Status::Unsubscribed).then(|| match life.unsubscribed {
+            0 => Stamp(first_update),
+            g => Stamp(self.event_time(g, slot)),
+        });
         let email = format!("{}.{slot}@example.org", d.pick(&EMAIL_NAMES));
         let values = self.field_values(slot, life, &mut d);
         let (sent, source) = (d.below(61), d.pick(&SOURCES));
         let opens = d.below(sent + 1);
         let clicks = d.below(opens + 1);
         let ip_address = d.chance(20).then(|| format!("203.0.113.{}", d.below(255)));
-        let opted_in_at = d
-            .chance(15)
-            .then(|| Stamp(created + 60 + d.below(600) as i64));
+        let opted_in_at = d.chance(15).then(|| Stamp(created + 60 + d.below(600) as i64));
         let groups = with_groups.then(|| life.groups.iter().map(|g| &self.groups[g]).collect());
         let subscriber = Subscriber {
             id: Id(self.subscriber_id(slot)),
@@ -1081,19 +1016,12 @@ impl MailerLite {
     }
 
     /// The `fields` object: the eight defaults, then one key per custom field.
-    fn field_values(
-        &self,
-        slot: u64,
-        life: &Life,
-        d: &mut Draw,
-    ) -> Vec<(&'static str, Option<Cow<'_, str>>)> {
+    fn field_values(&self, slot: u64, life: &Life, d: &mut Draw) -> Vec<(&'static str, Option<Cow<'_, str>>)> {
         let name = d.pick(&FIRST_NAMES);
         let last_name = d.pick(&LAST_NAMES);
         let company = self.company(slot, d);
         let (country, city) = d.pick(&PLACES);
-        let phone = d
-            .chance(30)
-            .then(|| format!("+49 30 {:07}", d.below(10_000_000)));
+        let phone = d.chance(30).then(|| format!("+49 30 {:07}", d.below(10_000_000)));
         let state = d.chance(20).then(|| d.pick(&STATES));
         let zip = d.chance(70).then(|| format!("{:05}", d.below(100_000)));
         let plan = d.below(4) as usize;
@@ -1102,14 +1030,8 @@ impl MailerLite {
             v => Some(PLANS[(plan + v as usize) % PLANS.len()]),
         };
         let score = d.chance(60).then(|| d.below(101).to_string());
-        let birthday = d.chance(40).then(|| {
-            format!(
-                "{}-{:02}-{:02}",
-                1950 + d.below(55),
-                1 + d.below(12),
-                1 + d.below(28)
-            )
-        });
+        let birthday =
+            d.chance(40).then(|| format!("{}-{:02}-{:02}", 1950 + d.below(55), 1 + d.below(12), 1 + d.below(28)));
         let mut values = vec![
             ("name", Some(Cow::Borrowed(name))),
             ("last_name", Some(Cow::Borrowed(last_name))),
@@ -1164,9 +1086,7 @@ impl MailerLite {
     }
 
     fn build_groups(&self) -> Vec<Group> {
-        (0..self.group_count())
-            .map(|g| self.build_group(g))
-            .collect()
+        (0..self.group_count()).map(|g| self.build_group(g)).collect()
     }
 
     /// A group with its own send statistics; member counts come later.
@@ -1216,11 +1136,7 @@ impl MailerLite {
         let id = CAMPAIGN_BASE - c as u64 * ID_STRIDE - d.below(1_000_000);
         let created = T_GEN1 - (c as i64 + 1) * 5 * DAY - d.below(DAY as u64) as i64;
         let sent_generation = sent_in_generation(c).filter(|&g| g <= self.generation);
-        let status = if sent_generation.is_some() {
-            "sent"
-        } else {
-            initial_campaign_status(c)
-        };
+        let status = if sent_generation.is_some() { "sent" } else { initial_campaign_status(c) };
         let (kind, type_for_humans) = match c {
             14 => ("ab", "A/B split"),
             20 => ("resend", "Auto resend"),
@@ -1246,11 +1162,7 @@ impl MailerLite {
             name,
             kind,
             status,
-            missing_data: if status == "draft" && c == 6 {
-                vec!["content"]
-            } else {
-                Vec::new()
-            },
+            missing_data: if status == "draft" && c == 6 { vec!["content"] } else { Vec::new() },
             settings: Settings {
                 track_opens: true,
                 use_google_analytics: c.is_multiple_of(3),
@@ -1309,11 +1221,7 @@ impl MailerLite {
 
     /// The groups a campaign is sent to, as a snapshot taken at generation 1.
     fn campaign_groups(&self, c: usize, d: &mut Draw) -> CampaignGroups {
-        let wanted = if c % 6 == 5 {
-            0
-        } else {
-            1 + d.below(2) as usize
-        };
+        let wanted = if c % 6 == 5 { 0 } else { 1 + d.below(2) as usize };
         let mut chosen: Vec<usize> = Vec::new();
         while chosen.len() < wanted.min(self.group_count()) {
             let group = d.below(self.group_count() as u64) as usize;
@@ -1426,10 +1334,7 @@ impl CampaignGroups {
         if self.ids.is_empty() {
             return Vec::new();
         }
-        vec![vec![FilterRule {
-            operator: "in_any",
-            args: ("groups", self.ids.clone()),
-        }]]
+        vec![vec![FilterRule { operator: "in_any", args: ("groups", self.ids.clone()) }]]
     }
 
     fn for_humans(&self) -> Vec<Vec<String>> {
@@ -1450,13 +1355,7 @@ struct CampaignTimes {
 }
 
 impl CampaignTimes {
-    fn new(
-        status: &str,
-        created: i64,
-        sent_in: Option<u32>,
-        c: usize,
-        d: &mut Draw,
-    ) -> CampaignTimes {
+    fn new(status: &str, created: i64, sent_in: Option<u32>, c: usize, d: &mut Draw) -> CampaignTimes {
         let edited = created + d.below(3 * DAY as u64) as i64;
         let send = match sent_in {
             Some(g) => generation_time(g) - DAY / 2 - d.below(3600) as i64,
@@ -1478,13 +1377,7 @@ impl CampaignTimes {
                 started: None,
                 finished: None,
             },
-            _ => CampaignTimes {
-                created,
-                updated: edited,
-                scheduled: None,
-                started: None,
-                finished: None,
-            },
+            _ => CampaignTimes { created, updated: edited, scheduled: None, started: None, finished: None },
         }
     }
 }
@@ -1508,17 +1401,12 @@ impl MockApi for MailerLite {
 
     fn too_many_requests(&self, retry_after_secs: u64) -> MockResponse {
         let mut response = json(429, br#"{"message":"Too Many Attempts."}"#.to_vec());
-        response
-            .headers
-            .push(("Retry-After".into(), retry_after_secs.to_string()));
+        response.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
         response
     }
 
     fn rate_limit_headers(&self, limit: u32, remaining: u32) -> Vec<(String, String)> {
-        vec![
-            ("x-ratelimit-limit".into(), limit.to_string()),
-            ("x-ratelimit-remaining".into(), remaining.to_string()),
-        ]
+        vec![("x-ratelimit-limit".into(), limit.to_string()), ("x-ratelimit-remaining".into(), remaining.to_string())]
     }
 }
 
@@ -1527,11 +1415,7 @@ type Answer = Result<Vec<u8>, MockResponse>;
 
 fn json(status: u16, body: Vec<u8>) -> MockResponse {
     let headers = vec![("Cache-Control".into(), "no-cache, private".into())];
-    MockResponse {
-        status,
-        headers,
-        body,
-    }
+    MockResponse { status, headers, body }
 }
 
 /// Laravel's validation failure for one parameter.
@@ -1545,10 +1429,7 @@ fn invalid(field: &str, message: &str) -> MockResponse {
 fn not_found(model: &str, id: &str) -> MockResponse {
     let message = format!("No query results for model [{model}] {id}");
     let quoted = serde_json::to_string(&message).expect("a string serializes");
-    json(
-        404,
-        format!("{{\n    \"message\": {quoted}\n}}").into_bytes(),
-    )
+    json(404, format!("{{\n    \"message\": {quoted}\n}}").into_bytes())
 }
 
 impl MailerLite {
@@ -1561,12 +1442,7 @@ impl MailerLite {
                 req.method,
                 req.path.trim_start_matches('/')
             );
-            return Err(json(
-                405,
-                serde_json::json!({ "message": message })
-                    .to_string()
-                    .into_bytes(),
-            ));
+            return Err(json(405, serde_json::json!({ "message": message }).to_string().into_bytes()));
         }
         match segments.as_slice() {
             ["subscribers"] => self.list_subscribers(req, None),
@@ -1575,16 +1451,8 @@ impl MailerLite {
             ["fields"] => self.list_fields(req),
             ["campaigns"] => self.list_campaigns(req),
             _ => {
-                let message = format!(
-                    "The route {} could not be found.",
-                    req.path.trim_start_matches('/')
-                );
-                Err(json(
-                    404,
-                    serde_json::json!({ "message": message })
-                        .to_string()
-                        .into_bytes(),
-                ))
+                let message = format!("The route {} could not be found.", req.path.trim_start_matches('/'));
+                Err(json(404, serde_json::json!({ "message": message }).to_string().into_bytes()))
             }
         }
     }
@@ -1600,26 +1468,14 @@ impl MailerLite {
 
     fn list_groups(&self, req: &MockRequest) -> Answer {
         let name = req.param("filter[name]").map(str::to_lowercase);
-        let matches = |g: &&Group| {
-            name.as_ref()
-                .is_none_or(|n| g.name.to_lowercase().contains(n))
-        };
-        let groups: Vec<&Group> = self
-            .groups
-            .iter()
-            .filter(|g| g.alive)
-            .filter(matches)
-            .collect();
+        let matches = |g: &&Group| name.as_ref().is_none_or(|n| g.name.to_lowercase().contains(n));
+        let groups: Vec<&Group> = self.groups.iter().filter(|g| g.alive).filter(matches).collect();
         page_envelope(req, &groups, None)
     }
 
     fn list_fields(&self, req: &MockRequest) -> Answer {
         let kind = req.param("filter[type]");
-        let fields: Vec<&Field> = self
-            .fields
-            .iter()
-            .filter(|f| kind.is_none_or(|k| f.kind == k))
-            .collect();
+        let fields: Vec<&Field> = self.fields.iter().filter(|f| kind.is_none_or(|k| f.kind == k)).collect();
         page_envelope(req, &fields, None)
     }
 
@@ -1627,28 +1483,17 @@ impl MailerLite {
     fn list_campaigns(&self, req: &MockRequest) -> Answer {
         let status = req.param("filter[status]").unwrap_or("ready");
         if !["sent", "draft", "ready"].contains(&status) {
-            return Err(invalid(
-                "filter.status",
-                "The selected filter.status is invalid.",
-            ));
+            return Err(invalid("filter.status", "The selected filter.status is invalid."));
         }
         let kind = req.param("filter[type]");
-        let campaigns: Vec<&Campaign> = self
-            .campaigns
-            .iter()
-            .filter(|c| c.status == status && kind.is_none_or(|k| c.kind == k))
-            .collect();
+        let campaigns: Vec<&Campaign> =
+            self.campaigns.iter().filter(|c| c.status == status && kind.is_none_or(|k| c.kind == k)).collect();
         page_envelope(req, &campaigns, Some(self.aggregations()))
     }
 
     fn aggregations(&self) -> Aggregations {
         let count = |status| self.campaigns.iter().filter(|c| c.status == status).count();
-        Aggregations {
-            all: self.campaigns.len(),
-            draft: count("draft"),
-            ready: count("ready"),
-            sent: count("sent"),
-        }
+        Aggregations { all: self.campaigns.len(), draft: count("draft"), ready: count("ready"), sent: count("sent") }
     }
 }
 
@@ -1714,20 +1559,12 @@ struct MetaLink {
 
 /// Laravel's length-aware page of `items` (§2b): `?page=N` links only, null
 /// `from`/`to` past the end.
-fn page_envelope<T: Serialize>(
-    req: &MockRequest,
-    items: &[T],
-    aggregations: Option<Aggregations>,
-) -> Answer {
+fn page_envelope<T: Serialize>(req: &MockRequest, items: &[T], aggregations: Option<Aggregations>) -> Answer {
     let limit = match limit_param(req)? {
         0 => DEFAULT_LIMIT,
         limit => limit,
     };
-    let page = req
-        .param("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|&p| p >= 1)
-        .unwrap_or(1);
+    let page = req.param("page").and_then(|p| p.parse::<usize>().ok()).filter(|&p| p >= 1).unwrap_or(1);
     let total = items.len();
     let last_page = total.div_ceil(limit).max(1);
     let start = (page - 1).saturating_mul(limit).min(total);
@@ -1738,12 +1575,7 @@ fn page_envelope<T: Serialize>(
     let next = (page < last_page).then(|| url(page + 1));
     let envelope = PageEnvelope {
         data,
-        links: PageLinks {
-            first: url(1),
-            last: url(last_page),
-            prev: prev.clone(),
-            next: next.clone(),
-        },
+        links: PageLinks { first: url(1), last: url(last_page), prev: prev.clone(), next: next.clone() },
         meta: PageMeta {
             current_page: page,
             from: (!data.is_empty()).then_some(start + 1),
@@ -1768,32 +1600,16 @@ fn meta_links(
     prev: Option<String>,
     next: Option<String>,
 ) -> Vec<MetaLink> {
-    let mut links = vec![MetaLink {
-        url: prev,
-        label: "&laquo; Previous".into(),
-        active: false,
-    }];
+    let mut links = vec![MetaLink { url: prev, label: "&laquo; Previous".into(), active: false }];
     for range in page_windows(page, last_page) {
         if links.len() > 1 {
-            links.push(MetaLink {
-                url: None,
-                label: "...".into(),
-                active: false,
-            });
+            links.push(MetaLink { url: None, label: "...".into(), active: false });
         }
         for p in range {
-            links.push(MetaLink {
-                url: Some(url(p)),
-                label: p.to_string(),
-                active: p == page,
-            });
+            links.push(MetaLink { url: Some(url(p)), label: p.to_string(), active: p == page });
         }
     }
-    links.push(MetaLink {
-        url: next,
-        label: "Next &raquo;".into(),
-        active: false,
-    });
+    links.push(MetaLink { url: next, label: "Next &raquo;".into(), active: false });
     links
 }
 
@@ -1845,19 +1661,13 @@ struct CursorJson {
 
 impl Cursor {
     fn encode(&self) -> String {
-        let json = format!(
-            r#"{{"id":{},"_pointsToNextItems":{}}}"#,
-            self.id, self.points_to_next
-        );
+        let json = format!(r#"{{"id":{},"_pointsToNextItems":{}}}"#, self.id, self.points_to_next);
         base64url_encode(json.as_bytes())
     }
 
     fn decode(text: &str) -> Option<Cursor> {
         let parsed: CursorJson = serde_json::from_slice(&base64url_decode(text)?).ok()?;
-        Some(Cursor {
-            id: parsed.id,
-            points_to_next: parsed.points_to_next_items,
-        })
+        Some(Cursor { id: parsed.id, points_to_next: parsed.points_to_next_items })
     }
 }
 
@@ -1866,10 +1676,7 @@ const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 fn base64url_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
     for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |w, (i, &b)| w | u32::from(b) << (16 - 8 * i));
+        let word = chunk.iter().enumerate().fold(0u32, |w, (i, &b)| w | u32::from(b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(BASE64URL[(word >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -1907,9 +1714,10 @@ impl MailerLite {
     fn list_subscribers(&self, req: &MockRequest, group: Option<usize>) -> Answer {
         let status = match req.param("filter[status]").filter(|s| !s.is_empty()) {
             None => group.map(|_| Status::Active),
-            Some(text) => Some(Status::parse(text).ok_or_else(|| {
-                invalid("filter.status", "The selected filter.status is invalid.")
-            })?),
+            Some(text) => Some(
+                Status::parse(text)
+                    .ok_or_else(|| invalid("filter.status", "The selected filter.status is invalid."))?,
+            ),
         };
         let limit = match (limit_param(req)?, group) {
             (0, None) => return Ok(self.count_body(status)),
@@ -1918,16 +1726,11 @@ impl MailerLite {
         };
         let cursor = match req.param("cursor").filter(|c| !c.is_empty()) {
             None => None,
-            Some(text) => Some(
-                Cursor::decode(text).ok_or_else(|| invalid("cursor", "The cursor is invalid."))?,
-            ),
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| invalid("cursor", "The cursor is invalid."))?),
         };
-        let with_groups = req
-            .param("include")
-            .is_some_and(|v| v.split(',').any(|i| i.trim() == "groups"));
-        let wanted = |life: &Life| {
-            status.is_none_or(|s| life.status == s) && group.is_none_or(|g| life.groups.contains(g))
-        };
+        let with_groups = req.param("include").is_some_and(|v| v.split(',').any(|i| i.trim() == "groups"));
+        let wanted =
+            |life: &Life| status.is_none_or(|s| life.status == s) && group.is_none_or(|g| life.groups.contains(g));
         let (page, has_more) = self.walk(cursor, limit, &wanted);
         let mut body = Vec::with_capacity(page.len() * 900 + 512);
         body.extend_from_slice(b"{\"data\":[");
@@ -1937,10 +1740,7 @@ impl MailerLite {
             }
             self.write_subscriber(&mut body, *slot, life, with_groups);
         }
-        let ids = page
-            .first()
-            .zip(page.last())
-            .map(|(f, l)| (self.subscriber_id(f.0), self.subscriber_id(l.0)));
+        let ids = page.first().zip(page.last()).map(|(f, l)| (self.subscriber_id(f.0), self.subscriber_id(l.0)));
         self.close_cursor_page(&mut body, req, limit, cursor, ids, has_more);
         Ok(body)
     }
@@ -1960,36 +1760,15 @@ impl MailerLite {
         let (next, prev) = match ids {
             None => (None, None),
             Some((first, last)) => (
-                (has_more || !forward).then(|| {
-                    Cursor {
-                        id: last,
-                        points_to_next: true,
-                    }
-                    .encode()
-                }),
-                (cursor.is_some() && (has_more || forward)).then(|| {
-                    Cursor {
-                        id: first,
-                        points_to_next: false,
-                    }
-                    .encode()
-                }),
+                (has_more || !forward).then(|| Cursor { id: last, points_to_next: true }.encode()),
+                (cursor.is_some() && (has_more || forward))
+                    .then(|| Cursor { id: first, points_to_next: false }.encode()),
             ),
         };
         let path = format!("{}{}", req.origin, req.path);
         let link = |c: &Option<String>| c.as_ref().map(|c| format!("{path}?cursor={c}"));
-        let links = CursorLinks {
-            first: None,
-            last: None,
-            prev: link(&prev),
-            next: link(&next),
-        };
-        let meta = CursorMeta {
-            path,
-            per_page: limit,
-            next_cursor: next,
-            prev_cursor: prev,
-        };
+        let links = CursorLinks { first: None, last: None, prev: link(&prev), next: link(&next) };
+        let meta = CursorMeta { path, per_page: limit, next_cursor: next, prev_cursor: prev };
         body.extend_from_slice(b"],\"links\":");
         serde_json::to_writer(&mut *body, &links).expect("writing to a Vec cannot fail");
         body.extend_from_slice(b",\"meta\":");
@@ -2008,12 +1787,7 @@ impl MailerLite {
 
     /// Up to `limit` wanted subscribers next to the cursor, in descending id
     /// order, and whether more lie beyond them in the cursor's direction.
-    fn walk(
-        &self,
-        cursor: Option<Cursor>,
-        limit: usize,
-        wanted: &dyn Fn(&Life) -> bool,
-    ) -> (Vec<(u64, Life)>, bool) {
+    fn walk(&self, cursor: Option<Cursor>, limit: usize, wanted: &dyn Fn(&Life) -> bool) -> (Vec<(u64, Life)>, bool) {
         let slots = self.slots();
         let mut page = Vec::with_capacity(limit + 1);
         let mut take = |slot: u64| {
@@ -2023,19 +1797,12 @@ impl MailerLite {
             page.len() > limit
         };
         match cursor {
-            Some(Cursor {
-                id,
-                points_to_next: false,
-            }) => {
-                let end = self
-                    .first_slot_below(id, true)
-                    .clamp(slots.start, slots.end);
+            Some(Cursor { id, points_to_next: false }) => {
+                let end = self.first_slot_below(id, true).clamp(slots.start, slots.end);
                 (slots.start..end).rev().find(|&slot| take(slot));
             }
             _ => {
-                let start = cursor.map_or(slots.start, |c| {
-                    self.first_slot_below(c.id, false).max(slots.start)
-                });
+                let start = cursor.map_or(slots.start, |c| self.first_slot_below(c.id, false).max(slots.start));
                 (start..slots.end).find(|&slot| take(slot));
             }
         }
@@ -2083,10 +1850,7 @@ pub struct Mutations {
 impl Mutations {
     /// The mutations of `table`, if it is one of [`TABLES`] and the generation > 1.
     pub fn table(&self, table: &str) -> Option<&TableMutations> {
-        self.tables
-            .iter()
-            .find(|(name, _)| name == table)
-            .map(|(_, m)| m)
+        self.tables.iter().find(|(name, _)| name == table).map(|(_, m)| m)
     }
 }
 
@@ -2104,12 +1868,7 @@ impl MailerLite {
         match table {
             "subscriber" => self.expected_subscribers(),
             "group_subscriber" => self.expected_memberships(),
-            "group" => self
-                .groups
-                .iter()
-                .filter(|g| g.alive)
-                .map(to_json)
-                .collect(),
+            "group" => self.groups.iter().filter(|g| g.alive).map(to_json).collect(),
             "field" => self.fields.iter().map(to_json).collect(),
             "campaign" => self.campaigns.iter().map(to_json).collect(),
             _ => Vec::new(),
@@ -2137,9 +1896,7 @@ impl MailerLite {
             let subscriber = self.subscriber_id(slot);
             for group in life.groups.iter() {
                 let group = self.groups[group].id.0;
-                out.push(format!(
-                    r#"{{"group_id":"{group}","subscriber_id":"{subscriber}"}}"#
-                ));
+                out.push(format!(r#"{{"group_id":"{group}","subscriber_id":"{subscriber}"}}"#));
             }
         }
         out
@@ -2158,15 +1915,8 @@ impl MailerLite {
             generation: self.generation - 1,
             ..MockOptions::default()
         });
-        let tables = TABLES
-            .iter()
-            .map(|&t| {
-                (
-                    t.to_string(),
-                    diff(t, &previous.expected(t), &self.expected(t)),
-                )
-            })
-            .collect();
+        let tables =
+            TABLES.iter().map(|&t| (t.to_string(), diff(t, &previous.expected(t), &self.expected(t)))).collect();
         Mutations { tables }
     }
 }
@@ -2177,12 +1927,7 @@ fn to_json<T: Serialize>(item: &T) -> String {
 
 /// The primary key of a record of `table`; `group_id,subscriber_id` for memberships.
 pub fn primary_key(table: &str, record: &serde_json::Value) -> String {
-    let text = |key: &str| {
-        record[key]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| record[key].to_string())
-    };
+    let text = |key: &str| record[key].as_str().map(str::to_string).unwrap_or_else(|| record[key].to_string());
     match table {
         "group_subscriber" => format!("{},{}", text("group_id"), text("subscriber_id")),
         _ => text("id"),
@@ -2199,9 +1944,7 @@ fn diff(table: &str, old: &[String], new: &[String]) -> TableMutations {
         match old.remove(&key) {
             None => result.added.push(key),
             // Equal text is the common case; parse only when it differs.
-            Some(before) if before != text && cells(&parse(before)) != cells(&value) => {
-                result.changed.push(key)
-            }
+            Some(before) if before != text && cells(&parse(before)) != cells(&value) => result.changed.push(key),
             Some(_) => {}
         }
     }
@@ -2248,12 +1991,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn account(records: usize, generation: u32) -> MailerLite {
-        MailerLite::new(&MockOptions {
-            seed: 42,
-            records,
-            generation,
-            ..MockOptions::default()
-        })
+        MailerLite::new(&MockOptions { seed: 42, records, generation, ..MockOptions::default() })
     }
 
     fn request(target: &str, authorization: Option<String>) -> MockRequest {
@@ -2269,10 +2007,7 @@ mod tests {
 
     fn get(api: &MailerLite, target: &str) -> (u16, Value) {
         let response = api.handle(&request(target, Some(format!("Bearer {API_KEY}"))));
-        (
-            response.status,
-            serde_json::from_slice(&response.body).unwrap(),
-        )
+        (response.status, serde_json::from_slice(&response.body).unwrap())
     }
 
     fn ok(api: &MailerLite, target: &str) -> Value {
@@ -2282,12 +2017,7 @@ mod tests {
     }
 
     fn keys(value: &Value) -> Vec<&str> {
-        value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect()
+        value.as_object().unwrap().keys().map(String::as_str).collect()
     }
 
     /// Every record of a cursor endpoint, following `meta.next_cursor`.
@@ -2332,18 +2062,12 @@ mod tests {
         let page = ok(&api, "/api/subscribers?limit=5");
         assert_eq!(keys(&page), ["data", "links", "meta"]);
         assert_eq!(keys(&page["links"]), ["first", "last", "prev", "next"]);
-        assert_eq!(
-            keys(&page["meta"]),
-            ["path", "per_page", "next_cursor", "prev_cursor"]
-        );
+        assert_eq!(keys(&page["meta"]), ["path", "per_page", "next_cursor", "prev_cursor"]);
         assert_eq!(page["meta"]["path"], "http://mock/api/subscribers");
         assert_eq!(page["meta"]["per_page"], 5);
         assert!(page["links"]["first"].is_null() && page["links"]["prev"].is_null());
         let cursor = page["meta"]["next_cursor"].as_str().unwrap();
-        assert_eq!(
-            page["links"]["next"],
-            format!("http://mock/api/subscribers?cursor={cursor}")
-        );
+        assert_eq!(page["links"]["next"], format!("http://mock/api/subscribers?cursor={cursor}"));
         let subscriber = &page["data"][0];
         let order = [
             "id",
@@ -2380,41 +2104,27 @@ mod tests {
         ];
         assert_eq!(keys(&subscriber["fields"]), fields);
         assert_eq!(subscriber["id"].as_str().unwrap().len(), 18);
-        assert_eq!(
-            subscriber["created_at"].as_str().unwrap().len(),
-            "2025-02-11 09:41:27".len()
-        );
+        assert_eq!(subscriber["created_at"].as_str().unwrap().len(), "2025-02-11 09:41:27".len());
     }
 
     #[test]
     fn include_groups_adds_group_objects_before_opted_in_at() {
         let api = account(50, 1);
         let page = ok(&api, "/api/subscribers?limit=50&include=groups");
-        let with_groups = page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["groups"] != Value::Array(vec![]));
+        let with_groups = page["data"].as_array().unwrap().iter().find(|s| s["groups"] != Value::Array(vec![]));
         let subscriber = with_groups.expect("some subscriber is in a group");
         let names = keys(subscriber);
         let at = names.iter().position(|&k| k == "groups").unwrap();
         assert_eq!(names[at - 1..=at + 1], ["fields", "groups", "opted_in_at"]);
-        assert_eq!(
-            keys(&subscriber["groups"][0])[..3],
-            ["id", "name", "active_count"]
-        );
-        assert_eq!(
-            keys(&subscriber["groups"][0]["open_rate"]),
-            ["float", "string"]
-        );
+        assert_eq!(keys(&subscriber["groups"][0])[..3], ["id", "name", "active_count"]);
+        assert_eq!(keys(&subscriber["groups"][0]["open_rate"]), ["float", "string"]);
     }
 
     #[test]
     fn timestamps_are_utc_in_the_real_format() {
         let check = |t: i64| {
             let reference = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
-            let format =
-                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
             assert_eq!(Stamp(t).to_string(), reference.format(&format).unwrap());
         };
         for t in [0, T0, T_GEN1, 951_782_400, 4_107_542_399, 1_709_164_799] {
@@ -2427,19 +2137,10 @@ mod tests {
     fn cursor_matches_laravel_encoding() {
         let real = "eyJpZCI6MTQ4MjAzNTE3NzYwMzI1NDAwLCJfcG9pbnRzVG9OZXh0SXRlbXMiOnRydWV9";
         let cursor = Cursor::decode(real).unwrap();
-        assert_eq!(
-            cursor,
-            Cursor {
-                id: 148_203_517_760_325_400,
-                points_to_next: true
-            }
-        );
+        assert_eq!(cursor, Cursor { id: 148_203_517_760_325_400, points_to_next: true });
         assert_eq!(cursor.encode(), real);
         for id in [0, 1, 12, 123, u64::MAX] {
-            let c = Cursor {
-                id,
-                points_to_next: id % 2 == 0,
-            };
+            let c = Cursor { id, points_to_next: id % 2 == 0 };
             assert_eq!(Cursor::decode(&c.encode()), Some(c));
         }
         assert_eq!(Cursor::decode("not*base64"), None);
@@ -2450,21 +2151,12 @@ mod tests {
     fn paging_returns_every_subscriber_once_in_descending_id_order() {
         let api = account(60, 1);
         let records = all_pages(&api, "/api/subscribers?limit=7");
-        let ids: Vec<u64> = records
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().parse().unwrap())
-            .collect();
+        let ids: Vec<u64> = records.iter().map(|s| s["id"].as_str().unwrap().parse().unwrap()).collect();
         assert!(ids.windows(2).all(|w| w[0] > w[1]));
         assert_eq!(texts(&records), expected(&api, "subscriber"));
         assert_eq!(records.len(), 60);
-        let statuses: HashSet<&str> = records
-            .iter()
-            .map(|s| s["status"].as_str().unwrap())
-            .collect();
-        assert!(
-            statuses.len() >= 3,
-            "no status filter means every status: {statuses:?}"
-        );
+        let statuses: HashSet<&str> = records.iter().map(|s| s["status"].as_str().unwrap()).collect();
+        assert!(statuses.len() >= 3, "no status filter means every status: {statuses:?}");
     }
 
     #[test]
@@ -2487,10 +2179,7 @@ mod tests {
         assert_eq!(page["meta"]["per_page"], 100);
         assert_eq!(page["data"].as_array().unwrap().len(), 100);
         assert_eq!(ok(&api, "/api/subscribers")["meta"]["per_page"], 25);
-        assert_eq!(
-            ok(&api, "/api/subscribers?limit=0"),
-            serde_json::json!({"total": 250})
-        );
+        assert_eq!(ok(&api, "/api/subscribers?limit=0"), serde_json::json!({"total": 250}));
         assert_eq!(ok(&api, "/api/groups?limit=1000")["meta"]["per_page"], 100);
     }
 
@@ -2502,20 +2191,14 @@ mod tests {
         let errors = serde_json::json!({"message": "The given data was invalid.", "errors": {"cursor": ["The cursor is invalid."]}});
         assert_eq!(body, errors);
         let response = api.handle(&request("/api/subscribers", Some("Bearer nope".into())));
-        assert_eq!(
-            (response.status, response.body.as_slice()),
-            (401, &br#"{"message":"Unauthenticated."}"#[..])
-        );
+        assert_eq!((response.status, response.body.as_slice()), (401, &br#"{"message":"Unauthenticated."}"#[..]));
         assert_eq!(api.handle(&request("/api/subscribers", None)).status, 401);
     }
 
     #[test]
     fn status_filter_keeps_only_that_status() {
         let api = account(200, 1);
-        let records = all_pages(
-            &api,
-            "/api/subscribers?limit=100&filter[status]=unsubscribed",
-        );
+        let records = all_pages(&api, "/api/subscribers?limit=100&filter[status]=unsubscribed");
         assert!(!records.is_empty());
         assert!(records.iter().all(|s| s["status"] == "unsubscribed"));
         assert_eq!(get(&api, "/api/subscribers?filter[status]=gone").0, 422);
@@ -2527,23 +2210,10 @@ mod tests {
         let page = ok(&api, "/api/campaigns?filter[status]=sent&limit=5&page=2");
         assert_eq!(keys(&page), ["data", "links", "meta"]);
         assert_eq!(keys(&page["links"]), ["first", "last", "prev", "next"]);
-        let meta = [
-            "current_page",
-            "from",
-            "last_page",
-            "links",
-            "path",
-            "per_page",
-            "to",
-            "total",
-            "aggregations",
-        ];
+        let meta = ["current_page", "from", "last_page", "links", "path", "per_page", "to", "total", "aggregations"];
         assert_eq!(keys(&page["meta"]), meta);
         assert_eq!(page["links"]["prev"], "http://mock/api/campaigns?page=1");
-        assert_eq!(
-            (page["meta"]["from"].as_u64(), page["meta"]["to"].as_u64()),
-            (Some(6), Some(10))
-        );
+        assert_eq!((page["meta"]["from"].as_u64(), page["meta"]["to"].as_u64()), (Some(6), Some(10)));
         let links = page["meta"]["links"].as_array().unwrap();
         assert_eq!(links[0]["label"], "&laquo; Previous");
         assert_eq!(links.last().unwrap()["label"], "Next &raquo;");
@@ -2556,38 +2226,25 @@ mod tests {
         assert!(past["meta"]["from"].is_null() && past["meta"]["to"].is_null());
         assert!(past["links"]["next"].is_null());
         let single = ok(&api, "/api/fields");
-        assert!(
-            single["meta"]["links"][0]["url"].is_null()
-                && single["meta"]["links"][2]["url"].is_null()
-        );
+        assert!(single["meta"]["links"][0]["url"].is_null() && single["meta"]["links"][2]["url"].is_null());
     }
 
     #[test]
     fn campaigns_default_to_ready() {
         let api = account(10, 1);
         let default = ok(&api, "/api/campaigns?limit=100");
-        let statuses: HashSet<&str> = default["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["status"].as_str().unwrap())
-            .collect();
+        let statuses: HashSet<&str> =
+            default["data"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, HashSet::from(["ready"]));
         let aggregations = &default["meta"]["aggregations"];
         assert_eq!(keys(aggregations), ["all", "draft", "ready", "sent"]);
         assert_eq!(aggregations["all"], CAMPAIGNS);
         let mut all = Vec::new();
         for status in ["sent", "draft", "ready"] {
-            all.extend(all_numbered_pages(
-                &api,
-                &format!("/api/campaigns?filter[status]={status}&limit=7"),
-            ));
+            all.extend(all_numbered_pages(&api, &format!("/api/campaigns?filter[status]={status}&limit=7")));
         }
         assert_eq!(texts(&all), expected(&api, "campaign"));
-        let created: Vec<&str> = all[..5]
-            .iter()
-            .map(|c| c["created_at"].as_str().unwrap())
-            .collect();
+        let created: Vec<&str> = all[..5].iter().map(|c| c["created_at"].as_str().unwrap()).collect();
         assert!(created.windows(2).all(|w| w[0] > w[1]), "newest first");
     }
 
@@ -2597,30 +2254,15 @@ mod tests {
         let sent = ok(&api, "/api/campaigns?filter[status]=sent&limit=1");
         let campaign = &sent["data"][0];
         let names = keys(campaign);
-        assert_eq!(
-            names[..6],
-            ["id", "account_id", "name", "type", "status", "missing_data"]
-        );
-        assert_eq!(
-            names[names.len() - 3..],
-            [
-                "basic_filter_for_humans",
-                "is_eligible_for_sending",
-                "needs_repair"
-            ]
-        );
+        assert_eq!(names[..6], ["id", "account_id", "name", "type", "status", "missing_data"]);
+        assert_eq!(names[names.len() - 3..], ["basic_filter_for_humans", "is_eligible_for_sending", "needs_repair"]);
         assert!(campaign["stats"].is_object() && campaign["ecommerce_stats"].is_null());
-        assert!(
-            campaign["language_id"].is_string() && campaign["emails"][0]["language_id"].is_u64()
-        );
+        assert!(campaign["language_id"].is_string() && campaign["emails"][0]["language_id"].is_u64());
         let draft = ok(&api, "/api/campaigns?filter[status]=draft&limit=1");
         assert!(draft["data"][0].get("stats").is_none());
         assert!(draft["data"][0]["emails"][0]["stats"].is_object());
         let text = api.expected("campaign").join("\n");
-        assert!(
-            text.contains(r#""included_groups":[{"id":151877"#),
-            "group ids are JSON numbers"
-        );
+        assert!(text.contains(r#""included_groups":[{"id":151877"#), "group ids are JSON numbers");
         assert!(text.contains(".000000Z\""));
     }
 
@@ -2636,10 +2278,7 @@ mod tests {
             assert!(active.iter().all(|s| s["status"] == "active"));
             assert_eq!(active.len() as u64, group["active_count"].as_u64().unwrap());
             for status in Status::ALL {
-                let target = format!(
-                    "/api/groups/{id}/subscribers?limit=100&filter[status]={}",
-                    status.as_str()
-                );
+                let target = format!("/api/groups/{id}/subscribers?limit=100&filter[status]={}", status.as_str());
                 for member in all_pages(&api, &target) {
                     assert_eq!(member["status"], status.as_str());
                     let sid = member["id"].as_str().unwrap();
@@ -2653,10 +2292,7 @@ mod tests {
     #[test]
     fn unknown_group_is_a_pretty_printed_404() {
         let api = account(10, 1);
-        let response = api.handle(&request(
-            "/api/groups/121212/subscribers",
-            Some(format!("Bearer {API_KEY}")),
-        ));
+        let response = api.handle(&request("/api/groups/121212/subscribers", Some(format!("Bearer {API_KEY}"))));
         assert_eq!(response.status, 404);
         let body = "{\n    \"message\": \"No query results for model [App\\\\Models\\\\Group\\\\Group] 121212\"\n}";
         assert_eq!(String::from_utf8(response.body).unwrap(), body);
@@ -2665,21 +2301,8 @@ mod tests {
     #[test]
     fn fields_are_defaults_then_custom() {
         let api = account(10, 1);
-        let fields = ok(&api, "/api/fields?limit=100")["data"]
-            .as_array()
-            .unwrap()
-            .clone();
-        assert_eq!(
-            keys(&fields[0]),
-            [
-                "id",
-                "name",
-                "key",
-                "type",
-                "is_default",
-                "used_in_automations"
-            ]
-        );
+        let fields = ok(&api, "/api/fields?limit=100")["data"].as_array().unwrap().clone();
+        assert_eq!(keys(&fields[0]), ["id", "name", "key", "type", "is_default", "used_in_automations"]);
         assert_eq!(fields[7]["key"], "z_i_p");
         assert_eq!(fields[7]["id"], "8");
         assert!(fields[..8].iter().all(|f| f["is_default"] == true));
@@ -2714,19 +2337,9 @@ mod tests {
 
     #[test]
     fn the_account_is_deterministic() {
-        assert_eq!(
-            account(30, 2).expected("subscriber"),
-            account(30, 2).expected("subscriber")
-        );
-        let other = MailerLite::new(&MockOptions {
-            seed: 43,
-            records: 30,
-            ..MockOptions::default()
-        });
-        assert_ne!(
-            other.expected("subscriber"),
-            account(30, 1).expected("subscriber")
-        );
+        assert_eq!(account(30, 2).expected("subscriber"), account(30, 2).expected("subscriber"));
+        let other = MailerLite::new(&MockOptions { seed: 43, records: 30, ..MockOptions::default() });
+        assert_ne!(other.expected("subscriber"), account(30, 1).expected("subscriber"));
     }
 
     #[test]
@@ -2747,10 +2360,8 @@ mod tests {
             };
             let (before, after) = (by_key(&old), by_key(&new));
             let m = mutations.table(table).unwrap();
-            let added: HashSet<&String> =
-                after.keys().filter(|k| !before.contains_key(*k)).collect();
-            let deleted: HashSet<&String> =
-                before.keys().filter(|k| !after.contains_key(*k)).collect();
+            let added: HashSet<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+            let deleted: HashSet<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
             assert_eq!(added, m.added.iter().collect(), "{table} added");
             assert_eq!(deleted, m.deleted.iter().collect(), "{table} deleted");
             for key in &m.changed {
@@ -2758,10 +2369,7 @@ mod tests {
             }
             for (key, text) in after.iter().filter(|(k, _)| !m.changed.contains(k)) {
                 let unchanged = text.replace(",\"loyalty_level\":null", "");
-                assert!(
-                    before.get(key).is_none_or(|b| *b == unchanged),
-                    "{table} {key} changed unlisted"
-                );
+                assert!(before.get(key).is_none_or(|b| *b == unchanged), "{table} {key} changed unlisted");
             }
         }
         let count = |table: &str| {
@@ -2769,22 +2377,11 @@ mod tests {
             (m.added.len(), m.changed.len(), m.deleted.len())
         };
         let (added, changed, deleted) = count("subscriber");
-        assert!(
-            added > 0 && changed > 0 && deleted > 0,
-            "{:?}",
-            count("subscriber")
-        );
-        assert!(
-            changed < 1500 / 10,
-            "a new empty field is not a change: {changed}"
-        );
+        assert!(added > 0 && changed > 0 && deleted > 0, "{:?}", count("subscriber"));
+        assert!(changed < 1500 / 10, "a new empty field is not a change: {changed}");
         assert_eq!(count("field"), (1, 0, 0));
         assert_eq!(count("campaign"), (0, 1, 0));
-        assert!(mutations
-            .table("group")
-            .unwrap()
-            .changed
-            .contains(&new.groups[0].id.0.to_string()));
+        assert!(mutations.table("group").unwrap().changed.contains(&new.groups[0].id.0.to_string()));
         let (added, _, deleted) = count("group_subscriber");
         assert!(added > 0 && deleted > 0);
         assert!(new.expected("subscriber")[0].contains("\"loyalty_level\":null"));

@@ -30,10 +30,7 @@ pub struct MockRequest {
 impl MockRequest {
     /// The first value of query parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,13 +59,7 @@ pub struct MockOptions {
 
 impl Default for MockOptions {
     fn default() -> Self {
-        MockOptions {
-            seed: 1,
-            records: 1000,
-            fault_rate: 0.0,
-            rate_limit: None,
-            generation: 1,
-        }
+        MockOptions { seed: 1, records: 1000, fault_rate: 0.0, rate_limit: None, generation: 1 }
     }
 }
 
@@ -108,14 +99,9 @@ pub fn start(api: Arc<dyn MockApi>, addr: &str, opts: &MockOptions) -> io::Resul
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(api, addr, opts));
     let inner = Arc::clone(&shared);
-    let acceptor = std::thread::Builder::new()
-        .name("mock-accept".into())
-        .spawn(move || accept_loop(&inner, listener))?;
-    Ok(MockServer {
-        addr,
-        shared,
-        acceptor: Some(acceptor),
-    })
+    let acceptor =
+        std::thread::Builder::new().name("mock-accept".into()).spawn(move || accept_loop(&inner, listener))?;
+    Ok(MockServer { addr, shared, acceptor: Some(acceptor) })
 }
 
 impl MockServer {
@@ -127,6 +113,11 @@ impl MockServer {
     /// `http://127.0.0.1:PORT`, the prefix of every URL the mock serves.
     pub fn origin(&self) -> String {
         self.shared.origin.clone()
+    }
+
+    /// Requests answered so far, failed and faulted ones included.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
     }
 
     /// Blocks for as long as the server runs (for `api2csv mock`).
@@ -170,6 +161,8 @@ struct Shared {
     /// Open connections, so shutdown can close idle keep-alive sockets.
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
+    /// Requests answered, whatever the answer: tests count retries with it.
+    requests: AtomicU64,
 }
 
 impl Shared {
@@ -180,19 +173,17 @@ impl Shared {
             fault_rate: opts.fault_rate,
             rate_limit: opts.rate_limit.filter(|&(n, secs)| n > 0 && secs > 0),
             rng: Mutex::new(opts.seed ^ 0x6d6f_636b_6661_756c),
-            limiter: Mutex::new(Limiter {
-                start: Instant::now(),
-                window: 0,
-                count: 0,
-            }),
+            limiter: Mutex::new(Limiter { start: Instant::now(), window: 0, count: 0 }),
             stopping: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
     /// The answer to one request: the API's response, rate limited, maybe damaged.
     fn answer(&self, req: &MockRequest) -> Reply {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         let response = self.api.handle(req);
         // Authentication comes before throttling and faults, as on the real API,
         // so a wrong key always gets exactly one clean 401.
@@ -203,16 +194,12 @@ impl Shared {
             Admission::Allowed { limit, remaining } => (limit, remaining),
             Admission::Limited { limit, retry_after } => {
                 let mut limited = self.api.too_many_requests(retry_after);
-                limited
-                    .headers
-                    .extend(self.api.rate_limit_headers(limit, 0));
+                limited.headers.extend(self.api.rate_limit_headers(limit, 0));
                 return Reply::whole(limited);
             }
         };
         let mut response = response;
-        response
-            .headers
-            .extend(self.api.rate_limit_headers(limit, remaining));
+        response.headers.extend(self.api.rate_limit_headers(limit, remaining));
         match self.draw_fault(response.status) {
             Some(fault) => self.inject(fault, response, limit),
             None => Reply::whole(response),
@@ -243,21 +230,13 @@ impl Shared {
         match fault {
             Fault::ServerError => Reply::whole(json_error(500, r#"{"message":"Server Error"}"#)),
             Fault::BadGateway => Reply::whole(bad_gateway()),
-            Fault::Unavailable => {
-                Reply::whole(json_error(503, r#"{"message":"Service Unavailable"}"#))
-            }
+            Fault::Unavailable => Reply::whole(json_error(503, r#"{"message":"Service Unavailable"}"#)),
             Fault::TooManyRequests => {
                 let mut limited = self.api.too_many_requests(1);
-                limited
-                    .headers
-                    .extend(self.api.rate_limit_headers(limit, 0));
+                limited.headers.extend(self.api.rate_limit_headers(limit, 0));
                 Reply::whole(limited)
             }
-            Fault::DropMidBody => Reply {
-                response,
-                drop_mid_body: true,
-                head_only: false,
-            },
+            Fault::DropMidBody => Reply { response, drop_mid_body: true, head_only: false },
             Fault::TruncatedJson => {
                 let mut response = response;
                 response.body.truncate(response.body.len() / 2);
@@ -301,20 +280,12 @@ struct Reply {
 
 impl Reply {
     fn whole(response: MockResponse) -> Reply {
-        Reply {
-            response,
-            drop_mid_body: false,
-            head_only: false,
-        }
+        Reply { response, drop_mid_body: false, head_only: false }
     }
 }
 
 fn json_error(status: u16, body: &str) -> MockResponse {
-    MockResponse {
-        status,
-        headers: Vec::new(),
-        body: body.as_bytes().to_vec(),
-    }
+    MockResponse { status, headers: Vec::new(), body: body.as_bytes().to_vec() }
 }
 
 /// What Cloudflare sends when the origin is unreachable: HTML, not JSON.
@@ -324,10 +295,7 @@ fn bad_gateway() -> MockResponse {
                 </body>\r\n</html>\r\n";
     MockResponse {
         status: 502,
-        headers: vec![
-            ("Content-Type".into(), "text/html".into()),
-            ("Server".into(), "cloudflare".into()),
-        ],
+        headers: vec![("Content-Type".into(), "text/html".into()), ("Server".into(), "cloudflare".into())],
         body: body.as_bytes().to_vec(),
     }
 }
@@ -364,16 +332,10 @@ impl Limiter {
         if self.count >= n {
             let window_end = (window + 1) * u64::from(secs);
             let retry_after = window_end.saturating_sub(elapsed.as_secs()).max(1);
-            return Admission::Limited {
-                limit: n,
-                retry_after,
-            };
+            return Admission::Limited { limit: n, retry_after };
         }
         self.count += 1;
-        Admission::Allowed {
-            limit: n,
-            remaining: n - self.count,
-        }
+        Admission::Allowed { limit: n, remaining: n - self.count }
     }
 
     /// Without a limit the headers still count down, but never to 0, so a client
@@ -381,10 +343,7 @@ impl Limiter {
     fn count_unlimited(&mut self) -> Admission {
         let remaining = DEFAULT_LIMIT - 1 - self.count % (DEFAULT_LIMIT - 1);
         self.count = self.count.wrapping_add(1);
-        Admission::Allowed {
-            limit: DEFAULT_LIMIT,
-            remaining,
-        }
+        Admission::Allowed { limit: DEFAULT_LIMIT, remaining }
     }
 }
 
@@ -399,12 +358,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
             shared.conns.lock().unwrap().insert(id, clone);
         }
         let conn_shared = Arc::clone(shared);
-        let spawned = std::thread::Builder::new()
-            .name("mock-conn".into())
-            .spawn(move || {
-                let _ = serve_connection(&conn_shared, stream);
-                conn_shared.conns.lock().unwrap().remove(&id);
-            });
+        let spawned = std::thread::Builder::new().name("mock-conn".into()).spawn(move || {
+            let _ = serve_connection(&conn_shared, stream);
+            conn_shared.conns.lock().unwrap().remove(&id);
+        });
         if spawned.is_err() {
             shared.conns.lock().unwrap().remove(&id);
         }
@@ -417,10 +374,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     while let Some(head) = read_head(&mut reader)? {
-        io::copy(
-            &mut (&mut reader).take(head.content_length),
-            &mut io::sink(),
-        )?;
+        io::copy(&mut (&mut reader).take(head.content_length), &mut io::sink())?;
         let request = head.to_request(&shared.origin);
         let mut reply = shared.answer(&request);
         reply.head_only = head.method == "HEAD";
@@ -457,10 +411,7 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     }
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad request line",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
     };
     let mut head = Head {
         method: method.to_string(),
@@ -478,10 +429,7 @@ fn read_headers(reader: &mut impl BufRead, head: &mut Head) -> io::Result<()> {
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "request head cut short",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request head cut short"));
         }
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
@@ -540,9 +488,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(decoded)) => {
                 out.push(decoded);
@@ -562,16 +508,8 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
 fn write_reply(out: &mut TcpStream, reply: &Reply, keep_alive: bool) -> io::Result<()> {
     let response = &reply.response;
     let mut wire = Vec::with_capacity(response.body.len() + 512);
-    write!(
-        wire,
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    )?;
-    let has_type = response
-        .headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    write!(wire, "HTTP/1.1 {} {}\r\n", response.status, reason(response.status))?;
+    let has_type = response.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     if !has_type {
         wire.extend_from_slice(b"Content-Type: application/json\r\n");
     }
@@ -630,18 +568,12 @@ mod tests {
                 req.param("q").unwrap_or(""),
                 "x".repeat(64)
             );
-            MockResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: body.into_bytes(),
-            }
+            MockResponse { status: 200, headers: Vec::new(), body: body.into_bytes() }
         }
 
         fn too_many_requests(&self, retry_after_secs: u64) -> MockResponse {
             let mut response = json_error(429, r#"{"message":"Too Many Attempts."}"#);
-            response
-                .headers
-                .push(("Retry-After".into(), retry_after_secs.to_string()));
+            response.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
             response
         }
 
@@ -663,10 +595,7 @@ mod tests {
 
     impl Raw {
         fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
         }
     }
 
@@ -697,16 +626,9 @@ mod tests {
                 None => break,
             }
         }
-        let mut raw = Raw {
-            status,
-            headers,
-            body: Vec::new(),
-            content_length: 0,
-        };
+        let mut raw = Raw { status, headers, body: Vec::new(), content_length: 0 };
         raw.content_length = raw.header("content-length").unwrap().parse().unwrap();
-        let _ = conn
-            .take(raw.content_length as u64)
-            .read_to_end(&mut raw.body);
+        let _ = conn.take(raw.content_length as u64).read_to_end(&mut raw.body);
         raw
     }
 
@@ -719,10 +641,7 @@ mod tests {
             assert_eq!(raw.status, 200);
             assert_eq!(raw.header("content-type"), Some("application/json"));
             let body = String::from_utf8(raw.body).unwrap();
-            assert!(
-                body.starts_with(r#"{"path":"/a b/c","q":"x y&z""#),
-                "{body}"
-            );
+            assert!(body.starts_with(r#"{"path":"/a b/c","q":"x y&z""#), "{body}");
         }
         assert!(server.origin().starts_with("http://127.0.0.1:"));
     }
@@ -731,9 +650,7 @@ mod tests {
     fn head_gets_headers_only() {
         let server = serve(MockOptions::default());
         let mut conn = connect(&server);
-        conn.get_mut()
-            .write_all(b"HEAD / HTTP/1.1\r\nAuthorization: Bearer k\r\n\r\n")
-            .unwrap();
+        conn.get_mut().write_all(b"HEAD / HTTP/1.1\r\nAuthorization: Bearer k\r\n\r\n").unwrap();
         let mut line = String::new();
         while line != "\r\n" {
             line.clear();
@@ -748,12 +665,7 @@ mod tests {
         let mut conn = connect(&server);
         let remaining: Vec<u32> = (0..130)
             .map(|_| get(&mut conn, "/", "Bearer k"))
-            .map(|raw| {
-                raw.header("x-ratelimit-remaining")
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
+            .map(|raw| raw.header("x-ratelimit-remaining").unwrap().parse().unwrap())
             .collect();
         assert_eq!(remaining[..2], [119, 118]);
         assert!(remaining.iter().all(|&r| r > 0));
@@ -761,18 +673,13 @@ mod tests {
 
     #[test]
     fn injects_every_kind_of_fault_at_rate_one() {
-        let server = serve(MockOptions {
-            fault_rate: 1.0,
-            ..MockOptions::default()
-        });
+        let server = serve(MockOptions { fault_rate: 1.0, ..MockOptions::default() });
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..80 {
             let raw = get(&mut connect(&server), "/", "Bearer k");
             let kind = match raw.status {
                 200 if raw.body.len() < raw.content_length => "dropped",
-                200 if serde_json::from_slice::<serde_json::Value>(&raw.body).is_err() => {
-                    "truncated"
-                }
+                200 if serde_json::from_slice::<serde_json::Value>(&raw.body).is_err() => "truncated",
                 200 => panic!("a request escaped fault injection"),
                 429 => {
                     assert_eq!(raw.header("retry-after"), Some("1"));
@@ -793,14 +700,8 @@ mod tests {
     #[test]
     fn faults_repeat_for_the_same_seed() {
         let statuses = |seed| {
-            let server = serve(MockOptions {
-                seed,
-                fault_rate: 0.5,
-                ..MockOptions::default()
-            });
-            (0..40)
-                .map(|_| get(&mut connect(&server), "/", "Bearer k").status)
-                .collect::<Vec<_>>()
+            let server = serve(MockOptions { seed, fault_rate: 0.5, ..MockOptions::default() });
+            (0..40).map(|_| get(&mut connect(&server), "/", "Bearer k").status).collect::<Vec<_>>()
         };
         assert_eq!(statuses(7), statuses(7));
         assert_ne!(statuses(7), statuses(8));
@@ -808,11 +709,7 @@ mod tests {
 
     #[test]
     fn never_damages_a_failed_authentication() {
-        let opts = MockOptions {
-            fault_rate: 1.0,
-            rate_limit: Some((1, 60)),
-            ..MockOptions::default()
-        };
+        let opts = MockOptions { fault_rate: 1.0, rate_limit: Some((1, 60)), ..MockOptions::default() };
         let server = serve(opts);
         let mut conn = connect(&server);
         for _ in 0..20 {
@@ -824,16 +721,10 @@ mod tests {
 
     #[test]
     fn rate_limit_answers_429_with_retry_after() {
-        let server = serve(MockOptions {
-            rate_limit: Some((2, 60)),
-            ..MockOptions::default()
-        });
+        let server = serve(MockOptions { rate_limit: Some((2, 60)), ..MockOptions::default() });
         let mut conn = connect(&server);
         let first = get(&mut conn, "/", "Bearer k");
-        assert_eq!(
-            (first.status, first.header("x-ratelimit-limit")),
-            (200, Some("2"))
-        );
+        assert_eq!((first.status, first.header("x-ratelimit-limit")), (200, Some("2")));
         assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
         assert_eq!(get(&mut conn, "/", "Bearer k").status, 200);
         let limited = get(&mut conn, "/", "Bearer k");
@@ -859,10 +750,7 @@ mod tests {
         assert_eq!(percent_decode("a+b%2", true), "a b%2");
         assert_eq!(percent_decode("a+b", false), "a+b");
         let pairs = parse_query("limit=100&cursor=&filter%5Bstatus%5D=active");
-        assert_eq!(
-            pairs[2],
-            ("filter[status]".to_string(), "active".to_string())
-        );
+        assert_eq!(pairs[2], ("filter[status]".to_string(), "active".to_string()));
         assert_eq!(pairs[1], ("cursor".to_string(), String::new()));
     }
 }
