@@ -345,12 +345,18 @@ fn tables_text(connector: &str) -> String {
 }
 
 pub fn summary_text(summary: &sync::Summary) -> String {
-    let mut s = String::new();
+    let mut s = format!(
+        "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+        "table", "read", "new", "changed", "unchanged", "deleted", "pages"
+    );
     for t in &summary.tables {
         if t.skipped {
             s.push_str(&format!("{:<18} finished by the interrupted run\n", t.table));
         } else {
-            s.push_str(&format!("{:<18} {:>9} rows written  {:>6} pages\n", t.table, t.rows_written, t.pages));
+            s.push_str(&format!(
+                "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+                t.table, t.read, t.new, t.changed, t.unchanged, t.deleted, t.pages
+            ));
         }
     }
     s.push_str(&format!("{} requests in {:.1}s\n", summary.requests, summary.elapsed.as_secs_f64()));

@@ -78,6 +78,11 @@ impl Columns {
         self.list.iter()
     }
 
+    /// The index of the column for key path `path`, if it was seen.
+    pub fn position_of(&self, path: &[&str]) -> Option<usize> {
+        self.by_path.get(path_key(path).as_slice()).map(|&i| i as usize)
+    }
+
     /// The column index of the column named `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.list.iter().position(|c| c.name == name)

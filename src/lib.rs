@@ -7,6 +7,8 @@
 //! - [`connector`]: what each API offers: tables, primary keys, how pages are read.
 //! - [`json`]: a one-pass reader of JSON pages that flattens records without allocating.
 //! - [`flatten`]: columns of a table and the flattened row buffer.
+//! - [`index`]: the fingerprint of each primary key's latest row: what changed.
+//! - [`seen`]: the journal of keys read, so a resumed sync still finds deletions.
 //! - [`sink`]: one CSV file per table, appended per page, widened atomically.
 //! - [`state`]: `state.json`, rewritten atomically after every page, and the directory lock.
 //! - [`sync`]: the engine tying pages, sink and state together.
@@ -22,8 +24,10 @@ pub mod demo;
 pub mod error;
 pub mod flatten;
 pub mod http;
+pub mod index;
 pub mod json;
 pub mod mock;
+pub mod seen;
 pub mod sink;
 pub mod state;
 pub mod sync;

@@ -88,24 +88,28 @@ impl TableFile {
         self.header_cols
     }
 
-    /// True when rows were committed and `cols` has columns the header lacks: the
-    /// caller must [`TableFile::widen`] before writing.
-    pub fn needs_widening(&self, cols: &Columns) -> bool {
-        self.len > 0 && cols.len() > self.header_cols
+    /// True when rows were committed and one of `rows` of `page` has a value in a
+    /// column the header lacks: the caller must [`TableFile::widen`] before writing.
+    /// A column that is empty in every written row never forces a rewrite.
+    pub fn needs_widening(&self, page: &Page, rows: &[u32]) -> bool {
+        let width = self.header_cols as u32;
+        self.len > 0 && rows.iter().any(|&i| page.row(i as usize).iter().any(|c| c.col >= width))
     }
 
-    /// Appends the rows of `page` (not yet durable: see [`TableFile::commit`]).
-    pub fn write_page(&mut self, page: &Page, cols: &Columns, synced_at: &str) -> Result<()> {
-        debug_assert!(!self.needs_widening(cols));
+    /// Appends `rows` of `page` (not yet durable: see [`TableFile::commit`]).
+    pub fn write_page(&mut self, page: &Page, rows: &[u32], cols: &Columns, synced_at: &str) -> Result<()> {
+        debug_assert!(!self.needs_widening(page, rows));
         if self.len == 0 && self.header_cols == 0 {
             self.write_header(cols)?;
         }
-        for i in 0..page.len() {
-            let row = page.row(i);
+        for &i in rows {
+            let row = page.row(i as usize);
             self.slots.clear();
             self.slots.resize(self.header_cols, NONE);
             for (k, cell) in row.iter().enumerate() {
-                self.slots[cell.col as usize] = k as u32;
+                if (cell.col as usize) < self.header_cols {
+                    self.slots[cell.col as usize] = k as u32;
+                }
             }
             for c in 0..self.header_cols {
                 let k = self.slots[c];
@@ -232,13 +236,13 @@ mod tests {
         let mut cols = Columns::new(&[], None);
         let mut f = TableFile::open(&path, &TableState::default()).unwrap();
         let page = page_of(&[r#"{"id":"1","a":"x,y"}"#], &mut cols);
-        f.write_page(&page, &cols, "T1").unwrap();
+        f.write_page(&page, &[0], &cols, "T1").unwrap();
         let len = f.commit().unwrap();
         let page = page_of(&[r#"{"id":"2","b":{"c":"line\nbreak"},"a":null}"#], &mut cols);
-        assert!(f.needs_widening(&cols));
+        assert!(f.needs_widening(&page, &[0]));
         let new_len = f.widen(&cols).unwrap();
         f.swap(&cols, new_len).unwrap();
-        f.write_page(&page, &cols, "T2").unwrap();
+        f.write_page(&page, &[0], &cols, "T2").unwrap();
         f.commit().unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, "id,a,b_c,_synced_at,_deleted\n1,\"x,y\",,T1,false\n2,,\"line\nbreak\",T2,false\n");
@@ -247,7 +251,7 @@ mod tests {
         // A page written but never committed disappears on the next open.
         let state = committed(&cols, text.len() as u64);
         let mut f = TableFile::open(&path, &state).unwrap();
-        f.write_page(&page_of(&[r#"{"id":"3"}"#], &mut cols), &cols, "T3").unwrap();
+        f.write_page(&page_of(&[r#"{"id":"3"}"#], &mut cols), &[0], &cols, "T3").unwrap();
         f.commit().unwrap();
         drop(TableFile::open(&path, &state).unwrap());
         assert_eq!(fs::read_to_string(&path).unwrap(), text);

@@ -56,9 +56,19 @@ pub struct TableState {
     /// A rewritten `<table>.csv.new` is committed but may not have been renamed yet.
     #[serde(default)]
     pub swap_pending: bool,
+    /// Committed length of the journal of keys read (`.<table>.seen`); absent when
+    /// this sync cannot delete anything (nothing was committed before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_len: Option<u64>,
     /// Records created before this Unix time are not synced (`initial_sync_days`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_since: Option<i64>,
+    /// A `--full-refresh` rebuild in progress: the state of `<table>.csv.refresh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Box<TableState>>,
+    /// The finished rebuild is committed but may not have been renamed over the table yet.
+    #[serde(default)]
+    pub refresh_swap_pending: bool,
     /// When the last complete read of this table started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_complete_sync: Option<String>,

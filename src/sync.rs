@@ -1,11 +1,17 @@
 //! The sync engine: for each table, pages from the connector go through the flattener
-//! into the table's CSV file, and every page is committed before the next is read.
+//! and the change index into the table's CSV file, and every page is committed before
+//! the next is read.
 //!
-//! A commit is: CSV flushed and fsynced, then `state.json` rewritten atomically with
-//! the new length, columns and resume position. A rerun after a crash continues the
-//! interrupted run: finished tables are not read again, the table in progress resumes
-//! at its committed page, and bytes written after the last commit are cut off.
+//! A commit is: CSV (and journal of keys read) flushed and fsynced, then `state.json`
+//! rewritten atomically with the new lengths, columns and resume position. A rerun
+//! after a crash continues the interrupted run: finished tables are not read again,
+//! the table in progress resumes at its committed page, bytes written after the last
+//! commit are cut off, and the journal tells which keys the run already saw.
+//!
+//! Only new and changed records are appended. After a complete read, in a run over
+//! every table, committed keys that were not seen get a tombstone row.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,8 +21,10 @@ use crate::connector::{Connector, Start, TableSpec};
 use crate::error::{Error, Result};
 use crate::flatten::{rfc3339, Columns, Page};
 use crate::http::Client;
+use crate::index::{self, Change, KeyIndex};
+use crate::seen::{seen_path, SeenLog};
 use crate::sink::{table_path, TableFile};
-use crate::state::{DirLock, Run, State};
+use crate::state::{rename_durably, DirLock, Run, State, TableState};
 
 /// Empty pages (a leaf of a tree, a status with no members) only move the resume
 /// position; committing it at most this often keeps fsyncs for rows that exist.
@@ -35,7 +43,13 @@ pub struct Options {
 pub struct TableSummary {
     pub table: String,
     pub pages: u64,
-    pub rows_written: u64,
+    /// Records read from the API.
+    pub read: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Tombstones written.
+    pub deleted: u64,
     /// True when the table was finished by an earlier, interrupted run.
     pub skipped: bool,
 }
@@ -83,12 +97,7 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     let (_lock, mut state) = open_dir(&opts.dir, connector.name())?;
     let run = match state.run.clone() {
         Some(run) => {
-            log::info!(
-                "continuing the sync started at {} ({} of {} tables done)",
-                run.started_at,
-                run.done.len(),
-                run.tables.len()
-            );
+            log::info!("continuing the sync started at {}", run.started_at);
             run
         }
         None => {
@@ -106,6 +115,8 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
             run
         }
     };
+    // Deleting needs a complete picture: a run limited with --tables deletes nothing.
+    let may_delete = !run.full_refresh && run.tables.len() == connector.tables().len();
     let mut summary = Summary::default();
     for name in &run.tables {
         let spec = connector.tables().iter().find(|t| t.name == name).expect("selected table exists");
@@ -113,15 +124,10 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
             summary.tables.push(TableSummary { table: name.clone(), skipped: true, ..Default::default() });
             continue;
         }
-        let mut table = TableSync::open(connector, spec, &opts.dir, &state)?;
-        let result = table.run(connector, client, &mut state, &opts.dir);
+        let mut table = TableSync::open(connector, spec, &opts.dir, &mut state, run.full_refresh, may_delete)?;
+        let result = table.run(connector, client, &mut state).and_then(|()| table.finish(&mut state, &run.started_at));
         summary.tables.push(table.summary.clone());
         result?;
-        let ts = state.table(name);
-        ts.resume = Value::Null;
-        ts.last_complete_sync = Some(run.started_at.clone());
-        state.run.as_mut().expect("run in progress").done.push(name.clone());
-        state.save(&opts.dir)?;
     }
     state.run = None;
     state.save(&opts.dir)?;
@@ -130,26 +136,92 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     Ok(summary)
 }
 
-/// One table being synced: its columns, its file and the reusable page buffer.
+fn refresh_path(dir: &Path, table: &str) -> PathBuf {
+    dir.join(format!("{table}.csv.refresh"))
+}
+
+/// One table being synced: its columns, file, change index and page buffer.
 struct TableSync {
     spec: &'static TableSpec,
+    dir: PathBuf,
+    /// Writing `<table>.csv.refresh` for `--full-refresh`, swapped in at the end.
+    refreshing: bool,
     cols: Columns,
     file: TableFile,
+    index: KeyIndex,
+    seen: Option<SeenLog>,
     page: Page,
+    /// Rows of the page to append.
+    keep: Vec<u32>,
+    /// Per column, the hash of its name (fingerprints hash names, not positions).
+    name_hashes: Vec<u64>,
     summary: TableSummary,
 }
 
 impl TableSync {
-    fn open(connector: &dyn Connector, spec: &'static TableSpec, dir: &Path, state: &State) -> Result<TableSync> {
-        let committed = state.tables.get(spec.name).cloned().unwrap_or_default();
+    fn open(
+        connector: &dyn Connector,
+        spec: &'static TableSpec,
+        dir: &Path,
+        state: &mut State,
+        full_refresh: bool,
+        may_delete: bool,
+    ) -> Result<TableSync> {
+        let ts = state.table(spec.name);
+        let fresh = ts.resume.is_null();
+        finish_refresh_swap(dir, spec.name, ts)?;
+        if full_refresh && fresh {
+            ts.refresh = Some(Box::default());
+        }
+        let refreshing = full_refresh && ts.refresh.is_some();
+        let (path, committed) = match &ts.refresh {
+            Some(r) if refreshing => (refresh_path(dir, spec.name), (**r).clone()),
+            _ => (table_path(dir, spec.name), ts.clone()),
+        };
         let mut cols = Columns::new(spec.timestamps, Some(connector.time_format()));
         cols.restore(&committed.columns);
-        let file = TableFile::open(&table_path(dir, spec.name), &committed)?;
+        let file = TableFile::open(&path, &committed)?;
+        let mut index = index::load(&path, committed.file_len, spec.primary_key)?;
+        // Journal the keys read only when something committed could be deleted.
+        let ts = state.table(spec.name);
+        if fresh {
+            ts.seen_len = (may_delete && !refreshing && !index.is_empty()).then_some(0);
+        }
+        let seen = match ts.seen_len {
+            Some(len) => {
+                let log = SeenLog::open(&seen_path(dir, spec.name), len)?;
+                log.replay(|k| index.mark_seen(k))?;
+                Some(log)
+            }
+            None => None,
+        };
         let summary = TableSummary { table: spec.name.to_string(), ..Default::default() };
-        Ok(TableSync { spec, cols, file, page: Page::default(), summary })
+        Ok(TableSync {
+            spec,
+            dir: dir.to_path_buf(),
+            refreshing,
+            cols,
+            file,
+            index,
+            seen,
+            page: Page::default(),
+            keep: Vec::new(),
+            name_hashes: Vec::new(),
+            summary,
+        })
     }
 
-    fn run(&mut self, connector: &dyn Connector, client: &Client, state: &mut State, dir: &Path) -> Result<()> {
+    /// The committed state of the file being written.
+    fn committed<'s>(&self, state: &'s mut State) -> &'s mut TableState {
+        let ts = state.table(self.spec.name);
+        if self.refreshing {
+            ts.refresh.get_or_insert_with(Box::default)
+        } else {
+            ts
+        }
+    }
+
+    fn run(&mut self, connector: &dyn Connector, client: &Client, state: &mut State) -> Result<()> {
         let ts = state.table(self.spec.name);
         if ts.last_complete_sync.is_none() && ts.file_len == 0 && ts.created_since.is_none() {
             ts.created_since = connector.created_since(self.spec.name);
@@ -163,14 +235,18 @@ impl TableSync {
             let synced_at = rfc3339(time::OffsetDateTime::now_utc());
             let more = reader.next_page(&mut self.page, &mut self.cols)?;
             self.summary.pages += 1;
-            if !self.page.is_empty() {
-                self.write_page(state, dir, &synced_at)?;
+            self.classify();
+            if !self.keep.is_empty() {
+                self.write_page(state, &synced_at)?;
             }
             if !self.page.is_empty() || last_commit.elapsed() >= EMPTY_PAGE_COMMIT_INTERVAL {
-                let ts = state.table(self.spec.name);
-                ts.resume = reader.position();
-                ts.columns = self.committed_columns();
-                state.save(dir)?;
+                if let Some(seen) = &mut self.seen {
+                    state.table(self.spec.name).seen_len = Some(seen.commit()?);
+                }
+                state.table(self.spec.name).resume = reader.position();
+                let columns = self.committed_columns();
+                self.committed(state).columns = columns;
+                state.save(&self.dir)?;
                 last_commit = Instant::now();
             }
             if !more {
@@ -179,32 +255,135 @@ impl TableSync {
         }
     }
 
-    /// Writes the page and makes it durable; the caller then commits the state.
-    fn write_page(&mut self, state: &mut State, dir: &Path, synced_at: &str) -> Result<()> {
-        if self.file.needs_widening(&self.cols) {
+    /// Decides which rows of the page are new or changed, and journals every key.
+    fn classify(&mut self) {
+        self.keep.clear();
+        while self.name_hashes.len() < self.cols.len() {
+            let name = &self.cols.get(self.name_hashes.len()).name;
+            self.name_hashes.push(index::hash(0, name.as_bytes()));
+        }
+        let pk: Vec<Option<usize>> = self.spec.primary_key.iter().map(|k| self.cols.position_of(&[k])).collect();
+        for i in 0..self.page.len() {
+            let row = self.page.row(i);
+            let value = |col: Option<usize>| {
+                col.and_then(|c| row.iter().rfind(|cell| cell.col as usize == c))
+                    .map_or(&b""[..], |c| self.page.value(c))
+            };
+            let key = index::key_hash(pk.iter().map(|&c| value(c)));
+            let fingerprint =
+                index::fingerprint(row.iter().map(|c| (self.name_hashes[c.col as usize], self.page.value(c))));
+            if let Some(seen) = &mut self.seen {
+                seen.push(key);
+            }
+            self.summary.read += 1;
+            match self.index.observe(key, fingerprint) {
+                Change::New => self.summary.new += 1,
+                Change::Changed => self.summary.changed += 1,
+                Change::Unchanged => {
+                    self.summary.unchanged += 1;
+                    continue;
+                }
+            }
+            self.keep.push(i as u32);
+        }
+    }
+
+    /// Writes the kept rows and makes them durable; the caller then commits the state.
+    fn write_page(&mut self, state: &mut State, synced_at: &str) -> Result<()> {
+        if self.file.needs_widening(&self.page, &self.keep) {
             let len = self.file.widen(&self.cols)?;
-            let ts = state.table(self.spec.name);
+            let columns: Vec<_> = self.cols.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
+            let ts = self.committed(state);
             ts.file_len = len;
-            ts.columns = self.committed_columns();
+            ts.columns = columns;
             ts.swap_pending = true;
-            state.save(dir)?;
+            state.save(&self.dir)?;
             self.file.swap(&self.cols, len)?;
             log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len());
         }
-        self.file.write_page(&self.page, &self.cols, synced_at)?;
+        self.file.write_page(&self.page, &self.keep, &self.cols, synced_at)?;
         let len = self.file.commit()?;
-        let ts = state.table(self.spec.name);
+        let ts = self.committed(state);
         ts.file_len = len;
-        ts.rows += self.page.len() as u64;
+        ts.rows += self.keep.len() as u64;
         ts.swap_pending = false;
-        self.summary.rows_written += self.page.len() as u64;
         Ok(())
     }
 
-    /// The columns of the file's header: columns seen in a body that was then
-    /// rejected are not in the file, so they are not committed either.
+    /// The columns of the file's header: columns seen only in rows that were not
+    /// written are not in the file, so they are not committed either.
     fn committed_columns(&self) -> Vec<(String, Vec<String>)> {
         let n = self.file.header_cols();
         self.cols.iter().take(n).map(|c| (c.name.clone(), c.path.clone())).collect()
     }
+
+    /// After the last page: tombstones for keys not seen, the refreshed file swapped
+    /// in, and the table marked done in the run.
+    fn finish(&mut self, state: &mut State, run_started: &str) -> Result<()> {
+        if self.seen.is_some() {
+            self.write_tombstones(state)?;
+        }
+        let ts = state.table(self.spec.name);
+        ts.resume = Value::Null;
+        ts.seen_len = None;
+        ts.last_complete_sync = Some(run_started.to_string());
+        if self.refreshing {
+            let refreshed = *ts.refresh.take().expect("refresh in progress");
+            ts.file_len = refreshed.file_len;
+            ts.rows = refreshed.rows;
+            ts.columns = refreshed.columns;
+            ts.swap_pending = false;
+            ts.refresh_swap_pending = true;
+        }
+        state.run.as_mut().expect("run in progress").done.push(self.spec.name.to_string());
+        state.save(&self.dir)?;
+        finish_refresh_swap(&self.dir, self.spec.name, state.table(self.spec.name))?;
+        let _ = std::fs::remove_file(seen_path(&self.dir, self.spec.name));
+        Ok(())
+    }
+
+    fn write_tombstones(&mut self, state: &mut State) -> Result<()> {
+        let unseen: HashSet<u64> = self.index.unseen().into_iter().collect();
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        // The index holds hashes; the key values come from the rows on file.
+        let ts = state.table(self.spec.name);
+        let path = table_path(&self.dir, self.spec.name);
+        let header: Vec<String> = ts.columns.iter().map(|(n, _)| n.clone()).collect();
+        let key_cols: Vec<usize> =
+            self.spec.primary_key.iter().filter_map(|k| header.iter().position(|h| h == k)).collect();
+        let mut keys: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+        index::scan(&path, ts.file_len, self.spec.primary_key, |key, _, record| {
+            if unseen.contains(&key) {
+                keys.insert(key, key_cols.iter().map(|&c| record[c].to_vec()).collect());
+            }
+        })?;
+        let synced_at = rfc3339(time::OffsetDateTime::now_utc());
+        let mut sorted: Vec<_> = keys.into_values().collect();
+        sorted.sort();
+        for values in &sorted {
+            let cells: Vec<(usize, &[u8])> = key_cols.iter().zip(values).map(|(&c, v)| (c, v.as_slice())).collect();
+            self.file.write_tombstone(&cells, &synced_at)?;
+        }
+        let len = self.file.commit()?;
+        let ts = state.table(self.spec.name);
+        ts.file_len = len;
+        ts.rows += sorted.len() as u64;
+        self.summary.deleted = sorted.len() as u64;
+        Ok(())
+    }
+}
+
+/// Renames a committed `--full-refresh` rebuild over the table file, if that had not
+/// happened yet.
+fn finish_refresh_swap(dir: &Path, table: &str, ts: &mut TableState) -> Result<()> {
+    if ts.refresh_swap_pending {
+        let from = refresh_path(dir, table);
+        if from.exists() {
+            rename_durably(&from, &table_path(dir, table))?;
+        }
+        ts.refresh_swap_pending = false;
+    }
+    Ok(())
 }

@@ -1,0 +1,326 @@
+//! What each primary key last looked like: the index that makes a sync append only
+//! new and changed rows, and find the keys that vanished.
+//!
+//! A row's fingerprint is a hash of what its CSV row shows: every non-empty data cell
+//! with its column name, combined order-independently, so a column that appears empty
+//! everywhere changes nothing. The index is rebuilt from the committed CSV at the
+//! start of every table sync (so it can never disagree with the file) and holds 16
+//! bytes per key: a sorted array found through a bucket directory, plus a small hash
+//! table for keys added during this sync, merged in as it grows.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+
+fn mix(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// A fast 64-bit hash of `bytes` (wyhash's mixing); only ever compared within one
+/// process, so it need not be stable across versions.
+pub fn hash(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = seed ^ P0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(h ^ u64::from_le_bytes(c.try_into().expect("8 bytes")), P1);
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(mix(h ^ u64::from_le_bytes(last), P1) ^ bytes.len() as u64, P0)
+}
+
+/// The contribution of one non-empty cell to a row's fingerprint; `name` is the
+/// column's name hash.
+pub fn cell_hash(name: u64, value: &[u8]) -> u64 {
+    hash(name, value)
+}
+
+/// Combines the primary key's values into a key hash (never 0, which marks empty slots).
+pub fn key_hash<'v>(values: impl Iterator<Item = &'v [u8]>) -> u64 {
+    let mut h = P1;
+    for v in values {
+        h = hash(h, v);
+    }
+    h.max(1)
+}
+
+/// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
+const SEEN: u64 = 1;
+const TOMBSTONE: u64 = !SEEN;
+
+/// Clears the seen bit and keeps a fingerprint from colliding with the tombstone mark.
+fn fp(raw: u64) -> u64 {
+    let f = raw & !SEEN;
+    if f == TOMBSTONE {
+        f - 2
+    } else {
+        f
+    }
+}
+
+/// What a record is relative to the committed table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    New,
+    Changed,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: u64,
+    val: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    /// Sorted by key.
+    main: Vec<Entry>,
+    /// `dir[b]` is the first index in `main` whose key's top bits are >= b.
+    dir: Vec<u32>,
+    shift: u32,
+    /// Open addressing, key 0 empty: keys first seen in this sync.
+    added: Vec<Entry>,
+    added_len: usize,
+}
+
+impl KeyIndex {
+    /// Builds the index from `(key, fingerprint or tombstone)` pairs in file order.
+    fn from_rows(rows: Vec<Entry>) -> KeyIndex {
+        let mut main = latest_per_key(rows);
+        main.retain(|e| e.val != TOMBSTONE);
+        let mut index = KeyIndex { main, ..KeyIndex::default() };
+        index.rebuild_dir();
+        index.added = vec![Entry { key: 0, val: 0 }; 1024];
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.main.len() + self.added_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn rebuild_dir(&mut self) {
+        let bits = (usize::BITS - self.main.len().leading_zeros()).clamp(8, 22);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        self.dir = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..=buckets as u64 {
+            while i < self.main.len() && (self.main[i].key >> self.shift) < b {
+                i += 1;
+            }
+            self.dir.push(i as u32);
+        }
+    }
+
+    fn find_main(&self, key: u64) -> Option<usize> {
+        let b = (key >> self.shift) as usize;
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        self.main[lo..hi].iter().position(|e| e.key == key).map(|i| lo + i)
+    }
+
+    fn find_added(&self, key: u64) -> (usize, bool) {
+        let mask = self.added.len() - 1;
+        let mut i = (key as usize) & mask;
+        loop {
+            match self.added[i].key {
+                0 => return (i, false),
+                k if k == key => return (i, true),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Records that `key` was read with fingerprint `fingerprint`, and says how it
+    /// compares with the committed version.
+    pub fn observe(&mut self, key: u64, fingerprint: u64) -> Change {
+        let f = fp(fingerprint);
+        if let Some(i) = self.find_main(key) {
+            return update(&mut self.main[i], f);
+        }
+        let (i, found) = self.find_added(key);
+        if found {
+            return update(&mut self.added[i], f);
+        }
+        self.added[i] = Entry { key, val: f | SEEN };
+        self.added_len += 1;
+        if self.added_len * 4 >= self.added.len() * 3 {
+            self.grow();
+        }
+        Change::New
+    }
+
+    /// Marks `key` as read in this sync (replaying a committed journal).
+    pub fn mark_seen(&mut self, key: u64) {
+        if let Some(i) = self.find_main(key) {
+            self.main[i].val |= SEEN;
+        } else if let (i, true) = self.find_added(key) {
+            self.added[i].val |= SEEN;
+        }
+    }
+
+    /// Keys committed before that were not read in this sync.
+    pub fn unseen(&self) -> Vec<u64> {
+        let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
+        all.filter(|e| e.val & SEEN == 0).map(|e| e.key).collect()
+    }
+
+    /// Doubles the added table, or merges it into `main` once it is a fair share of it.
+    fn grow(&mut self) {
+        if self.added_len >= (self.main.len() / 8).max(1 << 16) {
+            let mut added: Vec<Entry> = self.added.iter().copied().filter(|e| e.key != 0).collect();
+            added.sort_unstable_by_key(|e| e.key);
+            let mut merged = Vec::with_capacity(self.main.len() + added.len());
+            let (mut a, mut b) = (self.main.iter().peekable(), added.iter().peekable());
+            while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+                if x.key < y.key {
+                    merged.push(*a.next().unwrap());
+                } else {
+                    merged.push(*b.next().unwrap());
+                }
+            }
+            merged.extend(a);
+            merged.extend(b);
+            self.main = merged;
+            self.rebuild_dir();
+            self.added = vec![Entry { key: 0, val: 0 }; 1024];
+            self.added_len = 0;
+            return;
+        }
+        let doubled = vec![Entry { key: 0, val: 0 }; self.added.len() * 2];
+        let old = std::mem::replace(&mut self.added, doubled);
+        for e in old.into_iter().filter(|e| e.key != 0) {
+            let (i, _) = self.find_added(e.key);
+            self.added[i] = e;
+        }
+    }
+}
+
+fn update(e: &mut Entry, f: u64) -> Change {
+    let was = fp(e.val);
+    e.val = f | SEEN;
+    if was == f {
+        Change::Unchanged
+    } else {
+        Change::Changed
+    }
+}
+
+/// Sorts by key keeping, for each key, the last entry in file order.
+fn latest_per_key(mut rows: Vec<Entry>) -> Vec<Entry> {
+    rows.reverse();
+    rows.sort_by_key(|e| e.key); // stable: the first of equal keys is now the latest
+    rows.dedup_by_key(|e| e.key);
+    rows
+}
+
+/// Reads the committed rows of a table file into an index; `primary_key` names the
+/// key columns. The last two columns are the tool's (`_synced_at`, `_deleted`).
+pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyIndex> {
+    if len == 0 {
+        return Ok(KeyIndex::from_rows(Vec::new()));
+    }
+    let mut rows = Vec::new();
+    let mut limit = 1 << 16;
+    scan(path, len, primary_key, |key, fingerprint, _| {
+        rows.push(Entry { key, val: fingerprint });
+        if rows.len() >= limit {
+            rows = latest_per_key(std::mem::take(&mut rows));
+            limit = (rows.len() * 2).max(1 << 16);
+        }
+    })?;
+    Ok(KeyIndex::from_rows(rows))
+}
+
+/// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row.
+pub fn scan(path: &Path, len: u64, primary_key: &[&str], mut f: impl FnMut(u64, u64, &csv::ByteRecord)) -> Result<()> {
+    let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(file.take(len));
+    let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
+    let data_cols = header.len().saturating_sub(2);
+    let names: Vec<u64> = header.iter().map(|n| hash(0, n)).collect();
+    let keys: Vec<usize> = primary_key
+        .iter()
+        .map(|k| header.iter().position(|h| h == k.as_bytes()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
+    let mut record = csv::ByteRecord::new();
+    while reader.read_byte_record(&mut record).map_err(|e| bad(format!("committed rows are not valid CSV: {e}")))? {
+        let key = key_hash(keys.iter().map(|&k| &record[k]));
+        let fingerprint = if record.get(data_cols + 1) == Some(b"true") {
+            TOMBSTONE
+        } else {
+            fp(fingerprint((0..data_cols).map(|c| (names[c], &record[c]))))
+        };
+        f(key, fingerprint, &record);
+    }
+    Ok(())
+}
+
+/// The fingerprint of a row from its (column name hash, value) cells.
+pub fn fingerprint<'v>(cells: impl Iterator<Item = (u64, &'v [u8])>) -> u64 {
+    cells.filter(|(_, v)| !v.is_empty()).fold(0u64, |acc, (name, v)| acc.wrapping_add(cell_hash(name, v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp_of(cells: &[(&str, &str)]) -> u64 {
+        fingerprint(cells.iter().map(|(n, v)| (hash(0, n.as_bytes()), v.as_bytes())))
+    }
+
+    #[test]
+    fn fingerprints_ignore_empty_cells_and_cell_order() {
+        let a = fp_of(&[("id", "1"), ("name", "x")]);
+        assert_eq!(a, fp_of(&[("name", "x"), ("id", "1"), ("phone", "")]));
+        assert_ne!(a, fp_of(&[("id", "1"), ("name", "y")]));
+        assert_ne!(a, fp_of(&[("id", "1"), ("nam", "ex")]));
+    }
+
+    #[test]
+    fn observe_tells_new_changed_and_unchanged_and_tracks_unseen() {
+        let rows = vec![
+            Entry { key: 10, val: 100 },
+            Entry { key: 20, val: 200 },
+            Entry { key: 10, val: 102 },
+            Entry { key: 30, val: 300 },
+            Entry { key: 30, val: TOMBSTONE },
+        ];
+        let mut index = KeyIndex::from_rows(rows);
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.observe(10, 102), Change::Unchanged);
+        assert_eq!(index.observe(30, 300), Change::New);
+        assert_eq!(index.observe(30, 300), Change::Unchanged);
+        assert_eq!(index.unseen(), [20]);
+        assert_eq!(index.observe(20, 204), Change::Changed);
+        assert!(index.unseen().is_empty());
+    }
+
+    #[test]
+    fn many_new_keys_merge_into_the_sorted_part() {
+        let mut index =
+            KeyIndex::from_rows((1..=1000u64).map(|k| Entry { key: hash(0, &k.to_le_bytes()), val: 8 }).collect());
+        for k in 1..=300_000u64 {
+            let key = hash(0, &k.to_le_bytes());
+            let expected = if k <= 1000 { Change::Unchanged } else { Change::New };
+            assert_eq!(index.observe(key, 8), expected, "{k}");
+        }
+        assert_eq!(index.len(), 300_000);
+        for k in (1..=300_000u64).step_by(997) {
+            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8), Change::Unchanged);
+        }
+        assert!(index.unseen().is_empty());
+    }
+}
