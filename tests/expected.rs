@@ -65,6 +65,9 @@ fn walk(v: &Value, path: &mut Vec<String>, out: &mut BTreeMap<Vec<String>, Strin
 }
 
 fn timestamp(v: &str, unix: bool) -> String {
+    if v.is_empty() {
+        return String::new();
+    }
     if unix {
         let secs: i64 = v.parse().unwrap_or_else(|_| panic!("not unix seconds: {v}"));
         let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();

@@ -13,6 +13,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use super::{splitmix64, MockApi, MockOptions, MockRequest, MockResponse};
+pub use super::{Mutations, TableMutations};
 
 /// The only API key the mock accepts, as `Authorization: Bearer <API_KEY>`.
 pub const API_KEY: &str = "mock-mailerlite-key";
@@ -1832,27 +1833,6 @@ impl MailerLite {
 // ---------------------------------------------------------------------------
 // What a correct sync ends with, for the tests
 // ---------------------------------------------------------------------------
-
-/// For one table, the primary keys a generation added, changed or deleted.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TableMutations {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub deleted: Vec<String>,
-}
-
-/// What generation `g` changed relative to `g - 1`, per table; empty for generation 1.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Mutations {
-    pub tables: Vec<(String, TableMutations)>,
-}
-
-impl Mutations {
-    /// The mutations of `table`, if it is one of [`TABLES`] and the generation > 1.
-    pub fn table(&self, table: &str) -> Option<&TableMutations> {
-        self.tables.iter().find(|(name, _)| name == table).map(|(_, m)| m)
-    }
-}
 
 impl MailerLite {
     /// The generation this account was built for.

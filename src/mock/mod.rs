@@ -63,6 +63,28 @@ impl Default for MockOptions {
     }
 }
 
+/// For one table, the primary keys a generation added, changed or deleted (keys of
+/// several columns joined with `,`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TableMutations {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// What generation `g` changed relative to `g - 1`, per table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Mutations {
+    pub tables: Vec<(String, TableMutations)>,
+}
+
+impl Mutations {
+    /// The mutations of `table`, if it has any.
+    pub fn table(&self, table: &str) -> Option<&TableMutations> {
+        self.tables.iter().find(|(name, _)| name == table).map(|(_, m)| m)
+    }
+}
+
 /// What one API does; the server around it does transport, faults and rate limits.
 pub trait MockApi: Send + Sync + 'static {
     /// Answer a request that passed fault injection and rate limiting.

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use super::{MockApi, MockOptions, MockRequest, MockResponse};
+pub use super::{Mutations, TableMutations};
 
 /// The login the mock accepts (Paligo logins are e-mail addresses).
 pub const USERNAME: &str = "api@example.com";
@@ -23,20 +24,6 @@ pub const HIDDEN_ROOT_ID: u64 = 1;
 pub const DEFAULT_PER_PAGE: usize = 25;
 /// Larger `per_page` values are silently capped, so a short page is not the end.
 pub const MAX_PER_PAGE: usize = 100;
-
-/// Added, changed and deleted ids of every table between two generations.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Mutations {
-    pub tables: Vec<(String, TableMutations)>,
-}
-
-/// Ids (as strings) of one table that appeared, changed or vanished.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TableMutations {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub deleted: Vec<String>,
-}
 
 /// The path the connector writes for a taxonomy: titles from the root down, joined
 /// with `" / "`. Inside a title `\` becomes `\\` and `/` becomes `\/`, so a title

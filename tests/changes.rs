@@ -1,0 +1,195 @@
+//! A sync appends only what changed: generation 1 then generation 2 of the mock
+//! account, counted against the mock's own list of mutations.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api2csv::demo::{start_mock, RunningMock};
+use api2csv::mock::{self, MockOptions};
+use serde_json::Value;
+
+use crate::expected::{assert_table, read_table};
+use crate::workdir::Workdir;
+
+/// The mock of `connector` at `generation`, and a config file for it.
+fn generation(wd: &Workdir, connector: &str, opts: &MockOptions, generation: u32) -> (RunningMock, String) {
+    let opts = MockOptions { generation, ..opts.clone() };
+    let mock = start_mock(connector, "127.0.0.1:0", &opts).unwrap();
+    let mut config = mock.config.clone();
+    config["retry_attempts"] = Value::from(8);
+    let name = format!("{connector}-g{generation}.json");
+    wd.write(&name, &config.to_string());
+    (mock, name)
+}
+
+fn sync(wd: &Workdir, connector: &str, cfg: &str) -> Command {
+    let mut cmd = wd.command(&["sync", connector, "--config", cfg, "--out", "out"]);
+    cmd.stdout(Stdio::piped());
+    cmd
+}
+
+struct Expected {
+    tables: Vec<&'static str>,
+    records: Vec<Vec<String>>,
+    mutations: Vec<(BTreeSet<String>, BTreeSet<String>)>,
+}
+
+/// Per table of generation `g`: the records, and (added ∪ changed, deleted) keys.
+fn expected(connector: &str, opts: &MockOptions, g: u32) -> Expected {
+    let opts = MockOptions { generation: g, ..opts.clone() };
+    let tables: Vec<&'static str> = api2csv::connector::tables(connector).unwrap().iter().map(|t| t.name).collect();
+    let (records, muts): (Vec<Vec<String>>, mock::Mutations) = match connector {
+        "paligo" => {
+            let p = mock::paligo::Paligo::new(&opts);
+            (tables.iter().map(|t| p.expected(t)).collect(), p.mutations())
+        }
+        _ => {
+            let ml = mock::mailerlite::MailerLite::new(&opts);
+            (tables.iter().map(|t| ml.expected(t)).collect(), ml.mutations())
+        }
+    };
+    let mutations = tables
+        .iter()
+        .map(|t| match muts.table(t) {
+            Some(m) => {
+                let written = m.added.iter().chain(&m.changed).cloned().collect();
+                (written, m.deleted.iter().cloned().collect())
+            }
+            None => (BTreeSet::new(), BTreeSet::new()),
+        })
+        .collect();
+    Expected { tables, records, mutations }
+}
+
+/// Keys of the rows after the first `skip` rows of a table file: (written, tombstoned).
+fn appended(wd: &Workdir, connector: &str, table: &str, skip: usize) -> (Vec<String>, Vec<String>) {
+    let spec = api2csv::connector::tables(connector).unwrap().iter().find(|t| t.name == table).unwrap();
+    let t = read_table(&wd.path(&format!("out/{table}.csv")));
+    let keys: Vec<usize> = spec.primary_key.iter().map(|k| t.header.iter().position(|h| h == k).unwrap()).collect();
+    let (mut written, mut deleted) = (Vec::new(), Vec::new());
+    for row in &t.rows[skip..] {
+        let key = keys.iter().map(|&i| row[i].as_str()).collect::<Vec<_>>().join(",");
+        if row.last().unwrap() == "true" {
+            deleted.push(key);
+        } else {
+            written.push(key);
+        }
+    }
+    (written, deleted)
+}
+
+fn row_counts(wd: &Workdir, tables: &[&str]) -> Vec<usize> {
+    tables.iter().map(|t| read_table(&wd.path(&format!("out/{t}.csv"))).rows.len()).collect()
+}
+
+/// Runs the sync, killing it with SIGKILL after growing delays until it finishes.
+fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
+    let mut kills = 0;
+    let mut delay = Duration::from_millis(40);
+    loop {
+        let mut child = sync(wd, connector, cfg).stdout(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "sync failed after {kills} kills");
+            return kills;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        delay += Duration::from_millis(40);
+        assert!(kills < 300, "the sync never finished");
+    }
+}
+
+fn generations(connector: &str, records: usize, kill: bool) {
+    let wd = Workdir::new(&format!("changes-{connector}-{kill}"));
+    let opts = MockOptions { records, seed: 5, ..MockOptions::default() };
+    let (_m1, cfg1) = generation(&wd, connector, &opts, 1);
+    let (_m2, cfg2) = generation(&wd, connector, &opts, 2);
+    let g1 = expected(connector, &opts, 1);
+    let g2 = expected(connector, &opts, 2);
+
+    wd.stdout(&mut sync(&wd, connector, &cfg1));
+    let first = row_counts(&wd, &g1.tables);
+    let want: Vec<usize> = g1.records.iter().map(Vec::len).collect();
+    assert_eq!(first, want, "the first sync writes every record once");
+
+    // Nothing changed: nothing appended.
+    wd.stdout(&mut sync(&wd, connector, &cfg1));
+    assert_eq!(row_counts(&wd, &g1.tables), first, "a sync with nothing changed appended rows");
+
+    if kill {
+        let kills = sync_with_kills(&wd, connector, &cfg2);
+        assert!(kills >= 2, "only {kills} kills");
+    } else {
+        wd.stdout(&mut sync(&wd, connector, &cfg2));
+    }
+    let mut total_mutations = 0;
+    for (i, table) in g2.tables.iter().enumerate() {
+        let (written, deleted) = appended(&wd, connector, table, first[i]);
+        let (want_written, want_deleted) = &g2.mutations[i];
+        total_mutations += want_written.len() + want_deleted.len();
+        let written_set: BTreeSet<String> = written.iter().cloned().collect();
+        assert_eq!(written.len(), written_set.len(), "{table}: a row was appended twice");
+        assert_eq!(&written_set, want_written, "{table}: rows appended");
+        let deleted_set: BTreeSet<String> = deleted.iter().cloned().collect();
+        assert_eq!(deleted.len(), deleted_set.len(), "{table}: a tombstone was appended twice");
+        assert_eq!(&deleted_set, want_deleted, "{table}: tombstones");
+    }
+    assert!(total_mutations > 10, "generation 2 changed too little to test anything");
+
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    for (i, table) in g2.tables.iter().enumerate() {
+        assert_table(&wd.path("out"), connector, table, &g2.records[i]);
+    }
+}
+
+#[test]
+fn mailerlite_second_generation_appends_exactly_the_mutations() {
+    generations("mailerlite", 3000, false);
+}
+
+#[test]
+fn mailerlite_killed_second_generation_gives_the_same_result() {
+    generations("mailerlite", 3000, true);
+}
+
+#[test]
+fn paligo_second_generation_appends_exactly_the_mutations() {
+    generations("paligo", 1500, false);
+}
+
+#[test]
+fn paligo_killed_second_generation_gives_the_same_result() {
+    generations("paligo", 1500, true);
+}
+
+#[test]
+fn full_refresh_rebuilds_each_file_from_scratch() {
+    let wd = Workdir::new("changes-refresh");
+    let opts = MockOptions { records: 1000, seed: 9, ..MockOptions::default() };
+    let (_m1, cfg1) = generation(&wd, "mailerlite", &opts, 1);
+    let (_m2, cfg2) = generation(&wd, "mailerlite", &opts, 2);
+    wd.stdout(&mut sync(&wd, "mailerlite", &cfg1));
+    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg2, "--out", "out", "--full-refresh"]));
+    let g2 = expected("mailerlite", &opts, 2);
+    for (i, table) in g2.tables.iter().enumerate() {
+        let t = read_table(&wd.path(&format!("out/{table}.csv")));
+        assert_eq!(t.rows.len(), g2.records[i].len(), "{table}: one row per record, no history");
+        assert_table(&wd.path("out"), "mailerlite", table, &g2.records[i]);
+        assert!(!wd.path(&format!("out/{table}.csv.refresh")).exists());
+    }
+    // enable_incremental_sync false means every sync is a full refresh.
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(wd.path(&cfg1)).unwrap()).unwrap();
+    config["enable_incremental_sync"] = Value::from("false");
+    wd.write("full.json", &config.to_string());
+    wd.stdout(&mut sync(&wd, "mailerlite", "full.json"));
+    let g1 = expected("mailerlite", &opts, 1);
+    for (i, table) in g1.tables.iter().enumerate() {
+        assert_table(&wd.path("out"), "mailerlite", table, &g1.records[i]);
+    }
+}
