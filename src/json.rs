@@ -371,6 +371,28 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Reads the object at `p`, copying the string or number under `key` into `out`;
+/// false if the object has no such scalar.
+pub fn field(p: &mut Parser, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+    let mut k = Vec::new();
+    let mut found = false;
+    p.begin_object()?;
+    while p.next_key(&mut k)? {
+        match p.peek()? {
+            Kind::String if k == key => {
+                p.string_into(out)?;
+                found = true;
+            }
+            Kind::Number if k == key => {
+                out.extend_from_slice(p.number()?);
+                found = true;
+            }
+            _ => drop(p.skip()?),
+        }
+    }
+    Ok(found)
+}
+
 /// Appends `raw` JSON text without the whitespace between tokens.
 pub fn compact_into(raw: &[u8], out: &mut Vec<u8>) {
     let mut in_string = false;

@@ -14,12 +14,12 @@ use std::hash::{Hash, Hasher};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Connector, PageReader, Start, TableSpec};
+use super::{fetch_into, flatten_record, Connector, OnRecord, PageReader, Start, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
 use crate::flatten::{Columns, Page, TimeFormat};
 use crate::http::Client;
-use crate::json::{self, Kind, Parser};
+use crate::json::{self, Parser};
 
 pub const REQUIREMENTS: Requirements = Requirements {
     connector: "mailerlite",
@@ -122,15 +122,6 @@ impl Connector for MailerLite {
     }
 }
 
-/// What a record callback does with each element of `data`.
-type OnRecord<'r> = dyn FnMut(&mut Parser, &mut Page, &mut Columns) -> json::Result<()> + 'r;
-
-fn flatten_record(p: &mut Parser, page: &mut Page, cols: &mut Columns) -> json::Result<()> {
-    page.flatten_record(p, cols)?;
-    page.end_row();
-    Ok(())
-}
-
 /// The parts of a Laravel envelope that drive paging.
 #[derive(Debug, Default)]
 struct Envelope {
@@ -157,8 +148,7 @@ struct Links {
     next: Option<String>,
 }
 
-/// GETs one page and runs `on_record` on each element of `data`; a body that fails
-/// to parse leaves `page` as it was and is retried.
+/// GETs one page and runs `on_record` on each element of `data`.
 fn fetch_envelope(
     client: &Client,
     path: &str,
@@ -167,14 +157,7 @@ fn fetch_envelope(
     cols: &mut Columns,
     on_record: &mut OnRecord,
 ) -> Result<Envelope> {
-    client.fetch(path, query, |body| {
-        let mark = page.mark();
-        let parsed = parse_envelope(body, page, cols, on_record);
-        if parsed.is_err() {
-            page.rollback(mark);
-        }
-        parsed
-    })
+    fetch_into(client, path, query, page, cols, |body, page, cols| parse_envelope(body, page, cols, on_record))
 }
 
 fn parse_envelope(
@@ -183,7 +166,6 @@ fn parse_envelope(
     cols: &mut Columns,
     on_record: &mut OnRecord,
 ) -> std::result::Result<Envelope, String> {
-    std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let s = |e: json::SyntaxError| e.to_string();
     let mut p = Parser::new(body);
     let mut env = Envelope::default();
@@ -443,7 +425,7 @@ impl PageReader for Memberships<'_> {
         let id = &mut self.id;
         let mut on_record = |p: &mut Parser, page: &mut Page, cols: &mut Columns| {
             id.clear();
-            if string_field(p, b"id", id)? {
+            if json::field(p, b"id", id)? {
                 page.push(cols, &["group_id"], group.as_bytes());
                 page.push(cols, &["subscriber_id"], id);
                 page.end_row();
@@ -488,7 +470,7 @@ fn list_group_ids(client: &Client, ml: &MailerLite) -> Result<Vec<String>> {
     while !pages.done {
         let mut on_record = |p: &mut Parser, _: &mut Page, _: &mut Columns| {
             id.clear();
-            if string_field(p, b"id", &mut id)? {
+            if json::field(p, b"id", &mut id)? {
                 ids.push(String::from_utf8_lossy(&id).into_owned());
             }
             Ok(())
@@ -496,27 +478,6 @@ fn list_group_ids(client: &Client, ml: &MailerLite) -> Result<Vec<String>> {
         pages.fetch(client, &mut page, &mut cols, &mut on_record)?;
     }
     Ok(ids)
-}
-
-/// Reads the object at `p`, copying the string or number under `key` into `out`.
-fn string_field(p: &mut Parser, key: &[u8], out: &mut Vec<u8>) -> json::Result<bool> {
-    let mut k = Vec::new();
-    let mut found = false;
-    p.begin_object()?;
-    while p.next_key(&mut k)? {
-        match p.peek()? {
-            Kind::String if k == key => {
-                p.string_into(out)?;
-                found = true;
-            }
-            Kind::Number if k == key => {
-                out.extend_from_slice(p.number()?);
-                found = true;
-            }
-            _ => drop(p.skip()?),
-        }
-    }
-    Ok(found)
 }
 
 /// Orders numeric id strings by value without parsing them (they may exceed u64).

@@ -13,6 +13,7 @@ use crate::config::{Config, Requirements};
 use crate::error::Result;
 use crate::flatten::{Columns, Page, TimeFormat};
 use crate::http::{Client, ClientConfig, Secret};
+use crate::json::{self, Parser};
 
 /// The connectors, in the order `--help` lists them.
 pub const NAMES: &[&str] = &["mailerlite", "paligo"];
@@ -60,6 +61,37 @@ pub trait PageReader {
     fn next_page(&mut self, page: &mut Page, cols: &mut Columns) -> Result<bool>;
     /// Where reading resumes after the pages returned so far.
     fn position(&self) -> Value;
+}
+
+/// What to do with each record of a page: flatten it into a row, or pick fields.
+pub type OnRecord<'r> = dyn FnMut(&mut Parser, &mut Page, &mut Columns) -> json::Result<()> + 'r;
+
+/// The usual [`OnRecord`]: the whole record becomes one row.
+pub fn flatten_record(p: &mut Parser, page: &mut Page, cols: &mut Columns) -> json::Result<()> {
+    page.flatten_record(p, cols)?;
+    page.end_row();
+    Ok(())
+}
+
+/// GETs `path` and lets `parse` read the body into `page`. A body that `parse`
+/// rejects leaves `page` as it was and is retried like a failed request.
+pub fn fetch_into<T>(
+    client: &Client,
+    path: &str,
+    query: &[(&str, &str)],
+    page: &mut Page,
+    cols: &mut Columns,
+    mut parse: impl FnMut(&[u8], &mut Page, &mut Columns) -> std::result::Result<T, String>,
+) -> Result<T> {
+    client.fetch(path, query, |body| {
+        std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+        let mark = page.mark();
+        let parsed = parse(body, page, cols);
+        if parsed.is_err() {
+            page.rollback(mark);
+        }
+        parsed
+    })
 }
 
 /// The configuration rules of connector `name`.

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Connector, PageReader, Start, TableSpec};
+use super::{fetch_into, flatten_record, Connector, OnRecord, PageReader, Start, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
 use crate::flatten::{Columns, Page, TimeFormat};
@@ -100,8 +100,6 @@ impl Connector for Paligo {
     }
 }
 
-type OnRecord<'r> = dyn FnMut(&mut Parser, &mut Page, &mut Columns) -> json::Result<()> + 'r;
-
 /// The paging facts of one response.
 #[derive(Debug, Default)]
 struct Envelope {
@@ -120,13 +118,9 @@ fn fetch_page(
     cols: &mut Columns,
     on_record: &mut OnRecord,
 ) -> Result<Envelope> {
-    client.fetch(&format!("/{resource}/"), query, |body| {
-        let mark = page.mark();
-        let parsed = parse_envelope(body, resource, page, cols, on_record);
-        if parsed.is_err() {
-            page.rollback(mark);
-        }
-        parsed
+    let path = format!("/{resource}/");
+    fetch_into(client, &path, query, page, cols, |body, page, cols| {
+        parse_envelope(body, resource, page, cols, on_record)
     })
 }
 
@@ -137,7 +131,6 @@ fn parse_envelope(
     cols: &mut Columns,
     on_record: &mut OnRecord,
 ) -> std::result::Result<Envelope, String> {
-    std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let s = |e: json::SyntaxError| e.to_string();
     let mut p = Parser::new(body);
     let mut env = Envelope::default();
@@ -270,7 +263,7 @@ impl PageReader for Listing<'_> {
             Some(since) => {
                 let raw = p.skip()?;
                 let mut created = Vec::new();
-                let has = field(&mut Parser::new(raw), b"created_at", &mut created)?;
+                let has = json::field(&mut Parser::new(raw), b"created_at", &mut created)?;
                 let created = std::str::from_utf8(&created).ok().and_then(|c| c.parse::<i64>().ok());
                 if !has || created.is_none_or(|c| c >= since) {
                     flatten_record(&mut Parser::new(raw), page, cols)?;
@@ -286,12 +279,6 @@ impl PageReader for Listing<'_> {
     fn position(&self) -> Value {
         serde_json::to_value(&self.pages).expect("serializes")
     }
-}
-
-fn flatten_record(p: &mut Parser, page: &mut Page, cols: &mut Columns) -> json::Result<()> {
-    page.flatten_record(p, cols)?;
-    page.end_row();
-    Ok(())
 }
 
 /// One listing of the tree still to read: the children of `parent` (roots if none).
@@ -394,27 +381,6 @@ pub fn join_path(parent: &str, title: &str) -> String {
     } else {
         format!("{parent}{PATH_SEPARATOR}{escaped}")
     }
-}
-
-/// Reads the object at `p`, copying the scalar under `key` into `out`.
-fn field(p: &mut Parser, key: &[u8], out: &mut Vec<u8>) -> json::Result<bool> {
-    let mut k = Vec::new();
-    let mut found = false;
-    p.begin_object()?;
-    while p.next_key(&mut k)? {
-        match p.peek()? {
-            Kind::String if k == key => {
-                p.string_into(out)?;
-                found = true;
-            }
-            Kind::Number if k == key => {
-                out.extend_from_slice(p.number()?);
-                found = true;
-            }
-            _ => drop(p.skip()?),
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]
