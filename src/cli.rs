@@ -330,7 +330,8 @@ pub fn sync_with(connector: &str, config: &Config, opts: &sync::Options) -> Resu
 /// Sets up stderr logging once: warnings by default, debug when the configuration
 /// asks for it, `RUST_LOG` over both.
 pub fn init_logging(debug: bool) {
-    let level = if debug { "debug" } else { "warn" };
+    // Our own debug lines only: they are written never to hold a secret.
+    let level = if debug { "warn,api2csv=debug" } else { "warn" };
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp_secs()
         .try_init();

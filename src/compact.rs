@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::connector;
 use crate::error::{Error, Result};
-use crate::sink::{new_path, table_path, TableFile};
+use crate::sink::{finish_refresh_swap, new_path, table_path, TableFile};
 use crate::state::{rename_durably, DirLock, State};
 
 /// Rows before and after compaction of one table.
@@ -45,7 +45,9 @@ pub fn compact_locked(dir: &Path) -> Result<Vec<Compacted>> {
     })?;
     let mut done = Vec::new();
     for spec in specs {
-        let Some(ts) = state.tables.get(spec.name).cloned() else { continue };
+        let Some(ts) = state.tables.get_mut(spec.name) else { continue };
+        finish_refresh_swap(dir, spec.name, ts)?;
+        let ts = ts.clone();
         if ts.file_len == 0 {
             continue;
         }

@@ -57,6 +57,7 @@ pub enum Outcome {
 }
 
 /// How long to wait before retry number `retry` (0-based), or `None` to give up.
+/// A 429 or 503 waits what its `Retry-After` says; anything else backs off.
 /// `jitter` is a uniform draw in `0..1`.
 pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64) -> Option<Duration> {
     let retryable = match outcome {
@@ -66,7 +67,7 @@ pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64) -> O
     if !retryable || retry >= max_retries {
         return None;
     }
-    if let Outcome::Status(429, Some(after)) = outcome {
+    if let Outcome::Status(429 | 503, Some(after)) = outcome {
         return Some((*after).min(MAX_RETRY_AFTER));
     }
     let step = BACKOFF_BASE.saturating_mul(1 << retry.min(16)).min(BACKOFF_CAP);
@@ -311,6 +312,8 @@ mod tests {
     fn rate_limits_wait_what_retry_after_says_capped() {
         let o = Outcome::Status(429, Some(Duration::from_secs(7)));
         assert_eq!(decide(0, 5, &o, 0.0), Some(Duration::from_secs(7)));
+        let o = Outcome::Status(503, Some(Duration::from_secs(3)));
+        assert_eq!(decide(0, 5, &o, 0.0), Some(Duration::from_secs(3)));
         let o = Outcome::Status(429, Some(Duration::from_secs(86400)));
         assert_eq!(decide(0, 5, &o, 0.0), Some(MAX_RETRY_AFTER));
         assert_eq!(decide(5, 5, &o, 0.0), None);

@@ -34,6 +34,24 @@ pub fn table_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.csv"))
 }
 
+/// Where a `--full-refresh` rebuilds table `name` before it replaces the table file.
+pub fn refresh_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.csv.refresh"))
+}
+
+/// Renames a committed `--full-refresh` rebuild over the table file, if that had
+/// not happened yet; the caller commits the cleared flag.
+pub fn finish_refresh_swap(dir: &Path, name: &str, ts: &mut TableState) -> Result<()> {
+    if ts.refresh_swap_pending {
+        let from = refresh_path(dir, name);
+        if from.exists() {
+            rename_durably(&from, &table_path(dir, name))?;
+        }
+        ts.refresh_swap_pending = false;
+    }
+    Ok(())
+}
+
 /// Where a rewritten table file waits before it is renamed over the old one.
 pub fn new_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();

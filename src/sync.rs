@@ -23,8 +23,8 @@ use crate::flatten::{rfc3339, Columns, Page};
 use crate::http::Client;
 use crate::index::{self, Change, KeyIndex};
 use crate::seen::{seen_path, SeenLog};
-use crate::sink::{table_path, TableFile};
-use crate::state::{rename_durably, DirLock, Run, State, TableState};
+use crate::sink::{finish_refresh_swap, refresh_path, table_path, TableFile};
+use crate::state::{DirLock, Run, State, TableState};
 
 /// Empty pages (a leaf of a tree, a status with no members) only move the resume
 /// position; committing it at most this often keeps fsyncs for rows that exist.
@@ -97,7 +97,13 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     let (_lock, mut state) = open_dir(&opts.dir, connector.name())?;
     let run = match state.run.clone() {
         Some(run) => {
-            log::info!("continuing the sync started at {}", run.started_at);
+            if run.tables != selected || run.full_refresh != opts.full_refresh {
+                log::warn!(
+                    "finishing the interrupted sync started at {} first (tables {}); this command's options apply to the next sync",
+                    run.started_at,
+                    run.tables.join(",")
+                );
+            }
             run
         }
         None => {
@@ -134,10 +140,6 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     summary.requests = client.requests();
     summary.elapsed = started.elapsed();
     Ok(summary)
-}
-
-fn refresh_path(dir: &Path, table: &str) -> PathBuf {
-    dir.join(format!("{table}.csv.refresh"))
 }
 
 /// One table being synced: its columns, file, change index and page buffer.
@@ -373,17 +375,4 @@ impl TableSync {
         self.summary.deleted = sorted.len() as u64;
         Ok(())
     }
-}
-
-/// Renames a committed `--full-refresh` rebuild over the table file, if that had not
-/// happened yet.
-fn finish_refresh_swap(dir: &Path, table: &str, ts: &mut TableState) -> Result<()> {
-    if ts.refresh_swap_pending {
-        let from = refresh_path(dir, table);
-        if from.exists() {
-            rename_durably(&from, &table_path(dir, table))?;
-        }
-        ts.refresh_swap_pending = false;
-    }
-    Ok(())
 }
