@@ -37,7 +37,7 @@ pub fn flatten(record: &Value, timestamps: &[&str], unix: bool) -> BTreeMap<Vec<
     let mut out = BTreeMap::new();
     walk(record, &mut Vec::new(), &mut out);
     for (path, v) in out.iter_mut() {
-        if path.len() == 1 && timestamps.contains(&path[0].as_str()) {
+        if path.len() == 1 && timestamps.contains(&path[0].as_str()) && !v.is_empty() {
             *v = timestamp(v, unix);
         }
     }
