@@ -41,6 +41,8 @@ pub struct Column {
 #[derive(Debug, Clone)]
 pub struct Columns {
     list: Vec<Column>,
+    /// Per column, its path identity (as in `by_path`), to check a guess cheaply.
+    keys: Vec<Box<[u8]>>,
     by_path: HashMap<Box<[u8]>, u32, BuildHasherDefault<FxHasher>>,
     names: HashSet<String>,
     time_keys: &'static [&'static str],
@@ -51,7 +53,7 @@ impl Columns {
     /// Columns for a table whose top-level `time_keys` are timestamps in `time_format`.
     pub fn new(time_keys: &'static [&'static str], time_format: Option<TimeFormat>) -> Columns {
         let names = TOOL_COLUMNS.iter().map(|s| s.to_string()).collect();
-        Columns { list: Vec::new(), by_path: HashMap::default(), names, time_keys, time_format }
+        Columns { list: Vec::new(), keys: Vec::new(), by_path: HashMap::default(), names, time_keys, time_format }
     }
 
     /// Restores columns committed earlier, keeping their names.
@@ -88,8 +90,13 @@ impl Columns {
         self.list.iter().position(|c| c.name == name)
     }
 
-    /// The column for `path` (segments joined by NUL), added if new.
-    fn lookup(&mut self, path: &[u8]) -> (u32, bool) {
+    /// The column for `path` (segments joined by NUL), added if new. Records of a
+    /// page share their shape, so `guess` (the column at the same place in the
+    /// previous record) is usually right and spares the hash lookup.
+    fn lookup(&mut self, path: &[u8], guess: Option<u32>) -> (u32, bool) {
+        if let Some(g) = guess.filter(|&g| self.keys.get(g as usize).is_some_and(|k| **k == *path)) {
+            return (g, self.list[g as usize].is_time);
+        }
         if let Some(&i) = self.by_path.get(path) {
             return (i, self.list[i as usize].is_time);
         }
@@ -104,6 +111,7 @@ impl Columns {
         self.names.insert(name.clone());
         let i = self.list.len() as u32;
         self.list.push(Column { name, path: segs, is_time });
+        self.keys.push(path.into());
         self.by_path.insert(path.into(), i);
         i
     }
@@ -145,6 +153,9 @@ pub struct Page {
     row_ends: Vec<usize>,
     path: Vec<u8>,
     key: Vec<u8>,
+    /// Columns of the leaves of the previous record, in order, and of this one so far.
+    shape: Vec<u32>,
+    next_shape: Vec<u32>,
 }
 
 impl Page {
@@ -190,7 +201,7 @@ impl Page {
 
     /// Adds a cell to the row being built; an empty value leaves the cell empty.
     pub fn push(&mut self, cols: &mut Columns, path: &[&str], value: &[u8]) {
-        let (col, _) = cols.lookup(&path_key(path));
+        let (col, _) = cols.lookup(&path_key(path), None);
         let start = self.values.len();
         self.values.extend_from_slice(value);
         self.push_cell(col, start);
@@ -218,7 +229,10 @@ impl Page {
     /// Flattens the object at the parser into the row being built.
     pub fn flatten_record(&mut self, p: &mut Parser, cols: &mut Columns) -> json::Result<()> {
         self.path.clear();
-        self.flatten_object(p, cols)
+        self.next_shape.clear();
+        let r = self.flatten_object(p, cols);
+        std::mem::swap(&mut self.shape, &mut self.next_shape);
+        r
     }
 
     fn flatten_object(&mut self, p: &mut Parser, cols: &mut Columns) -> json::Result<()> {
@@ -243,7 +257,9 @@ impl Page {
         if kind == Kind::Object {
             return self.flatten_object(p, cols);
         }
-        let (col, is_time) = cols.lookup(&self.path);
+        let guess = self.shape.get(self.next_shape.len()).copied();
+        let (col, is_time) = cols.lookup(&self.path, guess);
+        self.next_shape.push(col);
         let start = self.values.len();
         match kind {
             Kind::Object => unreachable!(),

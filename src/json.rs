@@ -148,9 +148,8 @@ impl<'a> Parser<'a> {
     pub fn string_into(&mut self, out: &mut Vec<u8>) -> Result<()> {
         self.expect(b'"', "expected a string")?;
         loop {
-            let start = self.pos;
-            let rest = &self.buf[start..];
-            let n = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+            let rest = &self.buf[self.pos..];
+            let n = plain_run(rest);
             out.extend_from_slice(&rest[..n]);
             self.pos += n;
             match self.buf.get(self.pos) {
@@ -355,8 +354,10 @@ impl<'a> Parser<'a> {
         self.expect(b'"', "expected a string")?;
         loop {
             let rest = &self.buf[self.pos..];
-            let n = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            let Some(n) = n else { return self.err("unterminated string") };
+            let n = plain_run(rest);
+            if n == rest.len() {
+                return self.err("unterminated string");
+            }
             self.pos += n;
             match self.buf[self.pos] {
                 b'"' => {
@@ -369,6 +370,27 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// The length of the prefix of `s` that a string can hold without a closer look:
+/// no `"`, no `\`, no control character. Eight bytes at a time, since strings are
+/// most of a page.
+fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // A byte below 0x20 borrows in `w - 0x20..`; bytes >= 0x80 are excluded by `!w`.
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        let special = has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) | control;
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + s[i..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len() - i)
 }
 
 /// Reads the object at `p`, copying the string or number under `key` into `out`;
@@ -466,6 +488,23 @@ mod tests {
             let mut p = Parser::new(bad);
             let r = p.skip().and_then(|_| p.finish());
             assert!(r.is_err(), "accepted {:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_special_byte() {
+        let cases: [(&[u8], usize); 8] = [
+            (b"abcdefghijklmnop\"x", 16),
+            (b"abc\"", 3),
+            (b"abcdefg\\h", 7),
+            (b"abcdefghij\nk", 10),
+            (b"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"", 10),
+            (b"\x7f\xff\x80 ~abcdefgh\x1f", 13),
+            (b"plain", 5),
+            (b"", 0),
+        ];
+        for (s, n) in cases {
+            assert_eq!(plain_run(s), n, "{:?}", String::from_utf8_lossy(s));
         }
     }
 

@@ -98,7 +98,7 @@ impl State {
 
     /// Replaces `dir/state.json` atomically and durably.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self).expect("state serializes");
+        let mut bytes = serde_json::to_vec(self).expect("state serializes");
         bytes.push(b'\n');
         write_atomic(&dir.join(FILE_NAME), &bytes)
     }
