@@ -322,13 +322,17 @@ impl PageReader for Tree<'_> {
         let mut children: Vec<Frame> = Vec::new();
         let (mut id, mut title) = (Vec::new(), Vec::new());
         let mut on_record = |p: &mut Parser, page: &mut Page, cols: &mut Columns| {
+            // A body that failed half way is parsed again from the start: its rows were
+            // rolled back, so drop the children they announced too (one per row).
+            children.truncate(page.len());
             let mark = page.mark();
             page.flatten_record(p, cols)?;
             id.clear();
             title.clear();
             page.pending_value(cols, &["id"], &mut id);
             page.pending_value(cols, &["title"], &mut title);
-            let path = join_path(&parent_path, &String::from_utf8_lossy(&title));
+            let parent_path = parent.as_ref().map(|_| parent_path.as_str());
+            let path = join_path(parent_path, &String::from_utf8_lossy(&title));
             page.push(cols, &["parent_id"], parent.as_deref().unwrap_or("").as_bytes());
             page.push(cols, &["level"], level_text.as_bytes());
             page.push(cols, &["path"], path.as_bytes());
@@ -373,13 +377,14 @@ impl PageReader for Tree<'_> {
     }
 }
 
-/// Escapes `\` and `/` in a title and appends it to its parent's path.
-pub fn join_path(parent: &str, title: &str) -> String {
+/// Escapes `\` and `/` in a title and appends it to its parent's path (`None` for
+/// a root: a root titled `""` has an empty path, and its children still start
+/// with the separator).
+pub fn join_path(parent: Option<&str>, title: &str) -> String {
     let escaped = title.replace('\\', "\\\\").replace('/', "\\/");
-    if parent.is_empty() {
-        escaped
-    } else {
-        format!("{parent}{PATH_SEPARATOR}{escaped}")
+    match parent {
+        None => escaped,
+        Some(parent) => format!("{parent}{PATH_SEPARATOR}{escaped}"),
     }
 }
 
@@ -401,10 +406,12 @@ mod tests {
 
     #[test]
     fn paths_escape_the_separator() {
-        let p = join_path("", "Input/Output > Drivers \\ Legacy");
+        let p = join_path(None, "Input/Output > Drivers \\ Legacy");
         assert_eq!(p, "Input\\/Output > Drivers \\\\ Legacy");
-        assert_eq!(join_path(&p, "Child"), "Input\\/Output > Drivers \\\\ Legacy / Child");
-        assert_eq!(join_path("A", "B"), crate::mock::paligo::taxonomy_path(&["A", "B"]));
-        assert_eq!(join_path(&join_path("", "x/y"), "z\\"), crate::mock::paligo::taxonomy_path(&["x/y", "z\\"]));
+        assert_eq!(join_path(Some(&p), "Child"), "Input\\/Output > Drivers \\\\ Legacy / Child");
+        assert_eq!(join_path(Some("A"), "B"), crate::mock::paligo::taxonomy_path(&["A", "B"]));
+        let nested = join_path(Some(&join_path(None, "x/y")), "z\\");
+        assert_eq!(nested, crate::mock::paligo::taxonomy_path(&["x/y", "z\\"]));
+        assert_eq!(join_path(Some(&join_path(None, "")), "a"), crate::mock::paligo::taxonomy_path(&["", "a"]));
     }
 }
