@@ -94,16 +94,28 @@ pub fn open_dir(dir: &Path, connector: &str) -> Result<(DirLock, State)> {
 pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result<Summary> {
     let started = Instant::now();
     let selected = select_tables(connector, opts.tables.as_deref())?;
+    // Prove the credentials before touching the directory: a wrong key is one
+    // request and exit status 2, with nothing written.
+    connector.check(client)?;
     let (_lock, mut state) = open_dir(&opts.dir, connector.name())?;
-    let run = match state.run.clone() {
-        Some(run) => {
-            if run.tables != selected || run.full_refresh != opts.full_refresh {
+    let run = match state.run.take() {
+        Some(mut run) => {
+            let missing: Vec<&String> = selected.iter().filter(|t| !run.tables.contains(t)).collect();
+            if !missing.is_empty() || run.full_refresh != opts.full_refresh {
                 log::warn!(
-                    "finishing the interrupted sync started at {} first (tables {}); this command's options apply to the next sync",
+                    "finishing the interrupted sync started at {} ({}) together with this one",
                     run.started_at,
                     run.tables.join(",")
                 );
             }
+            for t in &selected {
+                if !run.tables.contains(t) {
+                    run.tables.push(t.clone());
+                    state.table(t).resume = Value::Null;
+                }
+            }
+            let order = |t: &String| connector.tables().iter().position(|s| s.name == t);
+            run.tables.sort_by_key(order);
             run
         }
         None => {
@@ -116,11 +128,11 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
             for t in &run.tables {
                 state.table(t).resume = Value::Null;
             }
-            state.run = Some(run.clone());
-            state.save(&opts.dir)?;
             run
         }
     };
+    state.run = Some(run.clone());
+    state.save(&opts.dir)?;
     // Deleting needs a complete picture: a run limited with --tables deletes nothing.
     let may_delete = !run.full_refresh && run.tables.len() == connector.tables().len();
     let mut summary = Summary::default();
@@ -150,7 +162,9 @@ struct TableSync {
     refreshing: bool,
     cols: Columns,
     file: TableFile,
-    index: KeyIndex,
+    /// What each committed key looks like; `None` while the table file is empty
+    /// (every record is new), so a first sync holds no per-key memory at all.
+    index: Option<KeyIndex>,
     seen: Option<SeenLog>,
     page: Page,
     /// Rows of the page to append.
@@ -183,16 +197,21 @@ impl TableSync {
         let mut cols = Columns::new(spec.timestamps, Some(connector.time_format()));
         cols.restore(&committed.columns);
         let file = TableFile::open(&path, &committed)?;
-        let mut index = index::load(&path, committed.file_len, spec.primary_key)?;
+        let mut index = match committed.file_len {
+            0 => None,
+            len => Some(index::load(&path, len, spec.primary_key)?),
+        };
         // Journal the keys read only when something committed could be deleted.
         let ts = state.table(spec.name);
         if fresh {
-            ts.seen_len = (may_delete && !refreshing && !index.is_empty()).then_some(0);
+            ts.seen_len = (may_delete && !refreshing && index.as_ref().is_some_and(|i| !i.is_empty())).then_some(0);
         }
         let seen = match ts.seen_len {
             Some(len) => {
                 let log = SeenLog::open(&seen_path(dir, spec.name), len)?;
-                log.replay(|k| index.mark_seen(k))?;
+                if let Some(index) = &mut index {
+                    log.replay(|k| index.mark_seen(k))?;
+                }
                 Some(log)
             }
             None => None,
@@ -260,6 +279,12 @@ impl TableSync {
     /// Decides which rows of the page are new or changed, and journals every key.
     fn classify(&mut self) {
         self.keep.clear();
+        self.summary.read += self.page.len() as u64;
+        let Some(index) = &mut self.index else {
+            self.summary.new += self.page.len() as u64;
+            self.keep.extend(0..self.page.len() as u32);
+            return;
+        };
         while self.name_hashes.len() < self.cols.len() {
             let name = &self.cols.get(self.name_hashes.len()).name;
             self.name_hashes.push(index::hash(0, name.as_bytes()));
@@ -277,8 +302,7 @@ impl TableSync {
             if let Some(seen) = &mut self.seen {
                 seen.push(key);
             }
-            self.summary.read += 1;
-            match self.index.observe(key, fingerprint) {
+            match index.observe(key, fingerprint) {
                 Change::New => self.summary.new += 1,
                 Change::Changed => self.summary.changed += 1,
                 Change::Unchanged => {
@@ -345,7 +369,8 @@ impl TableSync {
     }
 
     fn write_tombstones(&mut self, state: &mut State) -> Result<()> {
-        let unseen: HashSet<u64> = self.index.unseen().into_iter().collect();
+        let Some(index) = &self.index else { return Ok(()) };
+        let unseen: HashSet<u64> = index.unseen().into_iter().collect();
         if unseen.is_empty() {
             return Ok(());
         }
