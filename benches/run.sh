@@ -82,9 +82,10 @@ run_sync() {
     rm -rf "$out"
     WALL=$(calc "%.4f" "($t1 - $t0) / 1e9")
     RSS=$(awk -F': *' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
-    ROWS=$(awk '$3 == "rows" && $4 == "written" {s += $2} END {print s + 0}' "$WORK/sync.out")
-    PAGES=$(awk '$3 == "rows" && $4 == "written" {s += $5} END {print s + 0}' "$WORK/sync.out")
-    SUBROWS=$(awk '$1 == "subscriber" && $3 == "rows" {print $2}' "$WORK/sync.out")
+    # Summary lines: table read new changed unchanged deleted pages.
+    ROWS=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $3 + $4 + $6} END {print s + 0}' "$WORK/sync.out")
+    PAGES=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$WORK/sync.out")
+    SUBROWS=$(awk '$1 == "subscriber" && NF == 7 {print $3 + $4 + $6}' "$WORK/sync.out")
 }
 
 # measure LABEL PARENT_DIR [--tables T]: REPEAT syncs; median wall, max RSS.

@@ -40,6 +40,10 @@ pub struct Run {
     pub done: Vec<String>,
     #[serde(default)]
     pub full_refresh: bool,
+    /// Whether keys not seen get tombstones: only a run over every table that
+    /// is not a full refresh can tell a deleted record from one not read.
+    #[serde(default)]
+    pub deletes: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

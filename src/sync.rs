@@ -121,6 +121,7 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
         None => {
             let run = Run {
                 started_at: rfc3339(time::OffsetDateTime::now_utc()),
+                deletes: !opts.full_refresh && selected.len() == connector.tables().len(),
                 tables: selected,
                 done: Vec::new(),
                 full_refresh: opts.full_refresh,
@@ -133,8 +134,9 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     };
     state.run = Some(run.clone());
     state.save(&opts.dir)?;
-    // Deleting needs a complete picture: a run limited with --tables deletes nothing.
-    let may_delete = !run.full_refresh && run.tables.len() == connector.tables().len();
+    // Deleting needs a complete picture: a run limited with --tables deletes nothing,
+    // even when a later command adds the other tables to it.
+    let may_delete = run.deletes;
     let mut summary = Summary::default();
     for name in &run.tables {
         let spec = connector.tables().iter().find(|t| t.name == name).expect("selected table exists");

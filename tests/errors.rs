@@ -112,3 +112,32 @@ fn usage_errors_exit_2() {
     }
     assert!(wd.stdout(&mut wd.command(&["--version"])).starts_with("api2csv "));
 }
+
+#[test]
+fn a_full_disk_exits_1_and_the_rerun_loses_and_repeats_nothing() {
+    let wd = Workdir::new("err-disk");
+    let opts = MockOptions { records: 3000, ..MockOptions::default() };
+    let server = start(&opts);
+    let cfg = config(&wd, &server, "");
+    // A file-size limit makes writes fail like a full disk (EFBIG instead of ENOSPC),
+    // without root: SIGXFSZ is ignored, so the write error reaches the program.
+    let bin = env!("CARGO_BIN_EXE_api2csv");
+    let script = format!("trap '' XFSZ; ulimit -f 400; exec {bin} sync mailerlite --config {cfg} --out out");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.current_dir(&wd.dir).args(["-c", &script]);
+    let err = wd.fails(&mut cmd, 1);
+    assert!(one_line(&err).contains("cannot write"), "{err}");
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(wd.path("out/state.json")).unwrap()).unwrap();
+    let committed = state["tables"]["subscriber"]["file_len"].as_u64().unwrap();
+    assert!(committed > 0, "nothing was committed before the disk filled up");
+    assert!(fs::metadata(wd.path("out/subscriber.csv")).unwrap().len() >= committed);
+
+    let out = wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]));
+    assert!(out.contains("subscriber"), "{out}");
+    let ml = api2csv::mock::mailerlite::MailerLite::new(&opts);
+    for table in crate::mailerlite::TABLES {
+        assert_eq!(crate::expected::row_count(&wd.path("out"), table), ml.expected(table).len(), "{table}");
+    }
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    crate::expected::assert_table(&wd.path("out"), "mailerlite", "subscriber", &ml.expected("subscriber"));
+}
