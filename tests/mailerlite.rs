@@ -124,3 +124,21 @@ fn tables_limits_the_sync_and_lists_what_exists() {
     }
     assert!(listing.contains("group_id,subscriber_id"), "{listing}");
 }
+
+#[test]
+fn a_rate_limited_api_is_waited_for_not_failed() {
+    let wd = Workdir::new("ml-ratelimit");
+    let free = MockOptions { records: 1500, seed: 4, ..MockOptions::default() };
+    let unlimited = start(&free);
+    let cfg = config(&wd, &unlimited, "");
+    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "free"]));
+    let needed = unlimited.requests();
+
+    let opts = MockOptions { rate_limit: Some((25, 1)), ..free };
+    let server = start(&opts);
+    let cfg = config(&wd, &server, r#", "retry_attempts": 3"#);
+    wd.stdout(&mut sync(&wd, &cfg));
+    assert!(server.requests() > needed, "no request was refused: {} of {needed}", server.requests());
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    assert_exact(&wd, &opts);
+}

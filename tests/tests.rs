@@ -3,6 +3,7 @@
 mod changes;
 mod errors;
 mod expected;
+mod hostile;
 mod mailerlite;
 mod paligo;
 mod workdir;
