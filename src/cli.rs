@@ -81,8 +81,9 @@ Serves an embedded mock of the connector's API until interrupted.
 const DEMO_HELP: &str = "\
 api2csv demo [--out DIR]
 
-Starts the embedded mock APIs on loopback, syncs each connector into DIR/<connector>/
-over real HTTP, compacts, and prints where the CSV files are (default DIR: ./api2csv-demo).
+Starts the embedded mock APIs on loopback and syncs each connector into DIR/<connector>/
+over real HTTP; then the mock account changes and a second sync appends only the
+changes; then it compacts and prints where the CSV files are (default DIR: ./api2csv-demo).
 ";
 
 #[derive(Debug, Clone)]

@@ -59,17 +59,22 @@ pub fn serve_mock(connector: &str, addr: &str, opts: &MockOptions) -> Result<()>
     Ok(())
 }
 
-/// `api2csv demo`: every connector against its mock, into `out/<connector>/`.
+/// `api2csv demo`: every connector against its mock, into `out/<connector>/`: a
+/// first sync, then a second one after the mock account changed (generation 2),
+/// which appends only the changes, then compaction.
 pub fn run(out: &Path) -> Result<()> {
     init_logging(false);
     for &(name, records) in DEMO {
-        let opts = MockOptions { records, ..MockOptions::default() };
-        let mock = start_mock(name, "127.0.0.1:0", &opts)?;
-        let config = mock_config(name, &mock)?;
         let dir = out.join(name);
-        say(&format!("== {name}: syncing the mock at {} into {}\n", config.base_url, dir.display()));
-        let summary = sync_with(name, &config, &sync::Options { dir: dir.clone(), tables: None, full_refresh: false })?;
-        say(&summary_text(&summary));
+        for generation in [1, 2] {
+            let opts = MockOptions { records, generation, ..MockOptions::default() };
+            let mock = start_mock(name, "127.0.0.1:0", &opts)?;
+            let config = mock_config(name, &mock)?;
+            let what = if generation == 1 { "syncing" } else { "the account changed; syncing again" };
+            say(&format!("== {name}: {what} (mock at {}) into {}\n", config.base_url, dir.display()));
+            let options = sync::Options { dir: dir.clone(), tables: None, full_refresh: false };
+            say(&summary_text(&sync_with(name, &config, &options)?));
+        }
         compact::run(&dir)?;
         say(&files_text(&dir)?);
     }

@@ -98,40 +98,7 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     // request and exit status 2, with nothing written.
     connector.check(client)?;
     let (_lock, mut state) = open_dir(&opts.dir, connector.name())?;
-    let run = match state.run.take() {
-        Some(mut run) => {
-            let missing: Vec<&String> = selected.iter().filter(|t| !run.tables.contains(t)).collect();
-            if !missing.is_empty() || run.full_refresh != opts.full_refresh {
-                log::warn!(
-                    "finishing the interrupted sync started at {} ({}) together with this one",
-                    run.started_at,
-                    run.tables.join(",")
-                );
-            }
-            for t in &selected {
-                if !run.tables.contains(t) {
-                    run.tables.push(t.clone());
-                    state.table(t).resume = Value::Null;
-                }
-            }
-            let order = |t: &String| connector.tables().iter().position(|s| s.name == t);
-            run.tables.sort_by_key(order);
-            run
-        }
-        None => {
-            let run = Run {
-                started_at: rfc3339(time::OffsetDateTime::now_utc()),
-                deletes: !opts.full_refresh && selected.len() == connector.tables().len(),
-                tables: selected,
-                done: Vec::new(),
-                full_refresh: opts.full_refresh,
-            };
-            for t in &run.tables {
-                state.table(t).resume = Value::Null;
-            }
-            run
-        }
-    };
+    let run = begin_run(connector, &mut state, selected, opts.full_refresh);
     state.run = Some(run.clone());
     state.save(&opts.dir)?;
     // Deleting needs a complete picture: a run limited with --tables deletes nothing,
@@ -154,6 +121,45 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
     summary.requests = client.requests();
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The run to carry out: a new one over `selected`, or the interrupted one, which
+/// is finished first, with any table of `selected` it lacked added to it.
+fn begin_run(connector: &dyn Connector, state: &mut State, selected: Vec<String>, full_refresh: bool) -> Run {
+    match state.run.take() {
+        Some(mut run) => {
+            let missing: Vec<&String> = selected.iter().filter(|t| !run.tables.contains(t)).collect();
+            if !missing.is_empty() || run.full_refresh != full_refresh {
+                log::warn!(
+                    "finishing the interrupted sync started at {} ({}) together with this one",
+                    run.started_at,
+                    run.tables.join(",")
+                );
+            }
+            for t in &selected {
+                if !run.tables.contains(t) {
+                    run.tables.push(t.clone());
+                    state.table(t).resume = Value::Null;
+                }
+            }
+            let order = |t: &String| connector.tables().iter().position(|s| s.name == t);
+            run.tables.sort_by_key(order);
+            run
+        }
+        None => {
+            let run = Run {
+                started_at: rfc3339(time::OffsetDateTime::now_utc()),
+                deletes: !full_refresh && selected.len() == connector.tables().len(),
+                tables: selected,
+                done: Vec::new(),
+                full_refresh,
+            };
+            for t in &run.tables {
+                state.table(t).resume = Value::Null;
+            }
+            run
+        }
+    }
 }
 
 /// One table being synced: its columns, file, change index and page buffer.
