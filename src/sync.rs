@@ -26,9 +26,11 @@ use crate::seen::{seen_path, SeenLog};
 use crate::sink::{finish_refresh_swap, refresh_path, table_path, TableFile};
 use crate::state::{DirLock, Run, State, TableState};
 
-/// Empty pages (a leaf of a tree, a status with no members) only move the resume
-/// position; committing it at most this often keeps fsyncs for rows that exist.
-const EMPTY_PAGE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+/// A page that appends nothing (an empty listing, or records that did not change)
+/// only moves the resume position and the journal of keys read. Losing that to a
+/// crash costs a re-read, never a row, so such pages are committed at most this
+/// often: an incremental sync with nothing new is not held up by fsyncs.
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -268,7 +270,7 @@ impl TableSync {
             if !self.keep.is_empty() {
                 self.write_page(state, &synced_at)?;
             }
-            if !self.page.is_empty() || last_commit.elapsed() >= EMPTY_PAGE_COMMIT_INTERVAL {
+            if !self.keep.is_empty() || last_commit.elapsed() >= IDLE_COMMIT_INTERVAL {
                 if let Some(seen) = &mut self.seen {
                     state.table(self.spec.name).seen_len = Some(seen.commit()?);
                 }
