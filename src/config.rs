@@ -68,7 +68,9 @@ pub fn load(req: &Requirements, file: Option<&Path>, env: &dyn Fn(&str) -> Optio
 
 fn read_file(path: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    match serde_json::from_slice(&text) {
+    // Editors on Windows like to start files with a byte order mark.
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
+    match serde_json::from_slice(text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::Config(format!("{} must hold one JSON object", path.display()))),
         Err(e) => Err(Error::Config(format!("{} is not valid JSON: {e}", path.display()))),

@@ -34,6 +34,22 @@ pub fn table_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.csv"))
 }
 
+/// Refuses a table file whose header is not the committed one: a file saved over
+/// by a spreadsheet or another tool must not be appended to or cut.
+fn check_header(path: &Path, file: &File, committed: &TableState) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
+    let mut header = csv::ByteRecord::new();
+    let read = reader.read_byte_record(&mut header);
+    let expected = committed.columns.iter().map(|(n, _)| n.as_bytes()).chain(TOOL_COLUMNS.map(str::as_bytes));
+    if read.is_ok() && header.iter().eq(expected) {
+        return Ok(());
+    }
+    Err(Error::State {
+        path: path.to_path_buf(),
+        detail: "its header is not the one state.json committed; it was changed outside api2csv".into(),
+    })
+}
+
 /// Where a `--full-refresh` rebuilds table `name` before it replaces the table file.
 pub fn refresh_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.csv.refresh"))
@@ -85,6 +101,9 @@ impl TableFile {
                     committed.file_len
                 ),
             });
+        }
+        if committed.file_len > 0 {
+            check_header(path, &file, committed)?;
         }
         file.set_len(committed.file_len).map_err(|e| Error::io("truncate", path, e))?;
         let header_cols = if committed.file_len == 0 { 0 } else { committed.columns.len() };

@@ -78,7 +78,9 @@ pub fn select_tables(connector: &dyn Connector, wanted: Option<&[String]>) -> Re
 
 /// Opens the output directory for writing: creates it, takes the lock, loads the state.
 pub fn open_dir(dir: &Path, connector: &str) -> Result<(DirLock, State)> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    // Found before anything is written, so a usage error (2), not a failed sync (1).
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Usage(format!("--out {}: cannot create the directory: {e}", dir.display())))?;
     let lock = DirLock::acquire(dir)?;
     let state = match State::load(dir)? {
         Some(s) if s.connector != connector => {

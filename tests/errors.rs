@@ -141,3 +141,31 @@ fn a_full_disk_exits_1_and_the_rerun_loses_and_repeats_nothing() {
     wd.stdout(&mut wd.command(&["compact", "out"]));
     crate::expected::assert_table(&wd.path("out"), "mailerlite", "subscriber", &ml.expected("subscriber"));
 }
+
+#[test]
+fn a_table_file_changed_outside_api2csv_is_refused() {
+    let wd = Workdir::new("err-edited");
+    let server = start(&MockOptions { records: 30, ..MockOptions::default() });
+    let cfg = config(&wd, &server, "");
+    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]));
+    // A spreadsheet saved it back with a column renamed.
+    let text = fs::read_to_string(wd.path("out/field.csv")).unwrap().replacen("name", "Name", 1);
+    fs::write(wd.path("out/field.csv"), &text).unwrap();
+    let err = wd.fails(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]), 2);
+    assert!(one_line(&err).contains("field.csv") && err.contains("changed outside api2csv"), "{err}");
+    assert_eq!(fs::read_to_string(wd.path("out/field.csv")).unwrap(), text);
+}
+
+#[test]
+fn a_config_with_a_byte_order_mark_is_read() {
+    let wd = Workdir::new("err-bom");
+    let server = start(&MockOptions { records: 5, ..MockOptions::default() });
+    let text = format!(
+        "\u{feff}{{\"api_key\": \"{}\", \"base_url\": \"{}/api\"}}",
+        api2csv::mock::mailerlite::API_KEY,
+        server.origin()
+    );
+    wd.write("bom.json", &text);
+    let out = wd.stdout(&mut wd.command(&["check", "mailerlite", "--config", "bom.json"]));
+    assert!(out.contains("credentials accepted"), "{out}");
+}
