@@ -64,13 +64,14 @@ now_ns() { date +%s%N; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
-# run_sync PARENT_DIR [--tables T]: one sync into a fresh directory under PARENT_DIR.
-# Sets WALL (s), RSS (KiB), ROWS, SUBROWS, PAGES.
+# run_sync PARENT_DIR [--tables T]: one sync into a fresh directory under PARENT_DIR,
+# or into $KEEP (not removed) when that is set. Sets WALL (s), RSS (KiB), ROWS,
+# SUBROWS, PAGES, and READ (records read, written or not).
 run_sync() {
     local parent=$1
     shift
     local out t0 t1
-    out=$(mktemp -d -p "$parent")
+    out=${KEEP:-$(mktemp -d -p "$parent")}
     t0=$(now_ns)
     if ! /usr/bin/time -v -o "$WORK/time.txt" "$BIN" sync mailerlite --config "$WORK/config.json" \
         --out "$out" "$@" >"$WORK/sync.out" 2>"$WORK/sync.err"; then
@@ -79,13 +80,14 @@ run_sync() {
         die "sync failed"
     fi
     t1=$(now_ns)
-    rm -rf "$out"
+    [ -n "${KEEP:-}" ] || rm -rf "$out"
     WALL=$(calc "%.4f" "($t1 - $t0) / 1e9")
     RSS=$(awk -F': *' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
     # Summary lines: table read new changed unchanged deleted pages.
     ROWS=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $3 + $4 + $6} END {print s + 0}' "$WORK/sync.out")
     PAGES=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$WORK/sync.out")
     SUBROWS=$(awk '$1 == "subscriber" && NF == 7 {print $3 + $4 + $6}' "$WORK/sync.out")
+    READ=$(awk '$1 == "subscriber" && NF == 7 {print $2}' "$WORK/sync.out")
 }
 
 # measure LABEL PARENT_DIR [--tables T]: REPEAT syncs; median wall, max RSS.
@@ -104,6 +106,7 @@ measure() {
     R_ROWS[$label]=$ROWS
     R_SUB[$label]=$SUBROWS
     R_PAGES[$label]=$PAGES
+    R_READ[$label]=$READ
     echo "  $label: walls ${walls[*]} s, peak RSS $rss KiB" >&2
 }
 
@@ -158,7 +161,7 @@ measure_curl() {
     echo "  curl: walls ${walls[*]} s, $conns connection(s), $bytes body bytes" >&2
 }
 
-declare -A R_WALL R_RSS R_ROWS R_SUB R_PAGES C_PAGES C_RECS C_WALL C_CONNS C_BYTES
+declare -A R_WALL R_RSS R_ROWS R_SUB R_PAGES R_READ C_PAGES C_RECS C_WALL C_CONNS C_BYTES
 SHM=
 [ -d /dev/shm ] && [ -w /dev/shm ] && SHM=/dev/shm
 DISK_TMP=${TMPDIR:-/tmp}
@@ -169,6 +172,13 @@ for n in "${SIZES[@]}"; do
     measure "$n/all" "$DISK_TMP"
     measure "$n/sub" "$DISK_TMP" --tables subscriber
     [ -n "$SHM" ] && measure "$n/shm" "$SHM" --tables subscriber
+    # The everyday cron run: a second sync of an unchanged account reads every page
+    # and appends nothing.
+    KEEP=$(mktemp -d -p "$DISK_TMP")
+    "$BIN" sync mailerlite --config "$WORK/config.json" --out "$KEEP" --tables subscriber >/dev/null
+    measure "$n/inc" "$DISK_TMP" --tables subscriber
+    rm -rf "$KEEP"
+    unset KEEP
     collect_urls >"$WORK/collect.out" || die "collecting the subscriber page URLs failed"
     read -r C_PAGES[$n] C_RECS[$n] <"$WORK/collect.out"
     measure_curl "$n"
@@ -211,18 +221,21 @@ echo
 printf '%-8s %-25s %6s %9s %17s %8s %9s %8s %9s\n' \
     subs run pages rows "subscriber rows" "wall s" "rows/s" "pages/s" "RSS KiB"
 for n in "${SIZES[@]}"; do
-    for kind in all sub shm; do
+    for kind in all sub shm inc; do
         k=$n/$kind
         [ -n "${R_WALL[$k]:-}" ] || continue
         case $kind in
             all) label="all tables" ;;
             sub) label="--tables subscriber" ;;
             shm) label="subscriber, out on tmpfs" ;;
+            inc) label="subscriber, unchanged" ;;
         esac
-        share=$(calc "%.0f" "100 * ${R_SUB[$k]} / ${R_ROWS[$k]}")
+        rows=${R_ROWS[$k]}
+        [ "$kind" = inc ] && rows=${R_READ[$k]} # read, none written
+        share=$(calc "%.0f" "100 * ${R_SUB[$k]} / ($rows > 0 ? $rows : 1)")
         printf '%-8s %-25s %6d %9d %10d (%3s%%) %8.3f %9.0f %8.0f %9d\n' "$n" "$label" \
-            "${R_PAGES[$k]}" "${R_ROWS[$k]}" "${R_SUB[$k]}" "$share" "${R_WALL[$k]}" \
-            "$(calc "%.1f" "${R_ROWS[$k]} / ${R_WALL[$k]}")" \
+            "${R_PAGES[$k]}" "$rows" "${R_SUB[$k]}" "$share" "${R_WALL[$k]}" \
+            "$(calc "%.1f" "$rows / ${R_WALL[$k]}")" \
             "$(calc "%.1f" "${R_PAGES[$k]} / ${R_WALL[$k]}")" "${R_RSS[$k]}"
     done
 done
@@ -239,6 +252,7 @@ for n in "${SIZES[@]}"; do
     verdict=$(awk "BEGIN {print ($ratio >= 0.5) ? \"ok\" : \"BELOW TARGET\"}")
     shm=
     [ -n "${R_WALL[$n/shm]:-}" ] && shm=" (tmpfs $(calc "%.2f" "${R_SUB[$n/shm]} / ${R_WALL[$n/shm]} / $crate"))"
+    shm="$shm (unchanged $(calc "%.2f" "${R_READ[$n/inc]} / ${R_WALL[$n/inc]} / $crate"))"
     printf '%-8s %6d %9d %8.3f %8.0f %10.0f %11.1f %15s %s%s\n' "$n" "${C_PAGES[$n]}" "${C_RECS[$n]}" "$cw" \
         "$(calc "%.1f" "${C_PAGES[$n]} / $cw")" "$crate" "$(calc "%.1f" "${C_BYTES[$n]} / $cw / 1048576")" \
         "$ratio" "$verdict" "$shm"

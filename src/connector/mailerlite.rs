@@ -62,13 +62,17 @@ pub const TABLES: &[TableSpec] = &[
             "stopped_at",
             "initial_created_at",
         ],
-        read_as: "page-number pages of /campaigns, once per status: sent, draft, ready",
+        read_as: "page-number pages of /campaigns, once per status: draft, ready, sent",
     },
 ];
 
-/// Every subscriber status; the member listing defaults to `active` alone.
-const STATUSES: [&str; 5] = ["active", "unsubscribed", "unconfirmed", "bounced", "junk"];
-const CAMPAIGN_STATUSES: [&str; 3] = ["sent", "draft", "ready"];
+/// Every subscriber status (the member listing defaults to `active` alone), in the
+/// order a subscriber moves through them: one that changes status while the sync
+/// reads moves into a pass still to come, so it is read twice, never missed (and
+/// never taken for deleted).
+const STATUSES: [&str; 5] = ["unconfirmed", "active", "unsubscribed", "bounced", "junk"];
+/// Campaign statuses in lifecycle order, for the same reason.
+const CAMPAIGN_STATUSES: [&str; 3] = ["draft", "ready", "sent"];
 
 pub struct MailerLite {
     page_size: String,
