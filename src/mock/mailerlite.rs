@@ -1979,7 +1979,7 @@ mod tests {
         MockRequest {
             method: "GET".into(),
             path: path.into(),
-            query: crate::mock::parse_query(query),
+            query: crate::mock::wire::parse_query(query),
             authorization,
             origin: "http://mock".into(),
         }
