@@ -85,11 +85,6 @@ impl Columns {
         self.by_path.get(path_key(path).as_slice()).map(|&i| i as usize)
     }
 
-    /// The column index of the column named `name`.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.list.iter().position(|c| c.name == name)
-    }
-
     /// The column for `path` (segments joined by NUL), added if new. Records of a
     /// page share their shape, so `guess` (the column at the same place in the
     /// previous record) is usually right and spares the hash lookup.

@@ -116,10 +116,6 @@ impl TableFile {
         Ok(TableFile { path: path.to_path_buf(), writer, header_cols, len, slots: Vec::new() })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Data columns in the file's header.
     pub fn header_cols(&self) -> usize {
         self.header_cols
