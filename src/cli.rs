@@ -284,7 +284,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Check { connector, config } => {
             let config = load_config(&connector, config.as_deref())?;
             let c = connector::build(&connector, &config).expect("known connector");
-            let client = connector::client(&config, connector::authorization(&connector, &config));
+            let client = connector::client(&connector, &config);
             say(&format!("{}\n", c.check(&client)?));
         }
         Command::Sync { connector, config, out, tables, full_refresh, compact } => {
@@ -324,7 +324,7 @@ pub fn load_config(connector: &str, file: Option<&Path>) -> Result<Config> {
 /// Runs a sync of `connector` with a validated configuration.
 pub fn sync_with(connector: &str, config: &Config, opts: &sync::Options) -> Result<sync::Summary> {
     let c = connector::build(connector, config).expect("known connector");
-    let client = connector::client(config, connector::authorization(connector, config));
+    let client = connector::client(connector, config);
     sync::run(c.as_ref(), &client, opts)
 }
 

@@ -39,6 +39,8 @@ pub struct Requirements {
     pub default_base_url: Option<&'static str>,
     /// `instance` → base URL, for connectors with per-customer hosts.
     pub instance_url: Option<fn(&str) -> String>,
+    /// The API's documented read limit: requests to it are paced to this many a minute.
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +188,7 @@ mod tests {
         username_env: None,
         default_base_url: Some("https://connect.mailerlite.com/api"),
         instance_url: None,
+        requests_per_minute: 120,
     };
 
     fn parse(v: Value) -> Result<Config> {

@@ -11,6 +11,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::pace::Pacer;
 
 /// Longest wait a `Retry-After` can impose; longer values are cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -94,14 +95,20 @@ pub fn is_loopback(host: &str) -> bool {
         || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
-/// Checks that credentials may be sent to `base_url`: https, or http to loopback.
-pub fn check_base_url(base_url: &str) -> std::result::Result<(), String> {
-    let (scheme, rest) = base_url.split_once("://").ok_or("not an absolute URL")?;
+/// The scheme and host of an absolute URL.
+pub fn scheme_and_host(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
     let host_port = rest.split('/').next().unwrap_or("");
     let host = match host_port.rfind(':') {
         Some(i) if !host_port.ends_with(']') => &host_port[..i],
         _ => host_port,
     };
+    Some((scheme, host))
+}
+
+/// Checks that credentials may be sent to `base_url`: https, or http to loopback.
+pub fn check_base_url(base_url: &str) -> std::result::Result<(), String> {
+    let (scheme, host) = scheme_and_host(base_url).ok_or("not an absolute URL")?;
     if host.is_empty() {
         return Err("no host".into());
     }
@@ -121,6 +128,8 @@ pub struct ClientConfig {
     pub authorization: Secret,
     pub timeout: Duration,
     pub retries: u32,
+    /// At most this many requests a minute; `None`: unpaced (the mock on loopback).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A blocking API client bound to one base URL and one credential.
@@ -130,6 +139,7 @@ pub struct Client {
     body: RefCell<Vec<u8>>,
     rng: Cell<u64>,
     requests: Cell<u64>,
+    pacer: RefCell<Option<Pacer>>,
 }
 
 impl Client {
@@ -147,12 +157,25 @@ impl Client {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
                 ^ (std::process::id() as u64) << 32;
-        Client { agent, config, body: RefCell::new(Vec::new()), rng: Cell::new(seed | 1), requests: Cell::new(0) }
+        let pacer = config.requests_per_minute.map(|n| Pacer::new(n, Duration::from_secs(60)));
+        Client {
+            agent,
+            config,
+            body: RefCell::new(Vec::new()),
+            rng: Cell::new(seed | 1),
+            requests: Cell::new(0),
+            pacer: RefCell::new(pacer),
+        }
     }
 
     /// Requests sent so far, retries included.
     pub fn requests(&self) -> u64 {
         self.requests.get()
+    }
+
+    /// The pace this client keeps, if any.
+    pub fn requests_per_minute(&self) -> Option<u32> {
+        self.config.requests_per_minute
     }
 
     pub fn base_url(&self) -> &str {
@@ -203,6 +226,7 @@ impl Client {
     }
 
     fn attempt(&self, url: &str) -> std::result::Result<(), Failure> {
+        self.pace();
         self.requests.set(self.requests.get() + 1);
         let started = Instant::now();
         let sent = self
@@ -216,6 +240,10 @@ impl Client {
             Err(e) => return Err(Failure::Retryable(Outcome::Transport, e.to_string())),
         };
         let status = resp.status().as_u16();
+        let announced = resp.headers().get("x-ratelimit-limit").and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        if let (Some(limit), Some(pacer)) = (announced, self.pacer.borrow_mut().as_mut()) {
+            pacer.announce(limit);
+        }
         let mut body = self.body.borrow_mut();
         body.clear();
         let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(&mut body);
@@ -239,6 +267,18 @@ impl Client {
             }
             _ => Err(Failure::Final(Error::Api { url: url.to_string(), status, message })),
         }
+    }
+
+    /// Waits until the next request keeps within the rate limit, and counts it.
+    fn pace(&self) {
+        let mut pacer = self.pacer.borrow_mut();
+        let Some(pacer) = pacer.as_mut() else { return };
+        let wait = pacer.delay(Instant::now());
+        if !wait.is_zero() {
+            log::info!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
+            std::thread::sleep(wait);
+        }
+        pacer.record(Instant::now());
     }
 
     fn jitter(&self) -> f64 {

@@ -3,7 +3,8 @@
 //! The modules, in the order data flows through them:
 //!
 //! - [`config`]: the connector's JSON configuration and its validation.
-//! - [`http`]: one ureq agent, retries with backoff, `Retry-After`, pacing.
+//! - [`http`]: one ureq agent, retries with backoff, `Retry-After`.
+//! - [`pace`]: at most N requests a minute, the API's documented limit.
 //! - [`connector`]: what each API offers: tables, primary keys, how pages are read.
 //! - [`json`]: a one-pass reader of JSON pages that flattens records without allocating.
 //! - [`flatten`]: columns of a table and the flattened row buffer.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod index;
 pub mod json;
 pub mod mock;
+pub mod pace;
 pub mod seen;
 pub mod sink;
 pub mod state;

@@ -27,6 +27,8 @@ pub const REQUIREMENTS: Requirements = Requirements {
     username_env: None,
     default_base_url: Some("https://connect.mailerlite.com/api"),
     instance_url: None,
+    // 120 requests a minute per account (x-ratelimit-limit says so too).
+    requests_per_minute: 120,
 };
 
 pub const TABLES: &[TableSpec] = &[

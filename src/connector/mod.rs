@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::config::{Config, Requirements};
 use crate::error::Result;
 use crate::flatten::{Columns, Page, TimeFormat};
-use crate::http::{Client, ClientConfig, Secret};
+use crate::http::{is_loopback, scheme_and_host, Client, ClientConfig, Secret};
 use crate::json::{self, Parser};
 
 /// The connectors, in the order `--help` lists them.
@@ -121,13 +121,18 @@ pub fn tables(name: &str) -> Option<&'static [TableSpec]> {
     }
 }
 
-/// The HTTP client for `config`, with the connector's `Authorization` header.
-pub fn client(config: &Config, authorization: String) -> Client {
+/// The HTTP client for connector `name` and `config`, with the connector's
+/// `Authorization` header, paced to the API's rate limit unless it is on loopback
+/// (the embedded mock, which limits only when asked to with `--rate-limit`).
+pub fn client(name: &str, config: &Config) -> Client {
+    let loopback = scheme_and_host(&config.base_url).is_some_and(|(_, host)| is_loopback(host));
+    let pace = requirements(name).map(|r| r.requests_per_minute).filter(|_| !loopback);
     Client::new(ClientConfig {
         base_url: config.base_url.clone(),
-        authorization: Secret::new(authorization),
+        authorization: Secret::new(authorization(name, config)),
         timeout: config.timeout,
         retries: config.retries,
+        requests_per_minute: pace,
     })
 }
 
@@ -163,6 +168,26 @@ pub fn base64(input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn config(name: &str, base_url: &str) -> Config {
+        let mut map = serde_json::Map::new();
+        map.insert("api_key".into(), "k".into());
+        map.insert("username".into(), "u".into());
+        map.insert("base_url".into(), base_url.into());
+        crate::config::from_map(&requirements(name).unwrap(), &map, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn real_apis_are_paced_and_the_loopback_mock_is_not() {
+        let c = client("paligo", &config("paligo", "https://acme.paligoapp.com/api/v2"));
+        assert_eq!(c.requests_per_minute(), Some(50));
+        let c = client("mailerlite", &config("mailerlite", "https://connect.mailerlite.com/api"));
+        assert_eq!(c.requests_per_minute(), Some(120));
+        let c = client("mailerlite", &config("mailerlite", "http://127.0.0.1:9/api"));
+        assert_eq!(c.requests_per_minute(), None);
+    }
+
     #[test]
     fn base64_matches_rfc4648_vectors() {
         let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];

@@ -26,6 +26,9 @@ pub const REQUIREMENTS: Requirements = Requirements {
     username_env: Some("PALIGO_USERNAME"),
     default_base_url: None,
     instance_url: Some(instance_url),
+    // Show/list endpoints allow about 50 a minute; keys that keep exceeding limits
+    // may be suspended, so stay under instead of relying on 429s.
+    requests_per_minute: 50,
 };
 
 fn instance_url(instance: &str) -> String {
