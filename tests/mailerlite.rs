@@ -142,3 +142,22 @@ fn a_rate_limited_api_is_waited_for_not_failed() {
     wd.stdout(&mut wd.command(&["compact", "out"]));
     assert_exact(&wd, &opts);
 }
+
+#[test]
+fn the_mock_command_serves_what_sync_and_compact_read() {
+    use std::io::{BufRead, BufReader};
+    let wd = Workdir::new("ml-mock-cmd");
+    let mut mock = wd
+        .command(&["mock", "mailerlite", "--addr", "127.0.0.1:0", "--records", "120", "--seed", "8"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(mock.stdout.take().unwrap()).lines();
+    let config = lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with('{'))).unwrap().unwrap();
+    wd.write("mock.json", &config);
+    let out = wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", "mock.json", "--out", "out", "--compact"]));
+    mock.kill().unwrap();
+    mock.wait().unwrap();
+    assert!(out.contains("compacted"), "{out}");
+    assert_exact(&wd, &MockOptions { records: 120, seed: 8, ..MockOptions::default() });
+}
