@@ -116,7 +116,9 @@ pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result
             continue;
         }
         let mut table = TableSync::open(connector, spec, &opts.dir, &mut state, run.full_refresh, may_delete)?;
-        let result = table.run(connector, client, &mut state).and_then(|()| table.finish(&mut state, &run.started_at));
+        let result = table
+            .run(connector, client, &mut state)
+            .and_then(|()| table.finish(connector, client, &mut state, &run.started_at));
         summary.tables.push(table.summary.clone());
         result?;
     }
@@ -357,9 +359,15 @@ impl TableSync {
 
     /// After the last page: tombstones for keys not seen, the refreshed file swapped
     /// in, and the table marked done in the run.
-    fn finish(&mut self, state: &mut State, run_started: &str) -> Result<()> {
+    fn finish(
+        &mut self,
+        connector: &dyn Connector,
+        client: &Client,
+        state: &mut State,
+        run_started: &str,
+    ) -> Result<()> {
         if self.seen.is_some() {
-            self.write_tombstones(state)?;
+            self.write_tombstones(connector, client, state)?;
         }
         let ts = state.table(self.spec.name);
         ts.resume = Value::Null;
@@ -380,7 +388,7 @@ impl TableSync {
         Ok(())
     }
 
-    fn write_tombstones(&mut self, state: &mut State) -> Result<()> {
+    fn write_tombstones(&mut self, connector: &dyn Connector, client: &Client, state: &mut State) -> Result<()> {
         let Some(index) = &self.index else { return Ok(()) };
         let unseen: HashSet<u64> = index.unseen().into_iter().collect();
         if unseen.is_empty() {
@@ -401,6 +409,20 @@ impl TableSync {
         let synced_at = rfc3339(time::OffsetDateTime::now_utc());
         let mut sorted: Vec<_> = keys.into_values().collect();
         sorted.sort();
+        let mut gone = Vec::with_capacity(sorted.len());
+        for key in sorted {
+            if connector.still_exists(client, self.spec.name, &key)? {
+                let shown: Vec<_> = key.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+                log::warn!(
+                    "{}: {} was not in the listing but still exists; not deleted",
+                    self.spec.name,
+                    shown.join(",")
+                );
+            } else {
+                gone.push(key);
+            }
+        }
+        let sorted = gone;
         for values in &sorted {
             let cells: Vec<(usize, &[u8])> = key_cols.iter().zip(values).map(|(&c, v)| (c, v.as_slice())).collect();
             self.file.write_tombstone(&cells, &synced_at)?;

@@ -96,3 +96,39 @@ fn garbage_bodies_are_retried_then_reported() {
     let state = std::fs::read_to_string(wd.path("out/state.json")).unwrap();
     assert!(state.contains("\"file_len\":0"), "{state}");
 }
+
+static SECOND_SYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[test]
+fn a_record_skipped_by_paging_is_not_taken_for_deleted() {
+    let (origin, _) = serve(|path| {
+        let envelope = |resource: &str, items: &str| {
+            format!(r#"{{"page":1,"next_page":"","total_pages":1,"{resource}":[{items}]}}"#)
+        };
+        let user =
+            |id: u32| format!(r#"{{"id":{id},"username":"u{id}","name":"N{id}","email":"e{id}","type":"admin"}}"#);
+        match path {
+            "/api/v2/users/2/" => (200, user(2)),
+            "/api/v2/users/3/" => (404, r#"{"message":"Not found"}"#.into()),
+            p if p.starts_with("/api/v2/users/") => {
+                // The second listing misses user 2 (as paging can when others are deleted
+                // meanwhile) and user 3, which really is gone.
+                let ids: &[u32] = if SECOND_SYNC.load(Ordering::SeqCst) { &[1] } else { &[1, 2, 3] };
+                let items: Vec<String> = ids.iter().map(|&i| user(i)).collect();
+                (200, envelope("users", &items.join(",")))
+            }
+            p if p.starts_with("/api/v2/taxonomies/") => (200, envelope("taxonomies", "")),
+            p if p.starts_with("/api/v2/assignments/") => (200, envelope("assignments", "")),
+            _ => (404, r#"{"message":"Not found"}"#.into()),
+        }
+    });
+    let wd = Workdir::new("hostile-skipped");
+    wd.write("c.json", &format!(r#"{{"username":"u","api_key":"k","base_url":"{origin}/api/v2"}}"#));
+    let sync = |wd: &Workdir| wd.stdout(&mut wd.command(&["sync", "paligo", "--config", "c.json", "--out", "out"]));
+    sync(&wd);
+    SECOND_SYNC.store(true, Ordering::SeqCst);
+    let out = sync(&wd);
+    let t = crate::expected::read_table(&wd.path("out/users.csv"));
+    let tombstones: Vec<&str> = t.rows.iter().filter(|r| r.last().unwrap() == "true").map(|r| r[0].as_str()).collect();
+    assert_eq!(tombstones, ["3"], "{out}");
+}

@@ -43,6 +43,13 @@ pub trait Connector {
     }
     /// One cheap request that proves the credentials; returns what to tell the user.
     fn check(&self, client: &Client) -> Result<String>;
+    /// Whether the record of `table` with primary key `key` still exists, asked of a
+    /// key that a complete read did not see, before it gets a tombstone. Page-number
+    /// paging can skip a record when others are deleted during the read; where the
+    /// API can show single records, this keeps such a record from looking deleted.
+    fn still_exists(&self, _client: &Client, _table: &str, _key: &[Vec<u8>]) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Where a table's reading starts.

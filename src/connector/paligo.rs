@@ -95,6 +95,18 @@ impl Connector for Paligo {
         Some(time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(days) * 86_400)
     }
 
+    fn still_exists(&self, client: &Client, table: &str, key: &[Vec<u8>]) -> Result<bool> {
+        let id = String::from_utf8_lossy(&key[0]);
+        let path = format!("/{table}/{}/", crate::http::encode(&id));
+        let shown = client
+            .fetch(&path, &[], |body| serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| e.to_string()));
+        match shown {
+            Ok(_) => Ok(true),
+            Err(Error::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn check(&self, client: &Client) -> Result<String> {
         let (mut page, mut cols) = (Page::default(), Columns::new(&[], None));
         let query = [("page", "1"), ("per_page", "1")];
