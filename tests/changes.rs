@@ -86,7 +86,7 @@ fn row_counts(wd: &Workdir, tables: &[&str]) -> Vec<usize> {
 /// Runs the sync, killing it with SIGKILL after growing delays until it finishes.
 fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
     let mut kills = 0;
-    let mut delay = Duration::from_millis(40);
+    let mut delay = Duration::from_millis(25);
     loop {
         let mut child = sync(wd, connector, cfg).stdout(Stdio::null()).spawn().unwrap();
         let started = Instant::now();
@@ -100,7 +100,7 @@ fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        delay += Duration::from_millis(40);
+        delay += Duration::from_millis(25);
         assert!(kills < 300, "the sync never finished");
     }
 }

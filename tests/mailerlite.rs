@@ -78,7 +78,7 @@ fn killed_syncs_resume_without_losing_or_repeating_rows() {
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 50"#);
     let mut kills = 0;
-    let mut delay = Duration::from_millis(150);
+    let mut delay = Duration::from_millis(100);
     loop {
         let mut child = sync(&wd, &cfg).stdout(std::process::Stdio::null()).spawn().unwrap();
         let started = Instant::now();
@@ -99,7 +99,7 @@ fn killed_syncs_resume_without_losing_or_repeating_rows() {
                 kills += 1;
             }
         }
-        delay += Duration::from_millis(120);
+        delay += Duration::from_millis(60);
         assert!(kills < 200, "the sync never finished");
     }
     assert!(kills >= 3, "only {kills} kills: the test did not interrupt the sync");

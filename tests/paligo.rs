@@ -114,8 +114,10 @@ fn mid_table(wd: &Workdir, table: &str) -> Option<Value> {
 }
 
 /// Runs `cmd()` until it finishes, SIGKILLing it after ever longer delays. Returns the
-/// resume positions of `table` at every kill that landed inside that table.
-fn kill_until_done(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, step: Duration) -> Vec<Value> {
+/// resume positions of `table` at every kill that landed inside that table. With
+/// `hunt`, the first time `table` is seen half done the sync is killed at once, so a
+/// kill lands inside it however fast the machine is.
+fn kill_until_done(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, step: Duration, hunt: bool) -> Vec<Value> {
     let mut inside = Vec::new();
     let mut kills = 0;
     let mut delay = step;
@@ -123,6 +125,9 @@ fn kill_until_done(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, step: D
         let mut child = cmd().stdout(Stdio::null()).spawn().unwrap();
         let started = Instant::now();
         while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
+            if hunt && inside.is_empty() && mid_table(wd, table).is_some() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         match child.try_wait().unwrap() {
@@ -163,7 +168,7 @@ fn killed_taxonomy_walks_resume_without_losing_or_repeating_rows() {
     // between two pages of the same parent.
     let cfg = config(&wd, &server, r#", "max_records_per_page": "10""#);
     let positions =
-        kill_until_done(&wd, &|| sync(&wd, &cfg, &["taxonomies"]), "taxonomies", Duration::from_millis(150));
+        kill_until_done(&wd, &|| sync(&wd, &cfg, &["taxonomies"]), "taxonomies", Duration::from_millis(150), false);
     assert!(positions.len() >= 3, "only {} kills inside the taxonomy walk", positions.len());
     // At least one kill landed below the roots, with the walk's stack committed.
     let deepest = positions.iter().map(max_level).max().unwrap();
@@ -178,9 +183,9 @@ fn killed_assignment_syncs_resume_without_losing_or_repeating_rows() {
     let wd = Workdir::new("pg-kill-asg");
     let opts = MockOptions { records: 10000, seed: 11, ..MockOptions::default() };
     let server = start(&opts);
-    let cfg = config(&wd, &server, r#", "max_records_per_page": 50"#);
+    let cfg = config(&wd, &server, r#", "max_records_per_page": 25"#);
     let positions =
-        kill_until_done(&wd, &|| sync(&wd, &cfg, &["assignments"]), "assignments", Duration::from_millis(120));
+        kill_until_done(&wd, &|| sync(&wd, &cfg, &["assignments"]), "assignments", Duration::from_millis(60), false);
     assert!(positions.len() >= 3, "only {} kills inside the assignments", positions.len());
     assert_no_duplicates(&wd, &opts, &["assignments"]);
     compact(&wd);
@@ -193,7 +198,7 @@ fn killed_full_syncs_continue_across_tables() {
     let opts = MockOptions { records: 3000, seed: 13, ..MockOptions::default() };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 25"#);
-    let inside = kill_until_done(&wd, &|| sync(&wd, &cfg, &[]), "assignments", Duration::from_millis(150));
+    let inside = kill_until_done(&wd, &|| sync(&wd, &cfg, &[]), "assignments", Duration::from_millis(150), true);
     assert!(!inside.is_empty(), "no kill landed inside assignments, the last table");
     assert_no_duplicates(&wd, &opts, &TABLES);
     compact(&wd);
