@@ -6,15 +6,13 @@
 //! the table file the same way a widened header does (committed as `swap_pending`,
 //! then renamed), so a crash mid-compaction loses nothing.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fs::File;
-use std::hash::Hasher;
-use std::io::Read;
 use std::path::Path;
 
 use crate::connector;
 use crate::error::{Error, Result};
+use crate::index::KeyedRows;
 use crate::sink::{finish_refresh_swap, new_path, table_path, TableFile};
 use crate::state::{rename_durably, DirLock, State};
 
@@ -70,25 +68,11 @@ pub fn compact_locked(dir: &Path) -> Result<Vec<Compacted>> {
 
 /// Writes the compacted rows of `path` to its `.new` file: (its length, rows kept).
 fn rewrite(path: &Path, len: u64, primary_key: &[&str]) -> Result<(u64, u64)> {
-    let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
-    let open = || -> Result<csv::Reader<std::io::Take<File>>> {
-        let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        Ok(csv::ReaderBuilder::new().from_reader(f.take(len)))
-    };
-    let mut reader = open()?;
-    let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
-    let key_cols: Vec<usize> = primary_key
-        .iter()
-        .map(|k| header.iter().position(|h| h == k.as_bytes()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
-    let deleted = header.len() - 1;
-
     let mut last: HashMap<u64, u64> = HashMap::new();
-    let mut record = csv::ByteRecord::new();
+    let mut rows = KeyedRows::open(path, len, primary_key)?;
     let mut i = 0u64;
-    while reader.read_byte_record(&mut record).map_err(|e| bad(e.to_string()))? {
-        last.insert(key_hash(&record, &key_cols), i);
+    while let Some((key, _)) = rows.next_row()? {
+        last.insert(key, i);
         i += 1;
     }
 
@@ -96,13 +80,12 @@ fn rewrite(path: &Path, len: u64, primary_key: &[&str]) -> Result<(u64, u64)> {
     let out = File::create(&out_path).map_err(|e| Error::io("create", &out_path, e))?;
     let mut writer = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(out);
     let werr = |e: csv::Error| Error::io("write", &out_path, std::io::Error::other(e.to_string()));
-    writer.write_byte_record(&header).map_err(werr)?;
-    let mut reader = open()?;
+    let mut rows = KeyedRows::open(path, len, primary_key)?;
+    writer.write_byte_record(rows.header()).map_err(werr)?;
     let (mut i, mut kept) = (0u64, 0u64);
-    while reader.read_byte_record(&mut record).map_err(|e| bad(e.to_string()))? {
-        let latest = last.get(&key_hash(&record, &key_cols)) == Some(&i);
-        if latest && &record[deleted] != b"true" {
-            writer.write_byte_record(&record).map_err(werr)?;
+    while let Some((key, record)) = rows.next_row()? {
+        if last.get(&key) == Some(&i) && record.get(record.len() - 1) != Some(b"true") {
+            writer.write_byte_record(record).map_err(werr)?;
             kept += 1;
         }
         i += 1;
@@ -112,13 +95,4 @@ fn rewrite(path: &Path, len: u64, primary_key: &[&str]) -> Result<(u64, u64)> {
     f.sync_all().map_err(|e| Error::io("sync", &out_path, e))?;
     let len = f.metadata().map_err(|e| Error::io("stat", &out_path, e))?.len();
     Ok((len, kept))
-}
-
-fn key_hash(record: &csv::ByteRecord, key_cols: &[usize]) -> u64 {
-    let mut h = DefaultHasher::new();
-    for &c in key_cols {
-        h.write(&record[c]);
-        h.write_u8(0xff);
-    }
-    h.finish()
 }

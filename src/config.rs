@@ -182,14 +182,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ML: Requirements = Requirements {
-        connector: "mailerlite",
-        api_key_env: "MAILERLITE_API_KEY",
-        username_env: None,
-        default_base_url: Some("https://connect.mailerlite.com/api"),
-        instance_url: None,
-        requests_per_minute: 120,
-    };
+    const ML: Requirements = crate::connector::mailerlite::REQUIREMENTS;
 
     fn parse(v: Value) -> Result<Config> {
         from_map(&ML, v.as_object().unwrap(), &|_| None)

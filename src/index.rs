@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -242,28 +242,70 @@ pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyIndex> {
     Ok(KeyIndex::from_rows(rows))
 }
 
+/// The committed rows of a table file, each with its key hash, read one at a time
+/// into a reused record (rust-csv's `read_byte_record` style).
+pub struct KeyedRows {
+    path: PathBuf,
+    reader: csv::Reader<std::io::Take<File>>,
+    header: csv::ByteRecord,
+    keys: Vec<usize>,
+    names: Vec<u64>,
+    record: csv::ByteRecord,
+}
+
+impl KeyedRows {
+    /// Opens the first `len` bytes of `path`, whose header must hold `primary_key`.
+    pub fn open(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyedRows> {
+        let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let mut reader = csv::ReaderBuilder::new().from_reader(file.take(len));
+        let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
+        let keys = primary_key
+            .iter()
+            .map(|k| header.iter().position(|h| h == k.as_bytes()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
+        let names = header.iter().map(|n| hash(0, n)).collect();
+        Ok(KeyedRows { path: path.to_path_buf(), reader, header, keys, names, record: csv::ByteRecord::new() })
+    }
+
+    pub fn header(&self) -> &csv::ByteRecord {
+        &self.header
+    }
+
+    /// The key hash and cells of the next row; `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<(u64, &csv::ByteRecord)>> {
+        let read = self.reader.read_byte_record(&mut self.record).map_err(|e| Error::State {
+            path: self.path.clone(),
+            detail: format!("committed rows are not valid CSV: {e}"),
+        })?;
+        if !read {
+            return Ok(None);
+        }
+        let key = key_hash(self.keys.iter().map(|&k| &self.record[k]));
+        Ok(Some((key, &self.record)))
+    }
+
+    /// True when the current row is a tombstone (`_deleted` is the last column).
+    fn is_tombstone(&self) -> bool {
+        self.record.get(self.header.len().saturating_sub(1)) == Some(b"true")
+    }
+
+    /// The fingerprint of the current row, or the tombstone mark.
+    fn fingerprint(&self) -> u64 {
+        if self.is_tombstone() {
+            return TOMBSTONE;
+        }
+        let data_cols = self.header.len().saturating_sub(2);
+        fp(fingerprint((0..data_cols).map(|c| (self.names[c], &self.record[c]))))
+    }
+}
+
 /// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row.
 pub fn scan(path: &Path, len: u64, primary_key: &[&str], mut f: impl FnMut(u64, u64, &csv::ByteRecord)) -> Result<()> {
-    let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
-    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut reader = csv::ReaderBuilder::new().from_reader(file.take(len));
-    let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
-    let data_cols = header.len().saturating_sub(2);
-    let names: Vec<u64> = header.iter().map(|n| hash(0, n)).collect();
-    let keys: Vec<usize> = primary_key
-        .iter()
-        .map(|k| header.iter().position(|h| h == k.as_bytes()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
-    let mut record = csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(|e| bad(format!("committed rows are not valid CSV: {e}")))? {
-        let key = key_hash(keys.iter().map(|&k| &record[k]));
-        let fingerprint = if record.get(data_cols + 1) == Some(b"true") {
-            TOMBSTONE
-        } else {
-            fp(fingerprint((0..data_cols).map(|c| (names[c], &record[c]))))
-        };
-        f(key, fingerprint, &record);
+    let mut rows = KeyedRows::open(path, len, primary_key)?;
+    while let Some((key, _)) = rows.next_row()? {
+        f(key, rows.fingerprint(), &rows.record);
     }
     Ok(())
 }
