@@ -1,0 +1,83 @@
+//! The hashes api2csv uses, and which of them must never change.
+//!
+//! [`stable`] (wyhash's mixing) hashes primary keys and row contents. Key hashes are
+//! journaled in `.<table>.seen` files and compared by a later process, possibly a
+//! newer api2csv resuming an older one's run, so its values are a contract: the
+//! test at the bottom pins them. [`FxHasher`] (rustc's) is for in-memory maps only.
+
+use std::hash::{BuildHasherDefault, Hasher};
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+
+fn mix(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// A fast 64-bit hash of `bytes`. Stable across versions and machines (little-endian
+/// reads, fixed constants): its values cross processes.
+pub fn stable(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = seed ^ P0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(h ^ u64::from_le_bytes(c.try_into().expect("8 bytes")), P1);
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(mix(h ^ u64::from_le_bytes(last), P1) ^ bytes.len() as u64, P0)
+}
+
+/// The hash of a primary key's values, in key order (never 0, which marks empty
+/// slots in the key index).
+pub fn key<'v>(values: impl Iterator<Item = &'v [u8]>) -> u64 {
+    let mut h = P1;
+    for v in values {
+        h = stable(h, v);
+    }
+    h.max(1)
+}
+
+/// FxHash: a fast hash for in-memory maps of short keys that only we choose.
+#[derive(Default)]
+pub struct FxHasher(u64);
+
+pub type FxBuild = BuildHasherDefault<FxHasher>;
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// These values are journaled on disk by one version and read by the next: a
+    /// change here breaks every interrupted sync. Never update them.
+    #[test]
+    fn key_hashes_are_pinned() {
+        assert_eq!(stable(0, b""), 0x34d2_fe82_dacc_aea6);
+        assert_eq!(stable(0, b"id"), 0xd866_e302_5167_d502);
+        assert_eq!(stable(7, b"165968862226941797"), 0xec98_6c99_4c09_2f38);
+        assert_eq!(key([&b"165968862226941797"[..]].into_iter()), 0x419a_7618_47ae_9bd6);
+        assert_eq!(key([&b"151877204465977130"[..], &b"148203517760325412"[..]].into_iter()), 0xe748_7654_f4e2_b057);
+    }
+}
