@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use super::{MockApi, MockOptions, MockRequest, MockResponse};
 pub use super::{Mutations, TableMutations};
 use campaign::Campaign;
+use draw::Draw;
 pub use expected::primary_key;
 use field::{fields_of, Field};
 use group::Group;
@@ -47,7 +48,6 @@ pub const TABLES: [&str; 5] = ["subscriber", "group", "group_subscriber", "field
 /// Generations above this are treated as this one (slot space is reserved for it).
 pub const MAX_GENERATION: u32 = 1000;
 
-const ACCOUNT_ID: u64 = 83510;
 /// Subscriber ids are `SUBSCRIBER_BASE - slot * ID_STRIDE - jitter`, jitter < ID_STRIDE,
 /// so they are 18 digits, strictly decreasing with the slot, and map back to it.
 const SUBSCRIBER_BASE: u64 = 179_000_000_000_000_000;
@@ -69,10 +69,15 @@ const TAG_TIME: u64 = 4;
 const TAG_ID: u64 = 5;
 const TAG_GROUP: u64 = 6;
 const TAG_CAMPAIGN: u64 = 7;
+const TAG_ACCOUNT: u64 = 8;
 
 /// The MailerLite mock for one `(seed, records, generation)`.
 pub struct MailerLite {
     seed: u64,
+    /// The account's number, as `x-account_id` and the campaigns' `account_id` carry it.
+    account: u64,
+    /// The key owner's number, as `x-user_id` carries it.
+    user: u64,
     generation: u32,
     records: u64,
     /// Subscribers added per generation after the first.
@@ -93,8 +98,12 @@ impl MailerLite {
     pub fn new(opts: &MockOptions) -> MailerLite {
         let records = opts.records as u64;
         let added_per_generation = (records / 200).max(1);
+        let mut identity = Draw::new(&[opts.seed, TAG_ACCOUNT]);
         let mut api = MailerLite {
             seed: opts.seed,
+            // Five or six digits, like the real `83510`.
+            account: 10_000 + identity.below(990_000),
+            user: 100_000 + identity.below(9_900_000),
             generation: opts.generation.clamp(1, MAX_GENERATION),
             records,
             added_per_generation,
@@ -111,6 +120,17 @@ impl MailerLite {
         api.campaigns = (0..CAMPAIGNS).map(|c| api.build_campaign(c)).collect();
         api
     }
+
+    /// The account's number: the `x-account_id` header and every `account_id` in
+    /// the records, different for each seed.
+    pub fn account_id(&self) -> String {
+        self.account.to_string()
+    }
+
+    /// `x-account_id` and `x-user_id`, which every real answer but a 401 carries.
+    fn identity_headers(&self) -> [(String, String); 2] {
+        [("x-account_id".into(), self.account_id()), ("x-user_id".into(), self.user.to_string())]
+    }
 }
 
 impl MockApi for MailerLite {
@@ -120,15 +140,18 @@ impl MockApi for MailerLite {
             // The real 401 carries no rate-limit headers; the server adds none to a 401.
             return json(401, br#"{"message":"Unauthenticated."}"#.to_vec());
         }
-        match self.route(req) {
+        let mut response = match self.route(req) {
             Ok(body) => json(200, body),
             Err(error) => error,
-        }
+        };
+        response.headers.extend(self.identity_headers());
+        response
     }
 
     fn too_many_requests(&self, retry_after_secs: u64) -> MockResponse {
         let mut response = json(429, br#"{"message":"Too Many Attempts."}"#.to_vec());
         response.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
+        response.headers.extend(self.identity_headers());
         response
     }
 

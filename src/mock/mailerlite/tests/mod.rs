@@ -9,6 +9,8 @@ use serde_json::Value;
 use super::life::Status;
 use super::*;
 
+mod account;
+
 fn account(records: usize, generation: u32) -> MailerLite {
     MailerLite::new(&MockOptions { seed: 42, records, generation, ..MockOptions::default() })
 }
@@ -382,4 +384,8 @@ fn generation_three_deletes_a_group() {
     let mutations = account(100, 3).mutations();
     assert_eq!(mutations.table("group").unwrap().deleted.len(), 1);
     assert_eq!(mutations.table("campaign").unwrap().changed.len(), 1);
+}
+
+fn header<'a>(response: &'a MockResponse, name: &str) -> Option<&'a str> {
+    response.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
