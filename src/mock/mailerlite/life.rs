@@ -45,7 +45,8 @@ impl Status {
     }
 }
 
-/// The groups a subscriber belongs to (at most a handful).
+/// The groups a subscriber belongs to (at most a handful), kept in ascending group
+/// index, which is ascending group id, the order `include=groups` lists them in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub(super) struct Memberships {
     groups: [u16; 6],
@@ -61,14 +62,20 @@ impl Memberships {
         self.iter().any(|g| g == group)
     }
 
+    /// Leaves `group` if a member, else joins it (unless already in the most groups).
     fn toggle(&mut self, group: usize) {
-        let found = self.iter().position(|g| g == group);
-        if let Some(at) = found {
-            self.groups.copy_within(at + 1..self.len as usize, at);
-            self.len -= 1;
-        } else if (self.len as usize) < self.groups.len() {
-            self.groups[self.len as usize] = group as u16;
-            self.len += 1;
+        let len = self.len as usize;
+        match self.groups[..len].binary_search(&(group as u16)) {
+            Ok(at) => {
+                self.groups.copy_within(at + 1..len, at);
+                self.len -= 1;
+            }
+            Err(at) if len < self.groups.len() => {
+                self.groups.copy_within(at..len, at + 1);
+                self.groups[at] = group as u16;
+                self.len += 1;
+            }
+            Err(_) => {}
         }
     }
 

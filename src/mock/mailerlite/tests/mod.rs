@@ -10,6 +10,7 @@ use super::life::Status;
 use super::*;
 
 mod account;
+mod groups;
 
 fn account(records: usize, generation: u32) -> MailerLite {
     MailerLite::new(&MockOptions { seed: 42, records, generation, ..MockOptions::default() })
@@ -129,19 +130,6 @@ fn cursor_envelope_and_subscriber_have_the_real_keys() {
 }
 
 #[test]
-fn include_groups_adds_group_objects_before_opted_in_at() {
-    let api = account(50, 1);
-    let page = ok(&api, "/api/subscribers?limit=50&include=groups");
-    let with_groups = page["data"].as_array().unwrap().iter().find(|s| s["groups"] != Value::Array(vec![]));
-    let subscriber = with_groups.expect("some subscriber is in a group");
-    let names = keys(subscriber);
-    let at = names.iter().position(|&k| k == "groups").unwrap();
-    assert_eq!(names[at - 1..=at + 1], ["fields", "groups", "opted_in_at"]);
-    assert_eq!(keys(&subscriber["groups"][0])[..3], ["id", "name", "active_count"]);
-    assert_eq!(keys(&subscriber["groups"][0]["open_rate"]), ["float", "string"]);
-}
-
-#[test]
 fn paging_returns_every_subscriber_once_in_descending_id_order() {
     let api = account(60, 1);
     let records = all_pages(&api, "/api/subscribers?limit=7");
@@ -256,29 +244,6 @@ fn campaign_has_the_real_shape() {
     let text = api.expected("campaign").join("\n");
     assert!(text.contains(r#""included_groups":[{"id":151877"#), "group ids are JSON numbers");
     assert!(text.contains(".000000Z\""));
-}
-
-#[test]
-fn group_members_default_to_active() {
-    let api = account(400, 1);
-    let groups = all_numbered_pages(&api, "/api/groups?limit=2");
-    assert_eq!(texts(&groups), expected(&api, "group"));
-    let mut memberships = HashSet::new();
-    for group in &groups {
-        let id = group["id"].as_str().unwrap();
-        let active = all_pages(&api, &format!("/api/groups/{id}/subscribers?limit=30"));
-        assert!(active.iter().all(|s| s["status"] == "active"));
-        assert_eq!(active.len() as u64, group["active_count"].as_u64().unwrap());
-        for status in Status::ALL {
-            let target = format!("/api/groups/{id}/subscribers?limit=100&filter[status]={}", status.as_str());
-            for member in all_pages(&api, &target) {
-                assert_eq!(member["status"], status.as_str());
-                let sid = member["id"].as_str().unwrap();
-                memberships.insert(format!(r#"{{"group_id":"{id}","subscriber_id":"{sid}"}}"#));
-            }
-        }
-    }
-    assert_eq!(memberships, expected(&api, "group_subscriber"));
 }
 
 #[test]
