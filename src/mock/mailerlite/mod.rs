@@ -88,6 +88,8 @@ pub struct MailerLite {
     fields: Vec<Field>,
     groups: Vec<Group>,
     campaigns: Vec<Campaign>,
+    /// [`MockOptions::skew_group_counts`]: kept so `mutations` rebuilds the same account.
+    skew_group_counts: bool,
     /// Present subscribers per status, for `limit=0`.
     status_totals: [u64; 5],
     long_text: String,
@@ -111,12 +113,16 @@ impl MailerLite {
             fields: Vec::new(),
             groups: Vec::new(),
             campaigns: Vec::new(),
+            skew_group_counts: opts.skew_group_counts,
             status_totals: [0; 5],
             long_text: long_text(),
         };
         api.fields = fields_of(api.generation);
         api.groups = api.build_groups();
         api.count_members();
+        if api.skew_group_counts {
+            api.skew_first_group();
+        }
         api.campaigns = (0..CAMPAIGNS).map(|c| api.build_campaign(c)).collect();
         api
     }

@@ -121,3 +121,33 @@ fn member_listings_per_status_match_the_counters() {
         }
     }
 }
+
+#[test]
+fn skewed_counts_disagree_only_in_the_counters() {
+    let opts = MockOptions { seed: 42, records: 900, generation: 2, ..MockOptions::default() };
+    let (honest, skewed) = (MailerLite::new(&opts), MailerLite::new(&MockOptions { skew_group_counts: true, ..opts }));
+    assert_eq!(memberships(&skewed), memberships(&honest));
+    assert_eq!(skewed.expected("subscriber"), honest.expected("subscriber"));
+    let first = &all_numbered_pages(&skewed, "/api/groups?limit=1")[0];
+    let id = first["id"].as_str().unwrap();
+    let active = all_pages(&skewed, &format!("/api/groups/{id}/subscribers?limit=100")).len() as u64;
+    assert_eq!(first["active_count"].as_u64().unwrap(), active + 1);
+    assert_eq!(
+        counted(first),
+        memberships(&skewed).values().filter(|ids| ids.iter().any(|g| g == id)).count() as u64 + 1
+    );
+    assert_eq!(listed_groups(&honest)[id]["active_count"].as_u64().unwrap(), active);
+    let others = |api: &MailerLite| {
+        let mut groups = listed_groups(api);
+        groups.remove(id);
+        groups
+    };
+    assert_eq!(others(&skewed), others(&honest), "only the first group is skewed");
+    let embedded = all_pages(&skewed, "/api/subscribers?limit=100&include=groups")
+        .into_iter()
+        .flat_map(|s| s["groups"].as_array().unwrap().clone())
+        .find(|g| g["id"] == id)
+        .expect("the first group has members");
+    assert_eq!(embedded, *first);
+    assert_eq!(skewed.mutations(), honest.mutations(), "the skew is no mutation");
+}
