@@ -61,6 +61,9 @@ pub struct MockOptions {
     /// than it has, in `/groups` and in `include=groups`, while its memberships stay
     /// true, so a client's check of counters against listings has something to find.
     pub skew_group_counts: bool,
+    /// A page size above 100 (MailerLite `limit`, Paligo `per_page`) gets a 422
+    /// instead of being capped silently, as a stricter server version might do.
+    pub reject_large_limit: bool,
 }
 
 impl Default for MockOptions {
@@ -72,6 +75,7 @@ impl Default for MockOptions {
             rate_limit: None,
             generation: 1,
             skew_group_counts: false,
+            reject_large_limit: false,
         }
     }
 }

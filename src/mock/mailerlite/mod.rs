@@ -40,7 +40,7 @@ use subscriber::long_text;
 pub const API_KEY: &str = "mock-mailerlite-key";
 /// Every route lives under this path, so a client's base URL is `origin + BASE_PATH`.
 pub const BASE_PATH: &str = "/api";
-/// `limit` when none is given, and its silent cap.
+/// `limit` when none is given, and its cap: silent unless `reject_large_limit`.
 pub const DEFAULT_LIMIT: usize = 25;
 pub const MAX_LIMIT: usize = 100;
 /// The table names `expected` and `mutations` know.
@@ -90,6 +90,8 @@ pub struct MailerLite {
     campaigns: Vec<Campaign>,
     /// [`MockOptions::skew_group_counts`]: kept so `mutations` rebuilds the same account.
     skew_group_counts: bool,
+    /// [`MockOptions::reject_large_limit`].
+    reject_large_limit: bool,
     /// Present subscribers per status, for `limit=0`.
     status_totals: [u64; 5],
     long_text: String,
@@ -114,6 +116,7 @@ impl MailerLite {
             groups: Vec::new(),
             campaigns: Vec::new(),
             skew_group_counts: opts.skew_group_counts,
+            reject_large_limit: opts.reject_large_limit,
             status_totals: [0; 5],
             long_text: long_text(),
         };
@@ -174,11 +177,22 @@ fn json(status: u16, body: Vec<u8>) -> MockResponse {
     MockResponse { status, headers, body }
 }
 
-/// Laravel's validation failure for one parameter.
+/// Laravel's validation failure body; a struct, so `message` comes first as on the wire.
+#[derive(serde::Serialize)]
+struct Invalid<'a> {
+    message: &'a str,
+    errors: BTreeMap<&'a str, [&'a str; 1]>,
+}
+
+/// Laravel's validation failure for one parameter, the older generic wording.
 fn invalid(field: &str, message: &str) -> MockResponse {
-    let errors = BTreeMap::from([(field, [message])]);
-    let body = serde_json::json!({"message": "The given data was invalid.", "errors": errors});
-    json(422, body.to_string().into_bytes())
+    unprocessable("The given data was invalid.", field, message)
+}
+
+/// A 422 whose `message` repeats the first error, as newer Laravel words it.
+fn unprocessable(summary: &str, field: &str, message: &str) -> MockResponse {
+    let body = Invalid { message: summary, errors: BTreeMap::from([(field, [message])]) };
+    json(422, serde_json::to_vec(&body).expect("an error body serializes"))
 }
 
 /// Laravel's model-not-found body, pretty-printed with four spaces like the real one.
@@ -226,13 +240,13 @@ impl MailerLite {
         let name = req.param("filter[name]").map(str::to_lowercase);
         let matches = |g: &&Group| name.as_ref().is_none_or(|n| g.name.to_lowercase().contains(n));
         let groups: Vec<&Group> = self.groups.iter().filter(|g| g.alive).filter(matches).collect();
-        page_envelope(req, &groups, None)
+        page_envelope(req, self.limit(req)?, &groups, None)
     }
 
     fn list_fields(&self, req: &MockRequest) -> Answer {
         let kind = req.param("filter[type]");
         let fields: Vec<&Field> = self.fields.iter().filter(|f| kind.is_none_or(|k| f.kind == k)).collect();
-        page_envelope(req, &fields, None)
+        page_envelope(req, self.limit(req)?, &fields, None)
     }
 
     /// Without `filter[status]` only `ready` campaigns come back, as on the real API.
@@ -244,22 +258,25 @@ impl MailerLite {
         let kind = req.param("filter[type]");
         let campaigns: Vec<&Campaign> =
             self.campaigns.iter().filter(|c| c.status == status && kind.is_none_or(|k| c.kind == k)).collect();
-        page_envelope(req, &campaigns, Some(self.aggregations()))
+        page_envelope(req, self.limit(req)?, &campaigns, Some(self.aggregations()))
     }
 
     fn aggregations(&self) -> Aggregations {
         let count = |status| self.campaigns.iter().filter(|c| c.status == status).count();
         Aggregations { all: self.campaigns.len(), draft: count("draft"), ready: count("ready"), sent: count("sent") }
     }
-}
 
-/// `limit`: default 25, silently capped at 100; `Some(0)` is kept for the count form.
-fn limit_param(req: &MockRequest) -> Result<usize, MockResponse> {
-    match req.param("limit") {
-        None | Some("") => Ok(DEFAULT_LIMIT),
-        Some(text) => text
-            .parse::<usize>()
-            .map(|limit| limit.min(MAX_LIMIT))
-            .map_err(|_| invalid("limit", "The limit must be an integer.")),
+    /// `limit`: default 25; above 100 silently capped, or refused when
+    /// [`MockOptions::reject_large_limit`] asks for it; 0 is kept for the count form.
+    fn limit(&self, req: &MockRequest) -> Result<usize, MockResponse> {
+        let limit = match req.param("limit") {
+            None | Some("") => return Ok(DEFAULT_LIMIT),
+            Some(text) => text.parse::<usize>().map_err(|_| invalid("limit", "The limit must be an integer."))?,
+        };
+        if limit > MAX_LIMIT && self.reject_large_limit {
+            const TOO_LARGE: &str = "The limit may not be greater than 100.";
+            return Err(unprocessable(TOO_LARGE, "limit", TOO_LARGE));
+        }
+        Ok(limit.min(MAX_LIMIT))
     }
 }

@@ -166,6 +166,44 @@ fn limit_is_capped_at_100_and_zero_counts() {
 }
 
 #[test]
+fn per_page_is_the_page_size_granted_in_both_envelopes() {
+    let api = account(250, 1);
+    let group = ok(&api, "/api/groups?limit=1")["data"][0]["id"].as_str().unwrap().to_string();
+    for (target, granted) in [
+        ("/api/subscribers?limit=101".to_string(), 100),
+        (format!("/api/groups/{group}/subscribers?limit=5000&filter[status]=active"), 100),
+        (format!("/api/groups/{group}/subscribers?limit=3"), 3),
+        ("/api/subscribers?limit=100&include=groups".to_string(), 100),
+        ("/api/groups?limit=101".to_string(), 100),
+        ("/api/fields?limit=100000".to_string(), 100),
+        ("/api/campaigns?filter[status]=sent&limit=250".to_string(), 100),
+        ("/api/campaigns?filter[status]=sent&limit=4".to_string(), 4),
+        ("/api/fields".to_string(), 25),
+    ] {
+        assert_eq!(ok(&api, &target)["meta"]["per_page"], granted, "{target}");
+    }
+}
+
+#[test]
+fn reject_large_limit_answers_laravels_422() {
+    let api = MailerLite::new(&MockOptions { records: 250, reject_large_limit: true, ..MockOptions::default() });
+    let group = ok(&api, "/api/groups?limit=1")["data"][0]["id"].as_str().unwrap().to_string();
+    let body = r#"{"message":"The limit may not be greater than 100.","errors":{"limit":["The limit may not be greater than 100."]}}"#;
+    for target in [
+        "/api/subscribers?limit=101".to_string(),
+        format!("/api/groups/{group}/subscribers?limit=1000"),
+        "/api/groups?limit=101".to_string(),
+        "/api/fields?limit=500".to_string(),
+        "/api/campaigns?filter[status]=sent&limit=250".to_string(),
+    ] {
+        let response = api.handle(&request(&target, Some(format!("Bearer {API_KEY}"))));
+        assert_eq!((response.status, String::from_utf8(response.body).unwrap().as_str()), (422, body), "{target}");
+    }
+    assert_eq!(ok(&api, "/api/subscribers?limit=100")["data"].as_array().unwrap().len(), 100);
+    assert_eq!(ok(&api, "/api/subscribers?limit=0"), serde_json::json!({"total": 250}));
+}
+
+#[test]
 fn bad_cursor_and_bad_key_get_the_real_errors() {
     let api = account(10, 1);
     let (status, body) = get(&api, "/api/subscribers?cursor=garbage!");
