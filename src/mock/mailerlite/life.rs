@@ -88,7 +88,9 @@ impl Memberships {
     }
 }
 
-/// What the generations did to one subscriber slot so far.
+/// What the generations did to one subscriber slot so far: each generation after
+/// its birth may delete it, update it, unsubscribe it, or add it to, remove it from
+/// or move it between groups.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Life {
     pub(super) born: u32,
@@ -190,9 +192,24 @@ impl MailerLite {
                     life.groups.toggle(group);
                 }
             }
+            60..=79 => self.move_group(&mut life.groups, g, &mut e),
             _ => {}
         }
         true
+    }
+
+    /// Moves a subscriber out of one of its groups into another it is not in, so a
+    /// generation deletes and adds a membership of the same subscriber.
+    fn move_group(&self, groups: &mut Memberships, g: u32, e: &mut Draw) {
+        let count = self.group_count();
+        let Some(from) = groups.iter().nth(e.below(u64::from(groups.len)) as usize) else {
+            return;
+        };
+        let to = (from + 1 + e.below(count as u64 - 1) as usize) % count;
+        if self.group_alive(from, g) && self.group_alive(to, g) && !groups.contains(to) {
+            groups.toggle(from);
+            groups.toggle(to);
+        }
     }
 
     pub(super) fn event_time(&self, g: u32, slot: u64) -> i64 {

@@ -151,3 +151,24 @@ fn skewed_counts_disagree_only_in_the_counters() {
     assert_eq!(embedded, *first);
     assert_eq!(skewed.mutations(), honest.mutations(), "the skew is no mutation");
 }
+
+#[test]
+fn generation_two_moves_adds_and_removes_memberships() {
+    let (old, new) = (account(2000, 1), account(2000, 2));
+    let mutations = new.mutations();
+    let m = mutations.table("group_subscriber").unwrap();
+    let subscribers = |keys: &[String]| -> HashSet<String> {
+        keys.iter().map(|key| key.split_once(',').unwrap().1.to_string()).collect()
+    };
+    let ids = |api: &MailerLite| -> HashSet<String> {
+        let records = api.expected("subscriber");
+        records.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()["id"].as_str().unwrap().to_string()).collect()
+    };
+    let (before, after, left, joined) = (ids(&old), ids(&new), subscribers(&m.deleted), subscribers(&m.added));
+    let stayed = |id: &String| before.contains(id) && after.contains(id);
+    assert!(left.intersection(&joined).any(stayed), "a subscriber left one group and joined another");
+    assert!(left.iter().any(|id| stayed(id) && !joined.contains(id)), "a subscriber left a group");
+    assert!(joined.iter().any(|id| stayed(id) && !left.contains(id)), "a subscriber joined a group");
+    assert!(joined.iter().any(|id| !before.contains(id)), "a new subscriber joined a group");
+    assert!(left.iter().any(|id| !after.contains(id)), "a deleted subscriber's memberships went");
+}
