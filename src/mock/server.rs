@@ -402,6 +402,19 @@ mod tests {
     }
 
     #[test]
+    fn waiting_retry_after_lets_the_next_request_through() {
+        let server = serve(MockOptions { rate_limit: Some((1, 1)), ..MockOptions::default() });
+        let mut conn = connect(&server);
+        // The first request may land at the very end of a window, so ask until refused.
+        let limited = (0..3).map(|_| get(&mut conn, "/", "Bearer k")).find(|raw| raw.status == 429).unwrap();
+        assert_eq!(limited.header("x-ratelimit-reset"), None);
+        let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(retry));
+        let next = get(&mut conn, "/", "Bearer k");
+        assert_eq!((next.status, next.header("x-ratelimit-remaining")), (200, Some("0")));
+    }
+
+    #[test]
     fn shutdown_closes_idle_connections() {
         let mut server = serve(MockOptions::default());
         let mut conn = connect(&server);
