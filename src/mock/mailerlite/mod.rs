@@ -2,8 +2,9 @@
 //! (`shared/api/mailerlite.md`) describes it, with its cursor and page envelopes,
 //! its filter defaults (campaigns default to `ready`, group members to `active`)
 //! and an account generated lazily from `(seed, generation, index)`, so 200 000
-//! subscribers cost no memory. `expected` and `mutations` tell tests what a
-//! correct sync must end with, without going through HTTP.
+//! subscribers cost no memory. Every answer but a 401 names the account in
+//! `x-account_id` and `x-user_id`, numbers drawn from the seed. `expected` and
+//! `mutations` tell tests what a correct sync must end with, without going through HTTP.
 //!
 //! The account is spread over one file per noun: `life` (subscriber slots replayed
 //! through the generations), `subscriber`, `group`, `field` and `campaign` (the

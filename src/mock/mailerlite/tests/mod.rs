@@ -1,6 +1,7 @@
 //! Tests of the MailerLite mock through `handle`, without a socket: envelope shapes,
 //! paging in both directions, filters and their defaults, errors, the hard values,
-//! determinism, and that `expected` and `mutations` agree with what is served.
+//! determinism, and that `expected` and `mutations` agree with what is served;
+//! `account` and `groups` hold the tests of the account's identity and memberships.
 
 use std::collections::{HashMap, HashSet};
 
