@@ -57,11 +57,26 @@ pub struct MockOptions {
     pub rate_limit: Option<(u32, u32)>,
     /// 1 is the seed's account; each later generation mutates it deterministically.
     pub generation: u32,
+    /// Test hook (MailerLite): the first alive group reports one active member more
+    /// than it has, in `/groups` and in `include=groups`, while its memberships stay
+    /// true, so a client's check of counters against listings has something to find.
+    pub skew_group_counts: bool,
+    /// A page size above 100 (MailerLite `limit`, Paligo `per_page`) gets a 422
+    /// instead of being capped silently, as a stricter server version might do.
+    pub reject_large_limit: bool,
 }
 
 impl Default for MockOptions {
     fn default() -> Self {
-        MockOptions { seed: 1, records: 1000, fault_rate: 0.0, rate_limit: None, generation: 1 }
+        MockOptions {
+            seed: 1,
+            records: 1000,
+            fault_rate: 0.0,
+            rate_limit: None,
+            generation: 1,
+            skew_group_counts: false,
+            reject_large_limit: false,
+        }
     }
 }
 

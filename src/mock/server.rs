@@ -135,6 +135,12 @@ impl Shared {
         }
     }
 
+    /// A target that is no URI never reaches an API, as at a real front end.
+    fn bad_request(&self) -> Reply {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        Reply::whole(json_error(400, r#"{"message":"Bad Request"}"#))
+    }
+
     fn admit(&self) -> Admission {
         let mut limiter = self.limiter.lock().unwrap();
         match self.rate_limit {
@@ -203,8 +209,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
     let mut writer = stream;
     while let Some(head) = read_head(&mut reader)? {
         io::copy(&mut (&mut reader).take(head.content_length), &mut io::sink())?;
-        let request = head.to_request(&shared.origin);
-        let mut reply = shared.answer(&request);
+        let mut reply = match head.to_request(&shared.origin) {
+            Some(request) => shared.answer(&request),
+            None => shared.bad_request(),
+        };
         reply.head_only = head.method == "HEAD";
         let keep_alive = head.keep_alive && !reply.drop_mid_body;
         write_reply(&mut writer, &reply, keep_alive)?;
@@ -314,6 +322,43 @@ mod tests {
     }
 
     #[test]
+    fn a_target_that_is_no_uri_gets_400_and_the_connection_lives_on() {
+        let server = serve(MockOptions::default());
+        let mut conn = connect(&server);
+        let raw = get(&mut conn, "/a<b>", "Bearer k");
+        assert_eq!((raw.status, raw.body.as_slice()), (400, &br#"{"message":"Bad Request"}"#[..]));
+        assert_eq!(get(&mut conn, "/next", "Bearer k").status, 200);
+        assert_eq!(server.requests(), 2);
+    }
+
+    #[test]
+    fn http_1_0_and_connection_close_end_the_connection() {
+        let server = serve(MockOptions::default());
+        for request in [
+            "\r\nGET / HTTP/1.0\r\nAuthorization: Bearer k\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: close\r\nAuthorization: Bearer k\r\n\r\n",
+        ] {
+            let mut conn = connect(&server);
+            conn.get_mut().write_all(request.as_bytes()).unwrap();
+            let raw = read_raw(&mut conn);
+            assert_eq!((raw.status, raw.header("connection")), (200, Some("close")));
+            let mut rest = Vec::new();
+            assert_eq!(conn.read_to_end(&mut rest).unwrap_or(0), 0);
+        }
+    }
+
+    #[test]
+    fn a_request_body_is_skipped_not_read_as_the_next_request() {
+        let server = serve(MockOptions::default());
+        let mut conn = connect(&server);
+        let post = "POST /p HTTP/1.1\r\nAuthorization: Bearer k\r\nContent-Length: 14\r\n\r\nGET /x HTTP/1.1";
+        conn.get_mut().write_all(post.as_bytes()).unwrap();
+        assert!(String::from_utf8(read_raw(&mut conn).body).unwrap().contains(r#""path":"/p""#));
+        assert_eq!(get(&mut conn, "/next", "Bearer k").status, 200);
+        assert_eq!(server.requests(), 2);
+    }
+
+    #[test]
     fn head_gets_headers_only() {
         let server = serve(MockOptions::default());
         let mut conn = connect(&server);
@@ -399,6 +444,19 @@ mod tests {
         let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
         assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    }
+
+    #[test]
+    fn waiting_retry_after_lets_the_next_request_through() {
+        let server = serve(MockOptions { rate_limit: Some((1, 1)), ..MockOptions::default() });
+        let mut conn = connect(&server);
+        // The first request may land at the very end of a window, so ask until refused.
+        let limited = (0..3).map(|_| get(&mut conn, "/", "Bearer k")).find(|raw| raw.status == 429).unwrap();
+        assert_eq!(limited.header("x-ratelimit-reset"), None);
+        let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(retry));
+        let next = get(&mut conn, "/", "Bearer k");
+        assert_eq!((next.status, next.header("x-ratelimit-remaining")), (200, Some("0")));
     }
 
     #[test]

@@ -1,14 +1,21 @@
-//! HTTP/1.1 on the wire, as much of it as the mock needs: reading a request head,
-//! decoding its target into a [`MockRequest`], and writing a [`Reply`] in one buffer,
-//! whole, without a body (HEAD), or cut off halfway for the dropped-connection fault.
+//! HTTP/1.1 on the wire, as much of it as the mock needs: reading a request head
+//! (httparse), splitting its target (`http::Uri`) and decoding it into a
+//! [`MockRequest`] (percent-encoding), and writing a [`Reply`] in one buffer, whole,
+//! without a body (HEAD), or cut off halfway for the dropped-connection fault.
 
-use std::io::{self, BufRead, Read, Write};
+use std::borrow::Cow;
+use std::io::{self, BufRead, Write};
 use std::net::TcpStream;
+
+use percent_encoding::percent_decode_str;
+use ureq::http::Uri;
 
 use super::{MockRequest, MockResponse};
 
 /// Longest request head accepted, so a confused client cannot grow memory.
-const MAX_HEAD: u64 = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines accepted; real clients send about a dozen.
+const MAX_HEADERS: usize = 100;
 
 /// A response plus how to put it on the wire.
 pub(super) struct Reply {
@@ -34,53 +41,91 @@ pub(super) struct Head {
     pub(super) keep_alive: bool,
 }
 
-/// Reads one request head; `None` when the client closed the connection cleanly.
+/// Reads one request head and no byte beyond it, so a body or a pipelined request
+/// stays in `reader`; `None` when the client closed the connection cleanly.
 pub(super) fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
-    let mut limited = reader.take(MAX_HEAD);
-    let mut line = String::new();
-    // Tolerate blank lines before a request line (RFC 9112 §2.2).
-    while line.trim().is_empty() {
-        line.clear();
-        if limited.read_line(&mut line)? == 0 {
-            return Ok(None);
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return end_of_input(&bytes);
+        }
+        let before = bytes.len();
+        let taken = chunk.len().min(MAX_HEAD - before);
+        bytes.extend_from_slice(&chunk[..taken]);
+        if let Some((head, len)) = parse_head(&bytes)? {
+            reader.consume(len - before);
+            return Ok(Some(head));
+        }
+        reader.consume(taken);
+        if bytes.len() >= MAX_HEAD {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head over 64 KiB"));
         }
     }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
-    };
-    let mut head = Head {
-        method: method.to_string(),
-        target: target.to_string(),
-        authorization: None,
-        content_length: 0,
-        keep_alive: version != Some("HTTP/1.0"),
-    };
-    read_headers(&mut limited, &mut head)?;
-    Ok(Some(head))
 }
 
-fn read_headers(reader: &mut impl BufRead, head: &mut Head) -> io::Result<()> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request head cut short"));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            return Ok(());
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
+/// Blank lines before a request line are allowed (RFC 9112 §2.2), so a client that
+/// sent only those and closed closed cleanly.
+fn end_of_input(bytes: &[u8]) -> io::Result<Option<Head>> {
+    if bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        Ok(None)
+    } else {
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request head cut short"))
+    }
+}
+
+/// The head and its length once `bytes` hold all of it, `None` while they don't.
+fn parse_head(bytes: &[u8]) -> io::Result<Option<(Head, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    // As lenient as the mock always was: extra spaces in the request line and a
+    // malformed header line do not cost a well-meaning client its answer.
+    let status = httparse::ParserConfig::default()
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .ignore_invalid_headers_in_requests(true)
+        .parse_request(&mut request, bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad request head: {e}")))?;
+    Ok(match status {
+        httparse::Status::Complete(len) => Some((Head::of(&request), len)),
+        httparse::Status::Partial => None,
+    })
+}
+
+impl Head {
+    fn of(request: &httparse::Request) -> Head {
+        let mut head = Head {
+            method: request.method.unwrap_or_default().to_string(),
+            target: request.path.unwrap_or_default().to_string(),
+            authorization: None,
+            content_length: 0,
+            // HTTP/1.0 closes after each answer unless it asks otherwise.
+            keep_alive: request.version != Some(0),
         };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "authorization" => head.authorization = Some(value.to_string()),
-            "content-length" => head.content_length = value.parse().unwrap_or(0),
-            "connection" => head.keep_alive = connection_keeps_alive(value, head.keep_alive),
-            _ => {}
+        for header in request.headers.iter() {
+            let value = String::from_utf8_lossy(header.value);
+            let value = value.trim();
+            let name = header.name;
+            if name.eq_ignore_ascii_case("authorization") {
+                head.authorization = Some(value.to_string());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                head.content_length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("connection") {
+                head.keep_alive = connection_keeps_alive(value, head.keep_alive);
+            }
         }
+        head
+    }
+
+    /// The request as the APIs see it; `None` when the target is not a URI.
+    pub(super) fn to_request(&self, origin: &str) -> Option<MockRequest> {
+        let uri: Uri = self.target.parse().ok()?;
+        Some(MockRequest {
+            method: self.method.clone(),
+            path: percent_decode_str(uri.path()).decode_utf8_lossy().into_owned(),
+            query: uri.query().map(parse_query).unwrap_or_default(),
+            authorization: self.authorization.clone(),
+            origin: origin.to_string(),
+        })
     }
 }
 
@@ -93,19 +138,6 @@ fn connection_keeps_alive(value: &str, default: bool) -> bool {
     }
 }
 
-impl Head {
-    pub(super) fn to_request(&self, origin: &str) -> MockRequest {
-        let (path, query) = self.target.split_once('?').unwrap_or((&self.target, ""));
-        MockRequest {
-            method: self.method.clone(),
-            path: percent_decode(path, false),
-            query: parse_query(query),
-            authorization: self.authorization.clone(),
-            origin: origin.to_string(),
-        }
-    }
-}
-
 /// `a=1&filter%5Bstatus%5D=active` as decoded pairs, `+` meaning a space.
 pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -113,30 +145,16 @@ pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key, true), percent_decode(value, true))
+            (decode_form(key), decode_form(value))
         })
         .collect()
 }
 
-/// Decodes `%XX` escapes (and `+` when `plus_is_space`); bad escapes stay as they are.
-fn percent_decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-                continue;
-            }
-            (b'+', _) if plus_is_space => out.push(b' '),
-            (byte, _) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A form-encoded query component: `+` is a space, `%2B` a plus, and a bad
+/// escape stays as it is.
+fn decode_form(text: &str) -> String {
+    let spaced = if text.contains('+') { Cow::Owned(text.replace('+', " ")) } else { Cow::Borrowed(text) };
+    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 /// Writes status line, headers and body in one buffer, so the reply leaves in as
@@ -190,13 +208,77 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    fn head(bytes: &[u8]) -> Head {
+        read_head(&mut &bytes[..]).unwrap().unwrap()
+    }
+
+    fn request(bytes: &[u8]) -> MockRequest {
+        head(bytes).to_request("http://mock").unwrap()
+    }
+
     #[test]
     fn decodes_percent_escapes_and_plus() {
-        assert_eq!(percent_decode("filter%5Bstatus%5D", true), "filter[status]");
-        assert_eq!(percent_decode("a+b%2", true), "a b%2");
-        assert_eq!(percent_decode("a+b", false), "a+b");
-        let pairs = parse_query("limit=100&cursor=&filter%5Bstatus%5D=active");
-        assert_eq!(pairs[2], ("filter[status]".to_string(), "active".to_string()));
-        assert_eq!(pairs[1], ("cursor".to_string(), String::new()));
+        let pairs = parse_query("limit=100&cursor=&filter%5Bstatus%5D=active&q=a+b%2B%2&flag");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            pairs,
+            [
+                pair("limit", "100"),
+                pair("cursor", ""),
+                pair("filter[status]", "active"),
+                pair("q", "a b+%2"),
+                pair("flag", "")
+            ]
+        );
+        let req = request(b"GET /a+b/%C3%A9%2F?filter[status]=junk&x=%E2%82%AC HTTP/1.1\r\n\r\n");
+        assert_eq!(req.path, "/a+b/é/");
+        assert_eq!((req.param("filter[status]"), req.param("x")), (Some("junk"), Some("€")));
+    }
+
+    #[test]
+    fn reads_the_head_fields_the_mocks_use() {
+        let h = head(
+            b"\r\n\r\nPOST /x HTTP/1.1\r\nauthorization:  Bearer k \r\nContent-Length: 5\r\nbad line\r\n\r\nhello",
+        );
+        assert_eq!((h.method.as_str(), h.target.as_str(), h.content_length), ("POST", "/x", 5));
+        assert_eq!((h.authorization.as_deref(), h.keep_alive), (Some("Bearer k"), true));
+        assert!(!head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!head(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        let absolute = request(b"GET http://example.org/api/groups?page=2 HTTP/1.1\r\n\r\n");
+        assert_eq!((absolute.path.as_str(), absolute.param("page")), ("/api/groups", Some("2")));
+        assert!(head(b"GET /a<b> HTTP/1.1\r\n\r\n").to_request("http://mock").is_none());
+    }
+
+    #[test]
+    fn reads_no_byte_past_the_head_however_it_arrives() {
+        let wire = b"GET /one?a=1 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /two HTTP/1.1\r\n\r\n\r\n";
+        for capacity in [1, 3, 7, 64, 4096] {
+            let mut reader = io::BufReader::with_capacity(capacity, &wire[..]);
+            let first = read_head(&mut reader).unwrap().unwrap();
+            let mut body = [0; 4];
+            io::Read::read_exact(&mut reader, &mut body).unwrap();
+            assert_eq!((first.target.as_str(), &body), ("/one?a=1", b"body"));
+            assert_eq!(read_head(&mut reader).unwrap().unwrap().target, "/two");
+            assert!(read_head(&mut reader).unwrap().is_none(), "trailing blank lines then a clean close");
+        }
+    }
+
+    #[test]
+    fn refuses_a_cut_short_oversized_or_garbled_head() {
+        assert!(read_head(&mut &b""[..]).unwrap().is_none());
+        assert_eq!(
+            read_head(&mut &b"GET / HTTP/1.1\r\nHost: x\r\n"[..]).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        let mut huge = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
+        huge.resize(MAX_HEAD + 10, b'a');
+        huge.extend(b"\r\n\r\n");
+        assert_eq!(read_head(&mut &huge[..]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let mut fits = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
+        fits.resize(MAX_HEAD - 4, b'a');
+        fits.extend(b"\r\n\r\n");
+        assert_eq!(head(&fits).target, "/");
+        assert_eq!(read_head(&mut &b"\x01\x02 nonsense\r\n\r\n"[..]).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

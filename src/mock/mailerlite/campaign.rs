@@ -8,7 +8,7 @@ use super::draw::Draw;
 use super::life::generation_time;
 use super::samples::CAMPAIGN_NAMES;
 use super::scalar::{Id, IsoStamp, Rate, Stamp};
-use super::{MailerLite, ACCOUNT_ID, CAMPAIGN_BASE, DAY, EMAIL_BASE, ID_STRIDE, T0, TAG_CAMPAIGN, TAG_GROUP, T_GEN1};
+use super::{MailerLite, CAMPAIGN_BASE, DAY, EMAIL_BASE, ID_STRIDE, T0, TAG_CAMPAIGN, TAG_GROUP, T_GEN1};
 
 #[derive(Serialize, Clone, Debug)]
 pub(super) struct Campaign {
@@ -274,7 +274,7 @@ impl MailerLite {
         let sent = status == "sent";
         Campaign {
             id: Id(id),
-            account_id: Id(ACCOUNT_ID),
+            account_id: Id(self.account),
             name,
             kind,
             status,
@@ -365,7 +365,7 @@ impl MailerLite {
         let opens_count = d.below(5000);
         RawGroup {
             id: self.group_id(group),
-            account_id: ACCOUNT_ID,
+            account_id: self.account,
             created_at: IsoStamp(created),
             updated_at: IsoStamp(T_GEN1 - (c as i64 + 1) * 5 * DAY),
             deleted_at: None,
@@ -403,7 +403,7 @@ impl MailerLite {
                 let sent = if status == "sent" { recipients / count } else { 0 };
                 Email {
                     id: Id(id),
-                    account_id: Id(ACCOUNT_ID),
+                    account_id: Id(self.account),
                     emailable_id: Id(campaign_id),
                     emailable_type: "campaigns",
                     kind: d.pick(&[Some("builder"), Some("builder_html"), None]),
@@ -419,7 +419,7 @@ impl MailerLite {
                         "https://storage.googleapis.com/mailerlite-screenshots-prod/screenshot/emails/{id}/1284x736.png"
                     ),
                     generate_screenshot_timestamp: None,
-                    preview_url: format!("https://preview.mailerlite.io/preview/{ACCOUNT_ID}/emails/{id}"),
+                    preview_url: format!("https://preview.mailerlite.io/preview/{}/emails/{id}", self.account),
                     created_at: Stamp(times.created),
                     updated_at: Stamp(times.created + 600 + d.below(3600) as i64),
                     is_designed: d.chance(70),

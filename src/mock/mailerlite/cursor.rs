@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::life::{Life, Status};
-use super::{invalid, limit_param, Answer, MailerLite, DEFAULT_LIMIT, ID_STRIDE, SUBSCRIBER_BASE};
+use super::{invalid, Answer, MailerLite, DEFAULT_LIMIT, ID_STRIDE, SUBSCRIBER_BASE};
 use crate::mock::MockRequest;
 
 #[derive(Serialize)]
@@ -94,7 +94,7 @@ impl MailerLite {
                     .ok_or_else(|| invalid("filter.status", "The selected filter.status is invalid."))?,
             ),
         };
-        let limit = match (limit_param(req)?, group) {
+        let limit = match (self.limit(req)?, group) {
             (0, None) => return Ok(self.count_body(status)),
             (0, Some(_)) => DEFAULT_LIMIT,
             (limit, _) => limit,

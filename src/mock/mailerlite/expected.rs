@@ -68,6 +68,7 @@ impl MailerLite {
             seed: self.seed,
             records: self.records as usize,
             generation: self.generation - 1,
+            skew_group_counts: self.skew_group_counts,
             ..MockOptions::default()
         });
         let tables =

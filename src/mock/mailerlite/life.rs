@@ -45,7 +45,8 @@ impl Status {
     }
 }
 
-/// The groups a subscriber belongs to (at most a handful).
+/// The groups a subscriber belongs to (at most a handful), kept in ascending group
+/// index, which is ascending group id, the order `include=groups` lists them in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub(super) struct Memberships {
     groups: [u16; 6],
@@ -61,14 +62,20 @@ impl Memberships {
         self.iter().any(|g| g == group)
     }
 
+    /// Leaves `group` if a member, else joins it (unless already in the most groups).
     fn toggle(&mut self, group: usize) {
-        let found = self.iter().position(|g| g == group);
-        if let Some(at) = found {
-            self.groups.copy_within(at + 1..self.len as usize, at);
-            self.len -= 1;
-        } else if (self.len as usize) < self.groups.len() {
-            self.groups[self.len as usize] = group as u16;
-            self.len += 1;
+        let len = self.len as usize;
+        match self.groups[..len].binary_search(&(group as u16)) {
+            Ok(at) => {
+                self.groups.copy_within(at + 1..len, at);
+                self.len -= 1;
+            }
+            Err(at) if len < self.groups.len() => {
+                self.groups.copy_within(at..len, at + 1);
+                self.groups[at] = group as u16;
+                self.len += 1;
+            }
+            Err(_) => {}
         }
     }
 
@@ -81,7 +88,9 @@ impl Memberships {
     }
 }
 
-/// What the generations did to one subscriber slot so far.
+/// What the generations did to one subscriber slot so far: each generation after
+/// its birth may delete it, update it, unsubscribe it, or add it to, remove it from
+/// or move it between groups.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Life {
     pub(super) born: u32,
@@ -183,9 +192,24 @@ impl MailerLite {
                     life.groups.toggle(group);
                 }
             }
+            60..=79 => self.move_group(&mut life.groups, g, &mut e),
             _ => {}
         }
         true
+    }
+
+    /// Moves a subscriber out of one of its groups into another it is not in, so a
+    /// generation deletes and adds a membership of the same subscriber.
+    fn move_group(&self, groups: &mut Memberships, g: u32, e: &mut Draw) {
+        let count = self.group_count();
+        let Some(from) = groups.iter().nth(e.below(u64::from(groups.len)) as usize) else {
+            return;
+        };
+        let to = (from + 1 + e.below(count as u64 - 1) as usize) % count;
+        if self.group_alive(from, g) && self.group_alive(to, g) && !groups.contains(to) {
+            groups.toggle(from);
+            groups.toggle(to);
+        }
     }
 
     pub(super) fn event_time(&self, g: u32, slot: u64) -> i64 {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{limit_param, Answer, DEFAULT_LIMIT};
+use super::{Answer, DEFAULT_LIMIT};
 use crate::mock::MockRequest;
 
 /// `meta.aggregations` of `/campaigns`: counts per status, whatever the filter.
@@ -52,14 +52,15 @@ struct MetaLink {
     active: bool,
 }
 
-/// Laravel's length-aware page of `items` (§2b): `?page=N` links only, null
-/// `from`/`to` past the end.
+/// Laravel's length-aware page of `items` (§2b) with `limit` (already capped) per
+/// page: `?page=N` links only, null `from`/`to` past the end.
 pub(super) fn page_envelope<T: Serialize>(
     req: &MockRequest,
+    limit: usize,
     items: &[T],
     aggregations: Option<Aggregations>,
 ) -> Answer {
-    let limit = match limit_param(req)? {
+    let limit = match limit {
         0 => DEFAULT_LIMIT,
         limit => limit,
     };

@@ -42,7 +42,8 @@ pub const API_KEY: &str = "mock-paligo-key";
 pub const HIDDEN_ROOT_ID: u64 = 1;
 /// Page size when `per_page` is missing or unreadable (invented: undocumented).
 pub const DEFAULT_PER_PAGE: usize = 25;
-/// Larger `per_page` values are silently capped, so a short page is not the end.
+/// Larger `per_page` values are silently capped, so a short page is not the end
+/// (or refused with a 422 under [`MockOptions::reject_large_limit`]).
 pub const MAX_PER_PAGE: usize = 100;
 
 /// The path the connector writes for a taxonomy: titles from the root down, joined
@@ -63,6 +64,8 @@ pub struct Paligo {
     users: Flat,
     tree: Tree,
     assignments: Flat,
+    /// [`MockOptions::reject_large_limit`].
+    reject_large_limit: bool,
 }
 
 impl Paligo {
@@ -78,6 +81,7 @@ impl Paligo {
             users: Flat::new(seed_users),
             tree: Tree::new(opts.seed, (records / 4).max(20)),
             assignments: Flat::new(records),
+            reject_large_limit: opts.reject_large_limit,
         };
         for gen in 2..=p.generation {
             p.mutate(gen);
@@ -149,6 +153,10 @@ impl Paligo {
             "assignments" => (self.matching_assignments(req), &["status", "lang", "type", "issuer", "users"]),
             _ => return not_found(),
         };
+        if self.reject_large_limit && page::above_cap(req) {
+            // Invented wording: no source shows Paligo's validation errors.
+            return error(422, "The per_page may not be greater than 100.");
+        }
         let page = Page::of(req, matching.len());
         let items: Vec<String> = matching[page.range()].iter().map(|&i| self.render(resource, i)).collect();
         json_response(200, page.envelope(req, resource, filters, &items))

@@ -55,6 +55,12 @@ impl Page {
     }
 }
 
+/// Whether `per_page` asks for more than the cap, which is granted less in silence
+/// unless the mock is told to refuse it.
+pub(super) fn above_cap(req: &MockRequest) -> bool {
+    req.param("per_page").and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > MAX_PER_PAGE)
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

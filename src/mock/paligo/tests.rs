@@ -176,6 +176,23 @@ fn per_page_is_capped_and_defaults_to_25() {
 }
 
 #[test]
+fn reject_large_limit_refuses_per_page_above_the_cap() {
+    let api = Paligo::new(&MockOptions { records: 250, reject_large_limit: true, ..MockOptions::default() });
+    for resource in ["users", "taxonomies", "assignments"] {
+        let path = format!("/api/v2/{resource}/");
+        let (status, body) = get(&api, &path, &[("per_page", "101")]);
+        assert_eq!(
+            (status, json(&body)),
+            (422, serde_json::json!({"message": "The per_page may not be greater than 100."}))
+        );
+        assert_eq!(get(&api, &path, &[("per_page", "100")]).0, 200);
+    }
+    let (status, body) = get(&api, "/api/v2/assignments/", &[("per_page", "100"), ("page", "2")]);
+    assert_eq!((status, json(&body)["assignments"].as_array().unwrap().len()), (200, 100));
+    assert_eq!(get(&account(250, 1), "/api/v2/assignments/", &[("per_page", "101")]).0, 200);
+}
+
+#[test]
 fn next_page_keeps_filters() {
     let api = account(400, 1);
     let query = [("status", "draft"), ("per_page", "5"), ("lang", "pt-BR")];

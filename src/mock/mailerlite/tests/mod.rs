@@ -1,6 +1,7 @@
 //! Tests of the MailerLite mock through `handle`, without a socket: envelope shapes,
 //! paging in both directions, filters and their defaults, errors, the hard values,
-//! determinism, and that `expected` and `mutations` agree with what is served.
+//! determinism, and that `expected` and `mutations` agree with what is served;
+//! `account` and `groups` hold the tests of the account's identity and memberships.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,6 +9,9 @@ use serde_json::Value;
 
 use super::life::Status;
 use super::*;
+
+mod account;
+mod groups;
 
 fn account(records: usize, generation: u32) -> MailerLite {
     MailerLite::new(&MockOptions { seed: 42, records, generation, ..MockOptions::default() })
@@ -127,19 +131,6 @@ fn cursor_envelope_and_subscriber_have_the_real_keys() {
 }
 
 #[test]
-fn include_groups_adds_group_objects_before_opted_in_at() {
-    let api = account(50, 1);
-    let page = ok(&api, "/api/subscribers?limit=50&include=groups");
-    let with_groups = page["data"].as_array().unwrap().iter().find(|s| s["groups"] != Value::Array(vec![]));
-    let subscriber = with_groups.expect("some subscriber is in a group");
-    let names = keys(subscriber);
-    let at = names.iter().position(|&k| k == "groups").unwrap();
-    assert_eq!(names[at - 1..=at + 1], ["fields", "groups", "opted_in_at"]);
-    assert_eq!(keys(&subscriber["groups"][0])[..3], ["id", "name", "active_count"]);
-    assert_eq!(keys(&subscriber["groups"][0]["open_rate"]), ["float", "string"]);
-}
-
-#[test]
 fn paging_returns_every_subscriber_once_in_descending_id_order() {
     let api = account(60, 1);
     let records = all_pages(&api, "/api/subscribers?limit=7");
@@ -173,6 +164,44 @@ fn limit_is_capped_at_100_and_zero_counts() {
     assert_eq!(ok(&api, "/api/subscribers")["meta"]["per_page"], 25);
     assert_eq!(ok(&api, "/api/subscribers?limit=0"), serde_json::json!({"total": 250}));
     assert_eq!(ok(&api, "/api/groups?limit=1000")["meta"]["per_page"], 100);
+}
+
+#[test]
+fn per_page_is_the_page_size_granted_in_both_envelopes() {
+    let api = account(250, 1);
+    let group = ok(&api, "/api/groups?limit=1")["data"][0]["id"].as_str().unwrap().to_string();
+    for (target, granted) in [
+        ("/api/subscribers?limit=101".to_string(), 100),
+        (format!("/api/groups/{group}/subscribers?limit=5000&filter[status]=active"), 100),
+        (format!("/api/groups/{group}/subscribers?limit=3"), 3),
+        ("/api/subscribers?limit=100&include=groups".to_string(), 100),
+        ("/api/groups?limit=101".to_string(), 100),
+        ("/api/fields?limit=100000".to_string(), 100),
+        ("/api/campaigns?filter[status]=sent&limit=250".to_string(), 100),
+        ("/api/campaigns?filter[status]=sent&limit=4".to_string(), 4),
+        ("/api/fields".to_string(), 25),
+    ] {
+        assert_eq!(ok(&api, &target)["meta"]["per_page"], granted, "{target}");
+    }
+}
+
+#[test]
+fn reject_large_limit_answers_laravels_422() {
+    let api = MailerLite::new(&MockOptions { records: 250, reject_large_limit: true, ..MockOptions::default() });
+    let group = ok(&api, "/api/groups?limit=1")["data"][0]["id"].as_str().unwrap().to_string();
+    let body = r#"{"message":"The limit may not be greater than 100.","errors":{"limit":["The limit may not be greater than 100."]}}"#;
+    for target in [
+        "/api/subscribers?limit=101".to_string(),
+        format!("/api/groups/{group}/subscribers?limit=1000"),
+        "/api/groups?limit=101".to_string(),
+        "/api/fields?limit=500".to_string(),
+        "/api/campaigns?filter[status]=sent&limit=250".to_string(),
+    ] {
+        let response = api.handle(&request(&target, Some(format!("Bearer {API_KEY}"))));
+        assert_eq!((response.status, String::from_utf8(response.body).unwrap().as_str()), (422, body), "{target}");
+    }
+    assert_eq!(ok(&api, "/api/subscribers?limit=100")["data"].as_array().unwrap().len(), 100);
+    assert_eq!(ok(&api, "/api/subscribers?limit=0"), serde_json::json!({"total": 250}));
 }
 
 #[test]
@@ -254,29 +283,6 @@ fn campaign_has_the_real_shape() {
     let text = api.expected("campaign").join("\n");
     assert!(text.contains(r#""included_groups":[{"id":151877"#), "group ids are JSON numbers");
     assert!(text.contains(".000000Z\""));
-}
-
-#[test]
-fn group_members_default_to_active() {
-    let api = account(400, 1);
-    let groups = all_numbered_pages(&api, "/api/groups?limit=2");
-    assert_eq!(texts(&groups), expected(&api, "group"));
-    let mut memberships = HashSet::new();
-    for group in &groups {
-        let id = group["id"].as_str().unwrap();
-        let active = all_pages(&api, &format!("/api/groups/{id}/subscribers?limit=30"));
-        assert!(active.iter().all(|s| s["status"] == "active"));
-        assert_eq!(active.len() as u64, group["active_count"].as_u64().unwrap());
-        for status in Status::ALL {
-            let target = format!("/api/groups/{id}/subscribers?limit=100&filter[status]={}", status.as_str());
-            for member in all_pages(&api, &target) {
-                assert_eq!(member["status"], status.as_str());
-                let sid = member["id"].as_str().unwrap();
-                memberships.insert(format!(r#"{{"group_id":"{id}","subscriber_id":"{sid}"}}"#));
-            }
-        }
-    }
-    assert_eq!(memberships, expected(&api, "group_subscriber"));
 }
 
 #[test]
@@ -382,4 +388,8 @@ fn generation_three_deletes_a_group() {
     let mutations = account(100, 3).mutations();
     assert_eq!(mutations.table("group").unwrap().deleted.len(), 1);
     assert_eq!(mutations.table("campaign").unwrap().changed.len(), 1);
+}
+
+fn header<'a>(response: &'a MockResponse, name: &str) -> Option<&'a str> {
+    response.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
