@@ -27,6 +27,7 @@ pub mod flatten;
 pub mod http;
 pub mod index;
 pub mod json;
+pub mod manifest;
 pub mod mock;
 pub mod pace;
 pub mod seen;
