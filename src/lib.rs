@@ -29,6 +29,7 @@ pub mod http;
 pub mod index;
 pub mod json;
 pub mod log_setup;
+pub mod manifest;
 pub mod mock;
 pub mod pace;
 pub mod parse;

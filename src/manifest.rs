@@ -1,0 +1,284 @@
+//! `manifest.json`, the fingerprint of an output directory: per table file its size,
+//! rows, columns and SHA-256.
+//!
+//! Exports are carried across air gaps; the manifest lets the receiving side prove a
+//! copy arrived intact (`verify`) without trusting the medium. It is rewritten
+//! atomically after every sync and compact. Files are hashed by streaming them through
+//! a fixed buffer, so memory stays constant whatever their size.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, ErrorKind};
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub const FILE_NAME: &str = "manifest.json";
+const VERSION: u32 = 1;
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// What one table file looked like when the manifest was written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub bytes: u64,
+    /// Data rows, after the header, as the committed state counts them.
+    pub rows: u64,
+    pub columns: u64,
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub version: u32,
+    pub connector: String,
+    /// RFC 3339 UTC, whole seconds.
+    pub written_at: String,
+    /// Keyed by plain file name inside the output directory; a BTreeMap so the JSON
+    /// lists them in a stable order that diffs well.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// The outcome of [`verify`]: `checked` lists every file the manifest names, in name
+/// order; `problems` those that do not match, one per file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub checked: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+impl Verified {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One file that does not match its manifest entry; displays as `file: detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.detail)
+    }
+}
+
+/// Computes the entry of each `(file name in dir, rows, columns)` and writes
+/// `dir/manifest.json` atomically.
+pub fn write(dir: &Path, connector: &str, files: &[(String, u64, u64)]) -> Result<Manifest> {
+    let path = dir.join(FILE_NAME);
+    let mut entries = BTreeMap::new();
+    for (name, rows, columns) in files {
+        check_name(&path, name)?;
+        let (sha256, bytes) = hash_file(&dir.join(name))?;
+        entries.insert(name.clone(), FileEntry { bytes, rows: *rows, columns: *columns, sha256 });
+    }
+    let manifest =
+        Manifest { version: VERSION, connector: connector.to_string(), written_at: now_rfc3339(), files: entries };
+    let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
+    json.push(b'\n');
+    crate::state::write_atomic(&path, &json)?;
+    Ok(manifest)
+}
+
+/// Checks every file listed in `dir/manifest.json`: it exists, has the same size and
+/// the same SHA-256. A missing or unusable manifest is an error; a mismatch is a
+/// [`Problem`].
+pub fn verify(dir: &Path) -> Result<Verified> {
+    let manifest = load(dir)?;
+    let problems = manifest.files.iter().filter_map(|(name, entry)| {
+        check_file(&dir.join(name), entry).map(|detail| Problem { file: name.clone(), detail })
+    });
+    Ok(Verified { problems: problems.collect(), checked: manifest.files.into_keys().collect() })
+}
+
+/// Lowercase hex SHA-256 of a file's bytes, read in constant memory.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    hash_file(path).map(|(hex, _)| hex)
+}
+
+/// Reads and validates `dir/manifest.json`, names included, before any file is opened.
+fn load(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(FILE_NAME);
+    let text = std::fs::read(&path).map_err(|e| Error::io("read manifest", &path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    if manifest.version != VERSION {
+        return Err(invalid(&path, format!("version {} is not supported (expected {VERSION})", manifest.version)));
+    }
+    for name in manifest.files.keys() {
+        check_name(&path, name)?;
+    }
+    Ok(manifest)
+}
+
+/// A hostile manifest must not make us read outside the directory, so only a single
+/// plain component is accepted; both separators are refused on every platform because
+/// an export may be verified on another system than the one that wrote it.
+fn check_name(manifest: &Path, name: &str) -> Result<()> {
+    let mut components = Path::new(name).components();
+    let plain = matches!(components.next(), Some(Component::Normal(c)) if c == name) && components.next().is_none();
+    if plain && !name.contains(['/', '\\', '\0']) {
+        return Ok(());
+    }
+    Err(invalid(manifest, format!("file name {name:?} is not a plain name inside the directory")))
+}
+
+/// The manifest's content is wrong rather than unreadable; an io error of kind
+/// InvalidData keeps the message `cannot use manifest <path>: <detail>`.
+fn invalid(path: &Path, detail: String) -> Error {
+    Error::io("use manifest", path, io::Error::new(ErrorKind::InvalidData, detail))
+}
+
+/// Compares one file with its entry; size first, so a truncated or grown file is not
+/// hashed at all.
+fn check_file(path: &Path, entry: &FileEntry) -> Option<String> {
+    let len = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return Some("is not a regular file".to_string()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Some("missing".to_string()),
+        Err(e) => return Some(format!("cannot read: {e}")),
+    };
+    if len != entry.bytes {
+        return Some(format!("has {len} bytes, the manifest says {}", entry.bytes));
+    }
+    // A file that changes while it is read shows up here as a different hash.
+    match hash_file(path) {
+        Ok((hex, _)) if !hex.eq_ignore_ascii_case(&entry.sha256) => Some("SHA-256 differs".to_string()),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Streams a file through SHA-256; returns the hex digest and the number of bytes read.
+/// `io::copy` hashes straight out of the BufReader's buffer, so memory stays at 64 KiB.
+fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut hasher = Sha256::new();
+    let total = io::copy(&mut BufReader::with_capacity(BUFFER_SIZE, file), &mut hasher)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok((format!("{:x}", hasher.finalize()), total))
+}
+
+fn now_rfc3339() -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc().format(&format).expect("the current UTC time always formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("api2csv-manifest-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A directory with two table files and their manifest.
+    fn export(name: &str) -> PathBuf {
+        let dir = tempdir(name);
+        fs::write(dir.join("subscriber.csv"), "id,email\n1,a@example.com\n2,b@example.com\n").unwrap();
+        fs::write(dir.join("group.csv"), "id,name\n7,news\n").unwrap();
+        let files = [("subscriber.csv".to_string(), 2, 2), ("group.csv".to_string(), 1, 2)];
+        write(&dir, "mailerlite", &files).unwrap();
+        dir
+    }
+
+    fn problems(dir: &Path) -> Vec<String> {
+        verify(dir).unwrap().problems.iter().map(Problem::to_string).collect()
+    }
+
+    #[test]
+    fn round_trip_verifies() {
+        let dir = export("round-trip");
+        let text = fs::read_to_string(dir.join(FILE_NAME)).unwrap();
+        assert!(text.starts_with("{\n  \"version\": 1,\n  \"connector\": \"mailerlite\",\n"), "{text}");
+        let m: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(m.files["subscriber.csv"].bytes, 41);
+        assert_eq!((m.files["group.csv"].rows, m.files["group.csv"].columns), (1, 2));
+        assert_eq!(m.written_at.len(), "2026-11-27T16:45:03Z".len());
+        let v = verify(&dir).unwrap();
+        assert_eq!(v.checked, ["group.csv", "subscriber.csv"]);
+        assert!(v.is_ok(), "{:?}", v.problems);
+    }
+
+    fn tamper(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = fs::read(path).unwrap();
+        change(&mut bytes);
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn appended_byte_is_a_size_problem() {
+        let dir = export("appended");
+        tamper(&dir.join("group.csv"), |b| b.push(b'x'));
+        assert_eq!(problems(&dir), ["group.csv: has 16 bytes, the manifest says 15"]);
+    }
+
+    #[test]
+    fn flipped_byte_is_a_hash_problem() {
+        let dir = export("flipped");
+        tamper(&dir.join("subscriber.csv"), |b| b[10] ^= 0x01);
+        assert_eq!(problems(&dir), ["subscriber.csv: SHA-256 differs"]);
+    }
+
+    #[test]
+    fn deleted_file_is_missing() {
+        let dir = export("deleted");
+        fs::remove_file(dir.join("group.csv")).unwrap();
+        assert_eq!(problems(&dir), ["group.csv: missing"]);
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        let dir = export("hostile");
+        for name in ["../secret", "/etc/passwd", "sub/file.csv", "..", ".", "", "a\\b.csv"] {
+            let entry = serde_json::json!({"bytes": 0, "rows": 0, "columns": 0, "sha256": ""});
+            let m = serde_json::json!({"version": 1, "connector": "x", "written_at": "", "files": {name: entry}});
+            fs::write(dir.join(FILE_NAME), m.to_string()).unwrap();
+            let err = verify(&dir).unwrap_err().to_string();
+            assert!(err.contains("manifest.json") && err.contains("not a plain name"), "{name:?}: {err}");
+        }
+        assert!(write(&dir, "x", &[("../group.csv".to_string(), 0, 0)]).is_err());
+    }
+
+    #[test]
+    fn sha256_test_vectors() {
+        let dir = tempdir("vectors");
+        fs::write(dir.join("empty"), b"").unwrap();
+        fs::write(dir.join("abc"), b"abc").unwrap();
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_file(&dir.join("empty")).unwrap(), empty);
+        assert_eq!(sha256_file(&dir.join("abc")).unwrap(), abc);
+    }
+
+    #[test]
+    fn hashes_files_larger_than_the_buffer() {
+        let dir = tempdir("large");
+        let bytes: Vec<u8> = (0..3 * BUFFER_SIZE + 17).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.join("large"), &bytes).unwrap();
+        assert_eq!(sha256_file(&dir.join("large")).unwrap(), format!("{:x}", Sha256::digest(&bytes)));
+    }
+
+    #[test]
+    fn missing_or_invalid_manifest_is_an_error() {
+        let dir = tempdir("invalid");
+        let err = verify(&dir).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read manifest") && err.contains("manifest.json"), "{err}");
+        fs::write(dir.join(FILE_NAME), b"{\"version\": 1, \"conn").unwrap();
+        let err = verify(&dir).unwrap_err().to_string();
+        assert!(err.starts_with("cannot use manifest") && err.contains("manifest.json"), "{err}");
+    }
+}
