@@ -2,19 +2,20 @@
 //! without tombstoned keys: the file a spreadsheet user wants.
 //!
 //! Two streaming passes keep memory at one map entry per key: the first finds the
-//! last row of every key, the second copies exactly those rows. The result replaces
-//! the table file the same way a widened header does (committed as `swap_pending`,
-//! then renamed), so a crash mid-compaction loses nothing.
+//! last row of every key, the second copies exactly those rows into a side file,
+//! which replaces the table file through the one replacement protocol (`replace.rs`).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 
 use crate::connector;
 use crate::error::{Error, Result};
+use crate::fsio::DirLock;
+use crate::hashing::{self, FxBuild};
 use crate::index::KeyedRows;
-use crate::sink::{finish_refresh_swap, new_path, table_path, TableFile};
-use crate::state::{rename_durably, DirLock, State};
+use crate::sink::{self, header_of, side_and_target, table_path};
+use crate::state::{ReplaceKind, State, FILE_NAME};
+use crate::{replace, validate};
 
 /// Rows before and after compaction of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,74 +26,69 @@ pub struct Compacted {
 }
 
 /// Compacts every table of the output directory `dir`.
-pub fn run(dir: &Path) -> Result<Vec<Compacted>> {
+pub fn run(dir: &Path) -> Result<(State, Vec<Compacted>)> {
+    if !dir.join(FILE_NAME).exists() {
+        let detail = "there is no state.json here: is it an api2csv output directory?";
+        return Err(Error::dir(dir, detail));
+    }
     let _lock = DirLock::acquire(dir)?;
     compact_locked(dir)
 }
 
 /// Compacts `dir`, whose lock the caller holds.
-pub fn compact_locked(dir: &Path) -> Result<Vec<Compacted>> {
-    let state_path = dir.join(crate::state::FILE_NAME);
-    let mut state = State::load(dir)?.ok_or_else(|| Error::State {
-        path: state_path.clone(),
-        detail: "not found: is this an api2csv output directory?".into(),
-    })?;
-    let specs = connector::tables(&state.connector).ok_or_else(|| Error::State {
+pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
+    let state_path = dir.join(FILE_NAME);
+    let mut state = State::load(dir)?.ok_or_else(|| Error::dir(dir, "there is no state.json here"))?;
+    let def = connector::find(&state.connector).ok_or_else(|| Error::State {
         path: state_path.clone(),
         detail: format!("unknown connector {:?}", state.connector),
     })?;
+    validate::check_dir(dir, def, Some(&state))?;
+    if let Some(run) = &state.run {
+        let detail = format!(
+            "a sync started at {} was interrupted; run the same sync again to finish it, then compact",
+            run.started_at
+        );
+        return Err(Error::dir(dir, detail));
+    }
+    replace::recover(dir, &mut state)?;
     let mut done = Vec::new();
-    for spec in specs {
-        let Some(ts) = state.tables.get_mut(spec.name) else { continue };
-        finish_refresh_swap(dir, spec.name, ts)?;
-        let ts = ts.clone();
-        if ts.file_len == 0 {
+    for spec in def.tables {
+        let Some(table) = state.tables.get(spec.name) else { continue };
+        let file = table.file.clone();
+        if file.is_empty() {
             continue;
         }
         let path = table_path(dir, spec.name);
-        // Finishes an interrupted swap and cuts off uncommitted bytes first.
-        drop(TableFile::open(&path, &ts)?);
-        let (len, kept) = rewrite(&path, ts.file_len, spec.primary_key)?;
-        let t = state.table(spec.name);
-        t.file_len = len;
-        t.rows = kept;
-        t.swap_pending = true;
-        state.save(dir)?;
-        rename_durably(&new_path(&path), &path)?;
-        state.table(spec.name).swap_pending = false;
-        state.save(dir)?;
-        done.push(Compacted { table: spec.name.to_string(), rows_before: ts.rows, rows_after: kept });
+        let last = last_rows(&path, file.file_len, spec.primary_key)?;
+        let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
+        let header = header_of(file.names(), state.output.bom);
+        let key_cols = key_columns(&file.columns, spec.primary_key);
+        let mut compacted = sink::rewrite(&path, file.file_len, &side, &header, 0, |i, record| {
+            let key = hashing::key(key_cols.iter().map(|&c| &record[c]));
+            last.get(&key) == Some(&i) && record.get(record.len() - 1) != Some(b"true")
+        })?;
+        compacted.columns = file.columns.clone();
+        compacted.derived = file.derived.clone();
+        let rows_after = compacted.rows;
+        replace::replace(dir, &mut state, spec.name, ReplaceKind::Compact, compacted)?;
+        done.push(Compacted { table: spec.name.to_string(), rows_before: file.rows, rows_after });
     }
-    Ok(done)
+    Ok((state, done))
 }
 
-/// Writes the compacted rows of `path` to its `.new` file: (its length, rows kept).
-fn rewrite(path: &Path, len: u64, primary_key: &[&str]) -> Result<(u64, u64)> {
-    let mut last: HashMap<u64, u64> = HashMap::new();
+/// For each key, the index of its last row.
+fn last_rows(path: &Path, len: u64, primary_key: &[&str]) -> Result<HashMap<u64, u64, FxBuild>> {
+    let mut last = HashMap::default();
     let mut rows = KeyedRows::open(path, len, primary_key)?;
     let mut i = 0u64;
     while let Some((key, _)) = rows.next_row()? {
         last.insert(key, i);
         i += 1;
     }
+    Ok(last)
+}
 
-    let out_path = new_path(path);
-    let out = File::create(&out_path).map_err(|e| Error::io("create", &out_path, e))?;
-    let mut writer = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(out);
-    let werr = |e: csv::Error| Error::io("write", &out_path, std::io::Error::other(e.to_string()));
-    let mut rows = KeyedRows::open(path, len, primary_key)?;
-    writer.write_byte_record(rows.header()).map_err(werr)?;
-    let (mut i, mut kept) = (0u64, 0u64);
-    while let Some((key, record)) = rows.next_row()? {
-        if last.get(&key) == Some(&i) && record.get(record.len() - 1) != Some(b"true") {
-            writer.write_byte_record(record).map_err(werr)?;
-            kept += 1;
-        }
-        i += 1;
-    }
-    writer.flush().map_err(|e| Error::io("write", &out_path, e))?;
-    let f = writer.get_ref();
-    f.sync_all().map_err(|e| Error::io("sync", &out_path, e))?;
-    let len = f.metadata().map_err(|e| Error::io("stat", &out_path, e))?.len();
-    Ok((len, kept))
+fn key_columns(columns: &[(String, Vec<String>)], primary_key: &[&str]) -> Vec<usize> {
+    primary_key.iter().filter_map(|k| columns.iter().position(|(n, _)| n == k)).collect()
 }

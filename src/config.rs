@@ -12,6 +12,12 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::http::{check_base_url, Secret};
 
+/// The page size asked for unless configured: as large as we allow, so the server's
+/// cap decides (a server that refuses it with a 422 gets 100 from then on).
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+/// Keys whose values are never repeated in a message.
+const SECRETS: &[&str] = &["api_key"];
+
 /// Every key any connector understands.
 const KNOWN: &[&str] = &[
     "api_key",
@@ -59,7 +65,8 @@ pub struct Config {
     pub unknown_keys: Vec<String>,
 }
 
-/// Reads and validates the configuration file (if any), filling secrets from `env`.
+/// Reads and validates the configuration file (if any; `-` is standard input),
+/// filling secrets from `env`.
 pub fn load(req: &Requirements, file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
     let map = match file {
         Some(path) => read_file(path)?,
@@ -69,7 +76,13 @@ pub fn load(req: &Requirements, file: Option<&Path>, env: &dyn Fn(&str) -> Optio
 }
 
 fn read_file(path: &Path) -> Result<Map<String, Value>> {
-    let text = std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let read = if path == Path::new("-") {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read(path)
+    };
+    let text = read.map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     // Editors on Windows like to start files with a byte order mark.
     let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
     match serde_json::from_slice(text) {
@@ -80,13 +93,16 @@ fn read_file(path: &Path) -> Result<Map<String, Value>> {
 }
 
 pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    // The file wins over the environment; a key left empty in the file falls back to it.
     let api_key = string(map, "api_key")?
+        .filter(|s| !s.trim().is_empty())
         .or_else(|| env(req.api_key_env))
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| missing("api_key", Some(req.api_key_env)))?;
     let username = match req.username_env {
         Some(var) => Some(
             string(map, "username")?
+                .filter(|s| !s.trim().is_empty())
                 .or_else(|| env(var))
                 .filter(|s| !s.trim().is_empty())
                 .ok_or_else(|| missing("username", Some(var)))?,
@@ -99,7 +115,7 @@ pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str)
         api_key: Secret::new(api_key.trim()),
         username,
         base_url,
-        page_size: integer(map, "max_records_per_page", 1, 1000)?.unwrap_or(100),
+        page_size: integer(map, "max_records_per_page", 1, 1000)?.unwrap_or(DEFAULT_PAGE_SIZE),
         timeout: Duration::from_secs(integer(map, "request_timeout_seconds", 1, 3600)?.unwrap_or(30).into()),
         retries: integer(map, "retry_attempts", 0, 20)?.unwrap_or(5),
         incremental: boolean(map, "enable_incremental_sync")?.unwrap_or(true),
@@ -127,9 +143,8 @@ fn base_url(req: &Requirements, map: &Map<String, Value>) -> Result<String> {
             None => return Err(missing("base_url (or instance)", None)),
         },
     };
-    let url = url.trim().trim_end_matches('/').to_string();
-    check_base_url(&url).map_err(|e| Error::Config(format!("base_url: {e}: {url}")))?;
-    Ok(url)
+    let checked = check_base_url(&url).map_err(|e| Error::Config(format!("base_url: {e}: {}", shown(&url))))?;
+    Ok(checked.url)
 }
 
 fn missing(key: &str, env: Option<&str>) -> Error {
@@ -143,8 +158,57 @@ fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(Error::Config(format!("{key}: expected a string, got {v}"))),
+        Some(v) => Err(Error::Config(format!("{key}: expected a string, got {}", describe(key, v)))),
     }
+}
+
+/// A value for a message: a secret's only by its kind, never its content.
+fn describe(key: &str, v: &Value) -> String {
+    if !SECRETS.contains(&key) {
+        return v.to_string();
+    }
+    match v {
+        Value::Object(_) => "an object".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Number(_) => "a number".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::String(_) => "a string".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+/// A URL for a message, without user info (which may hold a password).
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The known key a mistyped `key` probably meant: same letters ignoring case, `_`
+/// and `-`, or at most two edits away.
+pub fn did_you_mean(key: &str) -> Option<&'static str> {
+    let norm = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let k = norm(key);
+    KNOWN.iter().copied().find(|known| norm(known) == k).or_else(|| {
+        KNOWN.iter().copied().filter(|known| edits(&norm(known), &k) <= 2).min_by_key(|known| edits(&norm(known), &k))
+    })
+}
+
+/// Levenshtein distance between `a` and `b`.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn integer(map: &Map<String, Value>, key: &str, min: u32, max: u32) -> Result<Option<u32>> {
@@ -195,7 +259,7 @@ mod tests {
         assert_eq!((a.retries, a.incremental), (3, false));
         assert_eq!((b.retries, b.incremental), (3, false));
         assert_eq!(a.base_url, "https://connect.mailerlite.com/api");
-        assert_eq!(a.page_size, 100);
+        assert_eq!(a.page_size, DEFAULT_PAGE_SIZE);
     }
 
     #[test]
@@ -220,6 +284,32 @@ mod tests {
         .unwrap();
         assert_eq!(c.api_key.expose(), "from-env");
         assert_eq!(c.unknown_keys, ["colour"]);
+    }
+
+    #[test]
+    fn secrets_are_never_echoed() {
+        let e = parse(json!({"api_key": {"value": "SEKRIT-123"}})).unwrap_err();
+        assert_eq!(e.to_string(), "configuration: api_key: expected a string, got an object");
+        let e = parse(json!({"api_key": "k", "base_url": "http://user:SEKRIT@api.example.com"})).unwrap_err();
+        assert!(!e.to_string().contains("SEKRIT"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_key_in_the_file_falls_back_to_the_environment() {
+        let c = from_map(&ML, json!({"api_key": ""}).as_object().unwrap(), &|_| Some("env".into())).unwrap();
+        assert_eq!(c.api_key.expose(), "env");
+        let c = from_map(&ML, json!({"api_key": "file"}).as_object().unwrap(), &|_| Some("env".into())).unwrap();
+        assert_eq!(c.api_key.expose(), "file");
+    }
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        assert_eq!(did_you_mean("apikey"), Some("api_key"));
+        assert_eq!(did_you_mean("API-KEY"), Some("api_key"));
+        assert_eq!(did_you_mean("max_record_per_page"), Some("max_records_per_page"));
+        assert_eq!(did_you_mean("basurl"), Some("base_url"));
+        assert_eq!(did_you_mean("colour"), None);
+        assert_eq!(edits("kitten", "sitting"), 3);
     }
 
     #[test]

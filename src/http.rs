@@ -1,14 +1,20 @@
-//! The HTTP client: one ureq agent configured once, retries with backoff, `Retry-After`.
+//! The HTTP client: one ureq agent configured once, pacing, retries with backoff,
+//! `Retry-After`. It returns a complete body that the caller's check accepted.
 //!
 //! Whether to retry is decided by [`decide`], a pure function of the attempt, the
-//! outcome and a jitter draw, so the policy is unit tested without a network. The
-//! page parser runs inside the retry loop: a truncated or garbled body is retried
-//! like a 503, and a page that parsed is never fetched twice.
+//! outcome and a jitter draw, unit tested without a network. A body the caller's
+//! check refuses (not JSON, no records array) is retried like a 503; the check only
+//! reads the body into page-local buffers, so a refused body leaves no trace.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use ureq::http::{HeaderMap, Uri};
 
 use crate::error::{Error, Result};
 use crate::pace::Pacer;
@@ -20,6 +26,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// A page larger than this is refused rather than held in memory.
 const BODY_LIMIT: u64 = 64 << 20;
+/// Query values keep RFC 3986's unreserved characters and encode the rest.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// A credential: printed as `***` by `Debug` and `Display`, so it never reaches a log.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,14 +61,14 @@ pub enum Outcome {
     Status(u16, Option<Duration>),
     /// No usable response: connection refused or dropped, timeout, DNS.
     Transport,
-    /// A 2xx whose body was cut short or is not the JSON we expect.
+    /// A 2xx whose body was cut short or refused by the caller's check.
     BadBody,
 }
 
 /// How long to wait before retry number `retry` (0-based), or `None` to give up.
-/// A 429 or 503 waits what its `Retry-After` says; anything else backs off.
-/// `jitter` is a uniform draw in `0..1`.
-pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64) -> Option<Duration> {
+/// A 429 or 503 waits what its `Retry-After` says; anything else backs off from
+/// `base`. `jitter` is a uniform draw in `0..1`.
+pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64, base: Duration) -> Option<Duration> {
     let retryable = match outcome {
         Outcome::Status(s, _) => matches!(s, 408 | 429 | 500..=599),
         Outcome::Transport | Outcome::BadBody => true,
@@ -71,7 +79,7 @@ pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64) -> O
     if let Outcome::Status(429 | 503, Some(after)) = outcome {
         return Some((*after).min(MAX_RETRY_AFTER));
     }
-    let step = BACKOFF_BASE.saturating_mul(1 << retry.min(16)).min(BACKOFF_CAP);
+    let step = base.saturating_mul(1 << retry.min(16)).min(BACKOFF_CAP);
     Some(step.mul_f64(jitter.clamp(0.0, 1.0)))
 }
 
@@ -88,36 +96,49 @@ pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Durat
     Some((at - now).try_into().unwrap_or(Duration::ZERO))
 }
 
-/// True for hosts that never leave the machine, where plain http may carry credentials.
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+/// A base URL that credentials may be sent to: https, or plain http to a loopback host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// As configured, without a trailing `/`.
+    pub url: String,
+    /// The host, without port or brackets.
+    pub host: String,
+    pub loopback: bool,
 }
 
-/// The scheme and host of an absolute URL.
-pub fn scheme_and_host(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = match host_port.rfind(':') {
-        Some(i) if !host_port.ends_with(']') => &host_port[..i],
-        _ => host_port,
-    };
-    Some((scheme, host))
-}
-
-/// Checks that credentials may be sent to `base_url`: https, or http to loopback.
-pub fn check_base_url(base_url: &str) -> std::result::Result<(), String> {
-    let (scheme, host) = scheme_and_host(base_url).ok_or("not an absolute URL")?;
+/// Parses and checks `base_url` with `http::Uri`: an absolute http(s) URL with a
+/// host and no user info, query or fragment; plain http only to loopback.
+pub fn check_base_url(base_url: &str) -> std::result::Result<BaseUrl, String> {
+    let url = base_url.trim().trim_end_matches('/');
+    if url.contains('#') {
+        return Err("a fragment (#) has no place in it".into());
+    }
+    let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+    let scheme = uri.scheme_str().ok_or("not an absolute URL (it needs https://)")?.to_ascii_lowercase();
+    let authority = uri.authority().ok_or("no host")?;
+    if authority.as_str().contains('@') {
+        return Err("user info (user@ or user:password@) is not allowed: credentials go in api_key".into());
+    }
+    if uri.query().is_some() {
+        return Err("a query (?…) has no place in it".into());
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     if host.is_empty() {
         return Err("no host".into());
     }
-    match scheme {
-        "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
-        "http" => Err("credentials are only sent over https (plain http is allowed to loopback only)".into()),
-        _ => Err(format!("unsupported scheme {scheme:?}")),
+    let loopback = is_loopback(&host);
+    match scheme.as_str() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err("credentials are only sent over https (plain http is allowed to loopback only)".into()),
+        other => return Err(format!("unsupported scheme {other:?}")),
     }
+    Ok(BaseUrl { url: url.to_string(), host, loopback })
+}
+
+/// True for hosts that never leave the machine, where plain http may carry credentials.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a [`Client`] needs to know.
@@ -128,18 +149,38 @@ pub struct ClientConfig {
     pub authorization: Secret,
     pub timeout: Duration,
     pub retries: u32,
-    /// At most this many requests a minute; `None`: unpaced (the mock on loopback).
-    pub requests_per_minute: Option<u32>,
+    /// The API's documented budget (requests, window); `None`: paced only once the
+    /// server has refused a request (the mock on loopback).
+    pub budget: Option<(u32, Duration)>,
+    /// Set by SIGINT/SIGTERM: waits end early.
+    pub interrupt: Option<Arc<AtomicUsize>>,
+}
+
+/// Requests, retries and waiting so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub requests: u64,
+    pub retries: u64,
+    /// Time spent waiting for the rate limit (pacing and `Retry-After`).
+    pub waited: Duration,
+    pub refused: u64,
+}
+
+/// The answer to a GET that the caller's check accepted.
+pub struct Reply<'a> {
+    pub body: &'a [u8],
+    pub headers: &'a HeaderMap,
 }
 
 /// A blocking API client bound to one base URL and one credential.
 pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
+    backoff_base: Duration,
     body: RefCell<Vec<u8>>,
     rng: Cell<u64>,
-    requests: Cell<u64>,
-    pacer: RefCell<Option<Pacer>>,
+    stats: Cell<Stats>,
+    pacer: RefCell<Pacer>,
 }
 
 impl Client {
@@ -157,77 +198,103 @@ impl Client {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
                 ^ (std::process::id() as u64) << 32;
-        let pacer = config.requests_per_minute.map(|n| Pacer::new(n, Duration::from_secs(60)));
+        // Tests shorten the backoff so that fault tests take seconds, not minutes.
+        let backoff_base = std::env::var("API2CSV_TEST_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(BACKOFF_BASE, Duration::from_millis);
+        let pacer = RefCell::new(Pacer::new(config.budget));
         Client {
             agent,
             config,
+            backoff_base,
             body: RefCell::new(Vec::new()),
             rng: Cell::new(seed | 1),
-            requests: Cell::new(0),
-            pacer: RefCell::new(pacer),
+            stats: Cell::new(Stats::default()),
+            pacer,
         }
     }
 
-    /// Requests sent so far, retries included.
-    pub fn requests(&self) -> u64 {
-        self.requests.get()
+    pub fn stats(&self) -> Stats {
+        self.stats.get()
     }
 
-    /// The pace this client keeps, if any.
-    pub fn requests_per_minute(&self) -> Option<u32> {
-        self.config.requests_per_minute
+    /// The budget this client paces to, if any: (requests, window).
+    pub fn budget(&self) -> Option<(usize, Duration)> {
+        self.pacer.borrow().budget()
     }
 
     pub fn base_url(&self) -> &str {
         &self.config.base_url
     }
 
-    /// The URL of `path` with `query`, as shown in messages (it holds no secret).
+    /// The URL of `path` with `query`, as sent and as shown in messages (no secret).
     pub fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let mut url = format!("{}{}", self.config.base_url, path);
         for (i, (k, v)) in query.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
-            url.push_str(&encode(k));
+            url.extend(utf8_percent_encode(k, QUERY));
             url.push('=');
-            url.push_str(&encode(v));
+            url.extend(utf8_percent_encode(v, QUERY));
         }
         url
     }
 
-    /// GETs `path` and hands the body of a 2xx response to `parse`, retrying failed
-    /// requests and bodies that `parse` rejects.
-    pub fn fetch<T>(
+    /// GETs `path` and hands a 2xx answer to `check`, retrying failed requests and
+    /// bodies that `check` refuses.
+    pub fn get<T>(
         &self,
         path: &str,
         query: &[(&str, &str)],
-        mut parse: impl FnMut(&[u8]) -> std::result::Result<T, String>,
+        mut check: impl FnMut(&Reply) -> std::result::Result<T, String>,
     ) -> Result<T> {
         let url = self.url(path, query);
         let mut retry = 0;
         loop {
             let (outcome, detail) = match self.attempt(&url) {
-                Ok(()) => match parse(&self.body.borrow()) {
+                Ok(headers) => match check(&Reply { body: &self.body.borrow(), headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
                 },
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retryable(o, d)) => (o, d),
             };
-            let Some(wait) = decide(retry, self.config.retries, &outcome, self.jitter()) else {
+            let Some(wait) = decide(retry, self.config.retries, &outcome, self.jitter(), self.backoff_base) else {
                 return Err(match outcome {
                     Outcome::BadBody => Error::Response { url, detail },
-                    _ => Error::Request { url, detail: format!("{detail} (after {} retries)", retry) },
+                    _ if retry == 0 => Error::Request { url, detail },
+                    _ => Error::Request { url, detail: format!("{detail} (after {retry} retries)") },
                 });
             };
-            log::info!("{url}: {detail}; retry {} of {} in {:.1}s", retry + 1, self.config.retries, wait.as_secs_f64());
-            std::thread::sleep(wait);
+            // The progress line counts retries; the detail is for -v.
+            log::debug!(
+                "{url}: {detail}; retry {} of {} in {:.1}s",
+                retry + 1,
+                self.config.retries,
+                wait.as_secs_f64()
+            );
+            self.count(|s| s.retries += 1);
+            if matches!(outcome, Outcome::Status(429, _)) {
+                self.count(|s| s.waited += wait);
+            }
+            if !self.sleep(wait) {
+                return Err(Error::Interrupted);
+            }
             retry += 1;
         }
     }
 
-    fn attempt(&self, url: &str) -> std::result::Result<(), Failure> {
-        self.pace();
-        self.requests.set(self.requests.get() + 1);
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn attempt(&self, url: &str) -> std::result::Result<HeaderMap, Failure> {
+        if !self.pace() {
+            return Err(Failure::Final(Error::Interrupted));
+        }
+        self.count(|s| s.requests += 1);
         let started = Instant::now();
         let sent = self
             .agent
@@ -240,26 +307,28 @@ impl Client {
             Err(e) => return Err(Failure::Retryable(Outcome::Transport, e.to_string())),
         };
         let status = resp.status().as_u16();
-        let announced = resp.headers().get("x-ratelimit-limit").and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        if let (Some(limit), Some(pacer)) = (announced, self.pacer.borrow_mut().as_mut()) {
-            pacer.announce(limit);
-        }
+        let headers = resp.headers().clone();
+        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        self.pacer.borrow_mut().announced(number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
         let mut body = self.body.borrow_mut();
         body.clear();
         let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(&mut body);
         log::debug!("GET {url} -> {status} ({} bytes, {} ms)", body.len(), started.elapsed().as_millis());
         if (200..300).contains(&status) {
             return match read {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(headers),
                 Err(e) => Err(Failure::Retryable(Outcome::BadBody, format!("body cut short: {e}"))),
             };
         }
         let message = api_message(&body, status);
-        let retry_after = resp
-            .headers()
+        let retry_after = headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+        if status == 429 {
+            self.count(|s| s.refused += 1);
+            self.pacer.borrow_mut().refused(Instant::now(), retry_after);
+        }
         match status {
             401 | 403 => Err(Failure::Final(Error::Auth { url: url.to_string(), status, message })),
             408 | 429 | 500..=599 => {
@@ -269,16 +338,34 @@ impl Client {
         }
     }
 
-    /// Waits until the next request keeps within the rate limit, and counts it.
-    fn pace(&self) {
-        let mut pacer = self.pacer.borrow_mut();
-        let Some(pacer) = pacer.as_mut() else { return };
-        let wait = pacer.delay(Instant::now());
+    /// Waits until the next request keeps within the rate limit, and counts it;
+    /// false when interrupted.
+    fn pace(&self) -> bool {
+        let wait = self.pacer.borrow().delay(Instant::now());
         if !wait.is_zero() {
-            log::info!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
-            std::thread::sleep(wait);
+            log::debug!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
+            self.count(|s| s.waited += wait);
+            if !self.sleep(wait) {
+                return false;
+            }
         }
-        pacer.record(Instant::now());
+        self.pacer.borrow_mut().sent(Instant::now());
+        true
+    }
+
+    /// Sleeps `d` in short steps, so a signal ends the wait; false if it did.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            if self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0) {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
     }
 
     fn jitter(&self) -> f64 {
@@ -304,59 +391,53 @@ fn api_message(body: &[u8], status: u16) -> String {
         message: String,
     }
     if let Ok(b) = serde_json::from_slice::<Body>(body) {
-        return b.message;
+        return one_line(&b.message);
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = one_line(&String::from_utf8_lossy(body));
     if text.is_empty() {
         return format!("status {status}");
     }
     text.chars().take(200).collect()
 }
 
-/// Percent-encodes a query component (RFC 3986 unreserved characters stay).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const BASE: Duration = BACKOFF_BASE;
+
     #[test]
     fn permanent_errors_are_not_retried() {
-        for s in [400, 401, 403, 404, 422] {
-            assert_eq!(decide(0, 5, &Outcome::Status(s, None), 0.5), None, "{s}");
+        for s in [400, 401, 403, 404, 410, 422] {
+            assert_eq!(decide(0, 5, &Outcome::Status(s, None), 0.5, BASE), None, "{s}");
         }
     }
 
     #[test]
     fn transient_errors_back_off_with_full_jitter_until_retries_run_out() {
         for o in [Outcome::Status(503, None), Outcome::Status(408, None), Outcome::Transport, Outcome::BadBody] {
-            assert_eq!(decide(0, 5, &o, 1.0), Some(Duration::from_millis(500)));
-            assert_eq!(decide(3, 5, &o, 0.5), Some(Duration::from_millis(2000)));
-            assert_eq!(decide(4, 5, &o, 0.0), Some(Duration::ZERO));
-            assert_eq!(decide(5, 5, &o, 0.5), None);
+            assert_eq!(decide(0, 5, &o, 1.0, BASE), Some(Duration::from_millis(500)));
+            assert_eq!(decide(3, 5, &o, 0.5, BASE), Some(Duration::from_millis(2000)));
+            assert_eq!(decide(4, 5, &o, 0.0, BASE), Some(Duration::ZERO));
+            assert_eq!(decide(5, 5, &o, 0.5, BASE), None);
         }
-        assert_eq!(decide(20, 30, &Outcome::Transport, 1.0), Some(BACKOFF_CAP));
+        assert_eq!(decide(20, 30, &Outcome::Transport, 1.0, BASE), Some(BACKOFF_CAP));
+        assert_eq!(decide(2, 5, &Outcome::Transport, 1.0, Duration::from_millis(1)), Some(Duration::from_millis(4)));
     }
 
     #[test]
     fn rate_limits_wait_what_retry_after_says_capped() {
         let o = Outcome::Status(429, Some(Duration::from_secs(7)));
-        assert_eq!(decide(0, 5, &o, 0.0), Some(Duration::from_secs(7)));
+        assert_eq!(decide(0, 5, &o, 0.0, BASE), Some(Duration::from_secs(7)));
         let o = Outcome::Status(503, Some(Duration::from_secs(3)));
-        assert_eq!(decide(0, 5, &o, 0.0), Some(Duration::from_secs(3)));
+        assert_eq!(decide(0, 5, &o, 0.0, BASE), Some(Duration::from_secs(3)));
         let o = Outcome::Status(429, Some(Duration::from_secs(86400)));
-        assert_eq!(decide(0, 5, &o, 0.0), Some(MAX_RETRY_AFTER));
-        assert_eq!(decide(5, 5, &o, 0.0), None);
+        assert_eq!(decide(0, 5, &o, 0.0, BASE), Some(MAX_RETRY_AFTER));
+        assert_eq!(decide(5, 5, &o, 0.0, BASE), None);
     }
 
     #[test]
@@ -370,13 +451,43 @@ mod tests {
 
     #[test]
     fn credentials_go_over_https_or_to_loopback_only() {
-        assert!(check_base_url("https://connect.mailerlite.com/api").is_ok());
-        assert!(check_base_url("http://127.0.0.1:8080/api").is_ok());
-        assert!(check_base_url("http://localhost/api").is_ok());
-        assert!(check_base_url("http://[::1]:9/api").is_ok());
-        assert!(check_base_url("http://example.com/api").is_err());
-        assert!(check_base_url("ftp://example.com").is_err());
-        assert!(check_base_url("example.com").is_err());
+        let ok = |u: &str| check_base_url(u).map(|b| (b.host, b.loopback));
+        assert_eq!(ok("https://connect.mailerlite.com/api/"), Ok(("connect.mailerlite.com".into(), false)));
+        assert_eq!(ok("http://127.0.0.1:8080/api"), Ok(("127.0.0.1".into(), true)));
+        assert_eq!(ok("http://localhost/api"), Ok(("localhost".into(), true)));
+        assert_eq!(ok("http://[::1]:9/api"), Ok(("::1".into(), true)));
+        for bad in [
+            "http://example.com/api",
+            "ftp://example.com",
+            "example.com",
+            "http://localhost:1@api.example.net/api",
+            "https://user:pw@api.example.net/api",
+            "http://127.0.0.1.example.net/api",
+            "https://x.example/api?key=1",
+            "https://x.example/api#frag",
+            "https:///api",
+            "",
+        ] {
+            assert!(check_base_url(bad).is_err(), "{bad} was accepted");
+        }
+        let err = check_base_url("http://localhost:1@api.example.net/api").unwrap_err();
+        assert!(err.contains("user info"), "{err}");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        let c = Client::new(ClientConfig {
+            base_url: "https://x.example/api".into(),
+            authorization: Secret::new("k"),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            budget: None,
+            interrupt: None,
+        });
+        assert_eq!(
+            c.url("/subscribers", &[("filter[status]", "active"), ("cursor", "a+b/c=")]),
+            "https://x.example/api/subscribers?filter%5Bstatus%5D=active&cursor=a%2Bb%2Fc%3D"
+        );
     }
 
     #[test]
@@ -390,5 +501,6 @@ mod tests {
         assert_eq!(api_message(b"{\n    \"message\": \"No query results\"\n}", 404), "No query results");
         assert_eq!(api_message(b"<html>\n<b>Bad gateway</b>\n</html>", 502), "<html> <b>Bad gateway</b> </html>");
         assert_eq!(api_message(b"", 500), "status 500");
+        assert_eq!(api_message(b"{\"message\":\"a\\nb\"}", 500), "a b");
     }
 }

@@ -14,41 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-const P0: u64 = 0xa076_1d64_78bd_642f;
-const P1: u64 = 0xe703_7ed1_a0b4_28db;
-
-fn mix(a: u64, b: u64) -> u64 {
-    let r = (a as u128).wrapping_mul(b as u128);
-    (r as u64) ^ ((r >> 64) as u64)
-}
-
-/// A fast 64-bit hash of `bytes` (wyhash's mixing); only ever compared within one
-/// process, so it need not be stable across versions.
-pub fn hash(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = seed ^ P0;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        h = mix(h ^ u64::from_le_bytes(c.try_into().expect("8 bytes")), P1);
-    }
-    let mut last = [0u8; 8];
-    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    mix(mix(h ^ u64::from_le_bytes(last), P1) ^ bytes.len() as u64, P0)
-}
-
-/// The contribution of one non-empty cell to a row's fingerprint; `name` is the
-/// column's name hash.
-pub fn cell_hash(name: u64, value: &[u8]) -> u64 {
-    hash(name, value)
-}
-
-/// Combines the primary key's values into a key hash (never 0, which marks empty slots).
-pub fn key_hash<'v>(values: impl Iterator<Item = &'v [u8]>) -> u64 {
-    let mut h = P1;
-    for v in values {
-        h = hash(h, v);
-    }
-    h.max(1)
-}
+use crate::flatten::cell_hash;
+pub use crate::hashing::key as key_hash;
+use crate::hashing::stable as hash;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
@@ -70,6 +38,8 @@ pub enum Change {
     New,
     Changed,
     Unchanged,
+    /// Already read in this sync (the listing served it twice): written at most once.
+    Duplicate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,15 +112,16 @@ impl KeyIndex {
     }
 
     /// Records that `key` was read with fingerprint `fingerprint`, and says how it
-    /// compares with the committed version.
-    pub fn observe(&mut self, key: u64, fingerprint: u64) -> Change {
+    /// compares with the committed version; `changed` says it differs whatever the
+    /// fingerprint (it has a value in a column the file does not have yet).
+    pub fn observe(&mut self, key: u64, fingerprint: u64, changed: bool) -> Change {
         let f = fp(fingerprint);
         if let Some(i) = self.find_main(key) {
-            return update(&mut self.main[i], f);
+            return update(&mut self.main[i], f, changed);
         }
         let (i, found) = self.find_added(key);
         if found {
-            return update(&mut self.added[i], f);
+            return update(&mut self.added[i], f, changed);
         }
         self.added[i] = Entry { key, val: f | SEEN };
         self.added_len += 1;
@@ -206,10 +177,13 @@ impl KeyIndex {
     }
 }
 
-fn update(e: &mut Entry, f: u64) -> Change {
+fn update(e: &mut Entry, f: u64, changed: bool) -> Change {
+    if e.val & SEEN != 0 {
+        return Change::Duplicate;
+    }
     let was = fp(e.val);
     e.val = f | SEEN;
-    if was == f {
+    if was == f && !changed {
         Change::Unchanged
     } else {
         Change::Changed
@@ -226,27 +200,42 @@ fn latest_per_key(mut rows: Vec<Entry>) -> Vec<Entry> {
 
 /// Reads the committed rows of a table file into an index; `primary_key` names the
 /// key columns. The last two columns are the tool's (`_synced_at`, `_deleted`).
-pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyIndex> {
+/// Returns the CRC-32 of the bytes read too, to hold against the committed one.
+pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<(KeyIndex, u32)> {
     if len == 0 {
-        return Ok(KeyIndex::from_rows(Vec::new()));
+        return Ok((KeyIndex::from_rows(Vec::new()), 0));
     }
     let mut rows = Vec::new();
     let mut limit = 1 << 16;
-    scan(path, len, primary_key, |key, fingerprint, _| {
+    let crc = scan(path, len, primary_key, |key, fingerprint, _| {
         rows.push(Entry { key, val: fingerprint });
         if rows.len() >= limit {
             rows = latest_per_key(std::mem::take(&mut rows));
             limit = (rows.len() * 2).max(1 << 16);
         }
     })?;
-    Ok(KeyIndex::from_rows(rows))
+    Ok((KeyIndex::from_rows(rows), crc))
+}
+
+/// Reads through, keeping the CRC-32 of what was read.
+pub struct CrcRead<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The committed rows of a table file, each with its key hash, read one at a time
 /// into a reused record (rust-csv's `read_byte_record` style).
 pub struct KeyedRows {
     path: PathBuf,
-    reader: csv::Reader<std::io::Take<File>>,
+    reader: csv::Reader<CrcRead<std::io::Take<File>>>,
     header: csv::ByteRecord,
     keys: Vec<usize>,
     names: Vec<u64>,
@@ -258,7 +247,8 @@ impl KeyedRows {
     pub fn open(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyedRows> {
         let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let mut reader = csv::ReaderBuilder::new().from_reader(file.take(len));
+        let crc = CrcRead { inner: file.take(len), hasher: crc32fast::Hasher::new() };
+        let mut reader = csv::ReaderBuilder::new().from_reader(crc);
         let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
         let keys = primary_key
             .iter()
@@ -271,6 +261,11 @@ impl KeyedRows {
 
     pub fn header(&self) -> &csv::ByteRecord {
         &self.header
+    }
+
+    /// The CRC-32 of the bytes read, once every row was read.
+    pub fn crc(&self) -> u32 {
+        self.reader.get_ref().hasher.clone().finalize()
     }
 
     /// The key hash and cells of the next row; `None` at the end.
@@ -301,13 +296,14 @@ impl KeyedRows {
     }
 }
 
-/// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row.
-pub fn scan(path: &Path, len: u64, primary_key: &[&str], mut f: impl FnMut(u64, u64, &csv::ByteRecord)) -> Result<()> {
+/// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row;
+/// returns the CRC-32 of the bytes read.
+pub fn scan(path: &Path, len: u64, primary_key: &[&str], mut f: impl FnMut(u64, u64, &csv::ByteRecord)) -> Result<u32> {
     let mut rows = KeyedRows::open(path, len, primary_key)?;
     while let Some((key, _)) = rows.next_row()? {
         f(key, rows.fingerprint(), &rows.record);
     }
-    Ok(())
+    Ok(rows.crc())
 }
 
 /// The fingerprint of a row from its (column name hash, value) cells.
@@ -342,11 +338,11 @@ mod tests {
         ];
         let mut index = KeyIndex::from_rows(rows);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.observe(10, 102), Change::Unchanged);
-        assert_eq!(index.observe(30, 300), Change::New);
-        assert_eq!(index.observe(30, 300), Change::Unchanged);
+        assert_eq!(index.observe(10, 102, false), Change::Unchanged);
+        assert_eq!(index.observe(30, 300, false), Change::New);
+        assert_eq!(index.observe(30, 300, false), Change::Duplicate);
         assert_eq!(index.unseen(), [20]);
-        assert_eq!(index.observe(20, 204), Change::Changed);
+        assert_eq!(index.observe(20, 204, false), Change::Changed);
         assert!(index.unseen().is_empty());
     }
 
@@ -357,11 +353,11 @@ mod tests {
         for k in 1..=300_000u64 {
             let key = hash(0, &k.to_le_bytes());
             let expected = if k <= 1000 { Change::Unchanged } else { Change::New };
-            assert_eq!(index.observe(key, 8), expected, "{k}");
+            assert_eq!(index.observe(key, 8, false), expected, "{k}");
         }
         assert_eq!(index.len(), 300_000);
         for k in (1..=300_000u64).step_by(997) {
-            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8), Change::Unchanged);
+            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8, false), Change::Duplicate);
         }
         assert!(index.unseen().is_empty());
     }

@@ -2,40 +2,51 @@
 //!
 //! The modules, in the order data flows through them:
 //!
-//! - [`config`]: the connector's JSON configuration and its validation.
-//! - [`http`]: one ureq agent, retries with backoff, `Retry-After`.
-//! - [`pace`]: at most N requests a minute, the API's documented limit.
-//! - [`connector`]: what each API offers: tables, primary keys, how pages are read.
-//! - [`json`]: a one-pass reader of JSON pages that flattens records without allocating.
-//! - [`flatten`]: columns of a table and the flattened row buffer.
-//! - [`index`]: the fingerprint of each primary key's latest row: what changed.
-//! - [`seen`]: the journal of keys read, so a resumed sync still finds deletions.
-//! - [`sink`]: one CSV file per table, appended per page, widened atomically.
-//! - [`state`]: `state.json`, rewritten atomically after every page, and the directory lock.
-//! - [`sync`]: the engine tying pages, sink and state together.
-//! - [`compact`]: rewrites a changelog CSV to one row per primary key.
+//! - [`cmd`]: the command line, one file per command; [`config`]: the JSON configuration.
+//! - [`connector`]: the one list of APIs, their tables and streams of pages.
+//! - [`paginate`]: cursor, page number, steps and tree walk: what to ask next.
+//! - [`http`]: one ureq agent, retries with backoff, `Retry-After`; [`pace`]: rate limits.
+//! - [`parse`]: page bodies read once with serde_json into column-free batches.
+//! - [`flatten`]: the columns of a table; [`timestamp`]: RFC 3339 for known fields.
+//! - [`table`]: a table being written: new, changed, repeated; [`index`]: what each
+//!   key looked like; [`seen`]: the journal of keys read; [`hashing`]: stable hashes.
+//! - [`sink`]: CSV encoding, header and checksum checks, rewrites.
+//! - [`commit`]: the committer thread; [`state`] (and [`state_v1`]): `state.json`;
+//!   [`replace`]: the one file-replacement protocol; [`fsio`]: durable file steps.
+//! - [`sync`] and [`read`]: the engine; [`validate`]: the directory is ours, unedited.
+//! - [`compact`], [`repair`], [`manifest`], [`report`]: the other things a run writes.
+//! - [`log_setup`], [`progress`], [`signal`]: what users see on stderr, and Ctrl-C.
 //! - [`mock`]: embedded mock APIs for the demo and the tests.
 #![forbid(unsafe_code)]
 
-pub mod cli;
+pub mod cmd;
+pub mod commit;
 pub mod compact;
 pub mod config;
 pub mod connector;
-pub mod demo;
 pub mod error;
 pub mod flatten;
+pub mod fsio;
 pub mod hashing;
 pub mod http;
 pub mod index;
-pub mod json;
 pub mod log_setup;
 pub mod manifest;
 pub mod mock;
 pub mod pace;
+pub mod paginate;
 pub mod parse;
 pub mod progress;
+pub mod read;
+pub mod repair;
+pub mod replace;
+pub mod report;
 pub mod seen;
+pub mod signal;
 pub mod sink;
 pub mod state;
+pub mod state_v1;
 pub mod sync;
+pub mod table;
 pub mod timestamp;
+pub mod validate;

@@ -1,12 +1,13 @@
-//! The `api2csv` binary: parse the command line, run it, map errors to exit statuses.
+//! The `api2csv` binary: run the command line, map a failure to its exit status.
 #![forbid(unsafe_code)]
 
 fn main() {
-    let status = match api2csv::cli::parse(std::env::args_os().skip(1)).and_then(api2csv::cli::run) {
+    let status = match api2csv::cmd::run(std::env::args_os().skip(1)) {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("api2csv: {e}");
-            e.exit_status()
+        Err(failure) => {
+            api2csv::log_setup::init(api2csv::log_setup::Verbosity::Quiet);
+            log::error!("{}", failure.error);
+            failure.status()
         }
     };
     std::process::exit(status);

@@ -85,7 +85,7 @@ pub fn write(dir: &Path, connector: &str, files: &[(String, u64, u64)]) -> Resul
         Manifest { version: VERSION, connector: connector.to_string(), written_at: now_rfc3339(), files: entries };
     let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
     json.push(b'\n');
-    crate::state::write_atomic(&path, &json)?;
+    crate::fsio::write_atomic(&path, &json)?;
     Ok(manifest)
 }
 

@@ -246,7 +246,7 @@ impl Batch {
 
     /// The id of a column the connector derives (see [`Batch::push_derived`]).
     pub fn derived_id(&self, name: &str) -> Option<u32> {
-        self.paths.map.get(derived_key(name).as_slice()).copied()
+        self.paths.map.get(encode_derived(name).as_slice()).copied()
     }
 
     /// The encoded key path of `id`: segments each followed by 0xFF, or 0xFE and a
@@ -275,7 +275,7 @@ impl Batch {
 
     /// Adds a derived column's cell to the record built by hand.
     pub fn push_derived(&mut self, name: &str, value: &[u8]) {
-        let id = self.paths.intern(&derived_key(name), PathInfo::default);
+        let id = self.paths.intern(&encode_derived(name), PathInfo::default);
         self.push_value(id, value);
     }
 
@@ -474,7 +474,8 @@ pub fn encode(segments: &[&str]) -> Vec<u8> {
     out
 }
 
-fn derived_key(name: &str) -> Vec<u8> {
+/// The encoded path of the derived column `name`.
+pub fn encode_derived(name: &str) -> Vec<u8> {
     let mut out = vec![DERIVED];
     out.extend_from_slice(name.as_bytes());
     out.push(END);

@@ -1,20 +1,24 @@
 //! The journal of keys read during a table sync, so that a sync killed and resumed
 //! still knows, at its end, which committed keys it never saw: those get tombstones.
+//! Keys confirmed to exist by the API's show route are journaled too, so checks
+//! resume where they stopped.
 //!
-//! `DIR/.<table>.seen` holds one little-endian u64 key hash per record read; its
-//! committed length is in `state.json` next to the CSV's, and anything past it is
-//! cut off on open, exactly like a table file.
+//! `DIR/.<table>.seen` holds one little-endian u64 key hash (`hashing::key`, stable
+//! across versions) per key; its committed length is in `state.json` next to the
+//! CSV's, and anything past it is cut off on open, exactly like a table file. The
+//! committer appends the journal before it writes the state that counts it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::commit::Append;
 use crate::error::{Error, Result};
 
 pub struct SeenLog {
     path: PathBuf,
-    file: File,
-    buf: Vec<u8>,
+    pending: Vec<u8>,
+    /// Length once everything handed to the committer is written.
     len: u64,
 }
 
@@ -23,9 +27,9 @@ pub fn seen_path(dir: &Path, table: &str) -> PathBuf {
 }
 
 impl SeenLog {
-    /// Opens the journal at its committed length `len`.
-    pub fn open(path: &Path, len: u64) -> Result<SeenLog> {
-        let mut file = OpenOptions::new()
+    /// Opens the journal at its committed length `len` and returns the keys in it.
+    pub fn open(path: &Path, len: u64) -> Result<(SeenLog, Vec<u64>)> {
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -38,33 +42,23 @@ impl SeenLog {
             return Err(Error::State { path: path.to_path_buf(), detail });
         }
         file.set_len(len).map_err(|e| Error::io("truncate", path, e))?;
-        file.seek(SeekFrom::End(0)).map_err(|e| Error::io("seek", path, e))?;
-        Ok(SeenLog { path: path.to_path_buf(), file, buf: Vec::new(), len })
-    }
-
-    /// Every committed key, in order.
-    pub fn replay(&self, mut f: impl FnMut(u64)) -> Result<()> {
-        let mut bytes = Vec::with_capacity(self.len as usize);
-        let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
-        file.take(self.len).read_to_end(&mut bytes).map_err(|e| Error::io("read", &self.path, e))?;
-        for chunk in bytes.chunks_exact(8) {
-            f(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        Ok(())
+        let mut bytes = Vec::with_capacity(len as usize);
+        File::open(path).and_then(|f| f.take(len).read_to_end(&mut bytes)).map_err(|e| Error::io("read", path, e))?;
+        let keys = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        Ok((SeenLog { path: path.to_path_buf(), pending: Vec::new(), len }, keys))
     }
 
     pub fn push(&mut self, key: u64) {
-        self.buf.extend_from_slice(&key.to_le_bytes());
+        self.pending.extend_from_slice(&key.to_le_bytes());
     }
 
-    /// Writes and fsyncs what was pushed; returns the length to commit.
-    pub fn commit(&mut self) -> Result<u64> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf).map_err(|e| Error::io("write", &self.path, e))?;
-            self.file.sync_data().map_err(|e| Error::io("sync", &self.path, e))?;
-            self.len += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(self.len)
+    /// The keys pushed since the last take, for the committer, and the journal's
+    /// length once they are written.
+    pub fn take(&mut self, recycled: Vec<u8>) -> (Append, u64) {
+        let mut recycled = recycled;
+        recycled.clear();
+        let bytes = std::mem::replace(&mut self.pending, recycled);
+        self.len += bytes.len() as u64;
+        (Append { path: self.path.clone(), bytes }, self.len)
     }
 }

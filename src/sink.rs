@@ -1,245 +1,361 @@
-//! One CSV file per table: appended page by page, widened by atomic rewrite.
+//! One CSV file per table: its header, its committed bytes checked before use, rows
+//! encoded page by page, and the rewritten copy made when a column appears.
 //!
-//! The file only ever grows past its committed length; the engine commits that length
-//! in `state.json` after [`TableFile::commit`]. When a page brings a new column, the
-//! committed rows are rewritten with an empty cell for it into `<table>.csv.new`,
-//! which is committed in the state (`swap_pending`) before it is renamed over the
-//! old file, so a crash at any point leaves one consistent pair of files.
+//! Rows are encoded into a buffer that the committer appends and syncs (see
+//! `commit.rs`); nothing here appends to a live table file. A rewrite (widening,
+//! compaction) goes to a side file that `replace.rs` renames into place.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom};
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::flatten::{Columns, Page, TOOL_COLUMNS};
-use crate::state::{rename_durably, TableState};
+use crate::flatten::TOOL_COLUMNS;
+use crate::fsio::with_suffix;
+use crate::parse::{Batch, Cell};
+use crate::state::{FileState, ReplaceKind, Target};
 
-const BUFFER: usize = 1 << 16;
+/// A UTF-8 byte order mark, which Excel wants at the start of a CSV file.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+/// A column not in the file's header.
 const NONE: u32 = u32::MAX;
-
-/// The CSV file of one table, open for appending after its committed bytes.
-pub struct TableFile {
-    path: PathBuf,
-    writer: csv::Writer<File>,
-    /// Data columns in the file's header (0 while the file is empty).
-    header_cols: usize,
-    /// Bytes in the file, as of the last commit.
-    len: u64,
-    /// Per column, the index of its cell in the row being written.
-    slots: Vec<u32>,
-}
+/// How much of a rewritten file's end its tail checksum covers.
+const TAIL: u64 = 64 << 10;
 
 /// The path of table `name` in `dir`.
 pub fn table_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.csv"))
 }
 
-/// Refuses a table file whose header is not the committed one: a file saved over
-/// by a spreadsheet or another tool must not be appended to or cut.
-fn check_header(path: &Path, file: &File, committed: &TableState) -> Result<()> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file);
-    let mut header = csv::ByteRecord::new();
-    let read = reader.read_byte_record(&mut header);
-    let expected = committed.columns.iter().map(|(n, _)| n.as_bytes()).chain(TOOL_COLUMNS.map(str::as_bytes));
-    if read.is_ok() && header.iter().eq(expected) {
-        return Ok(());
+/// The file of `target`: the table file or its `--full-refresh` rebuild.
+pub fn file_path(dir: &Path, name: &str, target: Target) -> PathBuf {
+    match target {
+        Target::Table => table_path(dir, name),
+        Target::Refresh => with_suffix(&table_path(dir, name), ".refresh"),
     }
-    Err(Error::State {
-        path: path.to_path_buf(),
-        detail: "its header is not the one state.json committed; it was changed outside api2csv".into(),
-    })
 }
 
-/// Where a `--full-refresh` rebuilds table `name` before it replaces the table file.
-pub fn refresh_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.csv.refresh"))
+/// The side file a replacement of `kind` renames, and the file it replaces.
+pub fn side_and_target(dir: &Path, name: &str, kind: ReplaceKind) -> (PathBuf, PathBuf) {
+    let table = file_path(dir, name, Target::Table);
+    let refresh = file_path(dir, name, Target::Refresh);
+    match kind {
+        ReplaceKind::Widen | ReplaceKind::Compact => (with_suffix(&table, ".new"), table),
+        ReplaceKind::WidenRefresh => (with_suffix(&refresh, ".new"), refresh),
+        ReplaceKind::Refresh => (refresh, table),
+    }
 }
 
-/// Renames a committed `--full-refresh` rebuild over the table file, if that had
-/// not happened yet; the caller commits the cleared flag.
-pub fn finish_refresh_swap(dir: &Path, name: &str, ts: &mut TableState) -> Result<()> {
-    if ts.refresh_swap_pending {
-        let from = refresh_path(dir, name);
-        if from.exists() {
-            rename_durably(&from, &table_path(dir, name))?;
+/// Whether a cell must be guarded for spreadsheets (OWASP's CSV-injection rule).
+fn needs_guard(v: &[u8]) -> bool {
+    matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// `value` as written: with a leading `'` if it needs a guard and `safe` is on.
+pub fn written<'v>(value: &'v [u8], safe: bool, scratch: &'v mut Vec<u8>) -> &'v [u8] {
+    if safe && needs_guard(value) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(value);
+        scratch
+    } else {
+        value
+    }
+}
+
+/// The header line of a file with data columns `names`. Names are never guarded:
+/// they are keys the API chose, and reading the file back must give them exactly.
+pub fn header_of<'n>(names: impl Iterator<Item = &'n str>, bom: bool) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    for name in names.chain(TOOL_COLUMNS) {
+        w.write_field(name).expect("writes to memory");
+    }
+    w.write_record(None::<&[u8]>).expect("writes to memory");
+    let mut out = if bom { BOM.to_vec() } else { Vec::new() };
+    out.extend(w.into_inner().expect("writes to memory"));
+    out
+}
+
+/// How a table file differs from what `state.json` committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    Missing,
+    Shorter { actual: u64 },
+    Header(&'static str),
+    Content,
+}
+
+impl Damage {
+    pub fn describe(&self, committed: u64) -> String {
+        match self {
+            Damage::Missing => "it was deleted".into(),
+            Damage::Shorter { actual } => format!("it has {actual} bytes but {committed} were committed"),
+            Damage::Header(what) => format!("its header {what}"),
+            Damage::Content => "its last committed rows differ".into(),
         }
-        ts.refresh_swap_pending = false;
     }
+}
+
+/// Checks `path` against `file`: the number of bytes past the committed length (a
+/// page written by a run that died before committing it), or what is wrong.
+pub fn check(path: &Path, file: &FileState, bom: bool) -> Result<std::result::Result<u64, Damage>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(if file.is_empty() { Ok(0) } else { Err(Damage::Missing) });
+        }
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let actual = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    if file.is_empty() {
+        return Ok(Ok(actual));
+    }
+    if actual < file.file_len {
+        return Ok(Err(Damage::Shorter { actual }));
+    }
+    let header = header_of(file.names(), bom);
+    let mut start = vec![0; header.len().min(file.file_len as usize)];
+    f.read_exact(&mut start).map_err(|e| Error::io("read", path, e))?;
+    if start != header {
+        return Ok(Err(header_damage(&start, &header)));
+    }
+    // (0, 0): a state from before checksums were kept; they are computed after this check.
+    let known = (file.tail_start, file.tail_crc) != (0, 0);
+    if known
+        && file.tail_start < file.file_len
+        && crc_range(&mut f, path, file.tail_start, file.file_len)? != file.tail_crc
+    {
+        return Ok(Err(Damage::Content));
+    }
+    Ok(Ok(actual - file.file_len))
+}
+
+fn header_damage(found: &[u8], expected: &[u8]) -> Damage {
+    let found_bom = found.starts_with(BOM);
+    let expected_bom = expected.starts_with(BOM);
+    if found_bom && !expected_bom {
+        Damage::Header("now starts with a byte order mark (a spreadsheet saved it)")
+    } else if found.contains(&b'\r') && !expected.contains(&b'\r') {
+        Damage::Header("now ends lines with CRLF (a spreadsheet saved it)")
+    } else {
+        Damage::Header("differs from the one committed")
+    }
+}
+
+/// The CRC-32 of bytes `start..end` of `path`.
+pub fn crc_of(path: &Path, start: u64, end: u64) -> Result<u32> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    crc_range(&mut f, path, start, end)
+}
+
+fn crc_range(f: &mut File, path: &Path, start: u64, end: u64) -> Result<u32> {
+    f.seek(SeekFrom::Start(start)).map_err(|e| Error::io("seek", path, e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0; 64 << 10];
+    let mut left = end.saturating_sub(start);
+    while left > 0 {
+        let n = (buf.len() as u64).min(left) as usize;
+        f.read_exact(&mut buf[..n]).map_err(|e| Error::io("read", path, e))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize())
+}
+
+/// Computes the checksums of a file's committed bytes (a file written before
+/// api2csv kept them, or one just rewritten): the whole, and the last 64 KiB as tail.
+pub fn checksum(path: &Path, file: &mut FileState) -> Result<()> {
+    file.crc = crc_of(path, 0, file.file_len)?;
+    file.tail_start = file.file_len.saturating_sub(TAIL);
+    file.tail_crc = crc_of(path, file.tail_start, file.file_len)?;
     Ok(())
 }
 
-/// Where a rewritten table file waits before it is renamed over the old one.
-pub fn new_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".new");
-    PathBuf::from(s)
+/// Where an [`Encoder`]'s CSV writer puts its bytes: a buffer it shares with the
+/// encoder, so the encoder can hand the bytes over and keep the writer.
+#[derive(Default, Clone)]
+struct Shared(Rc<RefCell<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-impl TableFile {
-    /// Opens the table file at its committed state, finishing an interrupted swap and
-    /// cutting off whatever an interrupted page wrote past the committed length.
-    pub fn open(path: &Path, committed: &TableState) -> Result<TableFile> {
-        let pending = new_path(path);
-        if committed.swap_pending && pending.exists() {
-            rename_durably(&pending, path)?;
-        } else if pending.exists() {
-            fs::remove_file(&pending).map_err(|e| Error::io("remove", &pending, e))?;
+/// Encodes rows into CSV bytes for the committer to append, buffers reused.
+pub struct Encoder {
+    writer: csv::Writer<Shared>,
+    out: Shared,
+    slots: Vec<u32>,
+    scratch: Vec<u8>,
+    safe: bool,
+}
+
+impl Encoder {
+    pub fn new(safe: bool) -> Encoder {
+        let out = Shared::default();
+        Encoder {
+            // Flexible: a page widens the file between two of its rows.
+            writer: csv::WriterBuilder::new().flexible(true).buffer_capacity(1 << 16).from_writer(out.clone()),
+            out,
+            slots: Vec::new(),
+            scratch: Vec::new(),
+            safe,
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(committed.file_len == 0)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open", path, e))?;
-        let actual = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
-        if actual < committed.file_len {
-            return Err(Error::State {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "the file has {actual} bytes but {} are committed; it was changed outside api2csv",
-                    committed.file_len
-                ),
-            });
-        }
-        if committed.file_len > 0 {
-            check_header(path, &file, committed)?;
-        }
-        file.set_len(committed.file_len).map_err(|e| Error::io("truncate", path, e))?;
-        let header_cols = if committed.file_len == 0 { 0 } else { committed.columns.len() };
-        Self::with_file(path, file, header_cols, committed.file_len)
     }
 
-    fn with_file(path: &Path, mut file: File, header_cols: usize, len: u64) -> Result<TableFile> {
-        file.seek(SeekFrom::End(0)).map_err(|e| Error::io("seek", path, e))?;
-        let writer = csv::WriterBuilder::new().buffer_capacity(BUFFER).from_writer(file);
-        Ok(TableFile { path: path.to_path_buf(), writer, header_cols, len, slots: Vec::new() })
+    /// Appends raw bytes (a header) to the buffer.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.writer.flush().expect("writes to memory");
+        self.out.0.borrow_mut().extend_from_slice(bytes);
     }
 
-    /// Data columns in the file's header.
-    pub fn header_cols(&self) -> usize {
-        self.header_cols
-    }
-
-    /// True when rows were committed and one of `rows` of `page` has a value in a
-    /// column the header lacks: the caller must [`TableFile::widen`] before writing.
-    /// A column that is empty in every written row never forces a rewrite.
-    pub fn needs_widening(&self, page: &Page, rows: &[u32]) -> bool {
-        let width = self.header_cols as u32;
-        self.len > 0 && rows.iter().any(|&i| page.row(i as usize).iter().any(|c| c.col >= width))
-    }
-
-    /// Appends `rows` of `page` (not yet durable: see [`TableFile::commit`]).
-    pub fn write_page(&mut self, page: &Page, rows: &[u32], cols: &Columns, synced_at: &str) -> Result<()> {
-        debug_assert!(!self.needs_widening(page, rows));
-        if self.len == 0 && self.header_cols == 0 {
-            self.write_header(cols)?;
-        }
-        for &i in rows {
-            let row = page.row(i as usize);
-            self.slots.clear();
-            self.slots.resize(self.header_cols, NONE);
-            for (k, cell) in row.iter().enumerate() {
-                if (cell.col as usize) < self.header_cols {
-                    self.slots[cell.col as usize] = k as u32;
-                }
+    /// Appends a row: `cells` of the record with `cols[k]` the column of `cells[k]`;
+    /// the file has `width` data columns.
+    pub fn row(&mut self, batch: &Batch, cells: &[Cell], cols: &[u32], width: usize, synced_at: &str) {
+        self.slots.clear();
+        self.slots.resize(width, NONE);
+        for (k, &c) in cols.iter().enumerate() {
+            if (c as usize) < width {
+                self.slots[c as usize] = k as u32;
             }
-            for c in 0..self.header_cols {
-                let k = self.slots[c];
-                let v = if k == NONE { &b""[..] } else { page.value(&row[k as usize]) };
-                self.writer.write_field(v).map_err(|e| self.csv_err(e))?;
-            }
-            self.end_row(synced_at, false)?;
         }
-        Ok(())
+        for c in 0..width {
+            let k = self.slots[c];
+            let v = if k == NONE { &b""[..] } else { batch.value(&cells[k as usize]) };
+            let v = written(v, self.safe, &mut self.scratch);
+            self.writer.write_field(v).expect("writes to memory");
+        }
+        self.end_row(synced_at, false);
     }
 
-    /// Appends a tombstone: the primary key cells, `_deleted` true.
-    pub fn write_tombstone(&mut self, key: &[(usize, &[u8])], synced_at: &str) -> Result<()> {
-        for c in 0..self.header_cols {
+    /// Appends a tombstone: the primary key cells `(column, value)`, `_deleted` true.
+    pub fn tombstone(&mut self, key: &[(usize, &[u8])], width: usize, synced_at: &str) {
+        for c in 0..width {
             let v = key.iter().find(|(k, _)| *k == c).map_or(&b""[..], |(_, v)| v);
-            self.writer.write_field(v).map_err(|e| self.csv_err(e))?;
+            self.writer.write_field(v).expect("writes to memory");
         }
-        self.end_row(synced_at, true)
+        self.end_row(synced_at, true);
     }
 
-    fn end_row(&mut self, synced_at: &str, deleted: bool) -> Result<()> {
+    fn end_row(&mut self, synced_at: &str, deleted: bool) {
         let deleted: &[u8] = if deleted { b"true" } else { b"false" };
-        self.writer.write_field(synced_at).map_err(|e| self.csv_err(e))?;
-        self.writer.write_field(deleted).map_err(|e| self.csv_err(e))?;
-        self.writer.write_record(None::<&[u8]>).map_err(|e| self.csv_err(e))
+        self.writer.write_field(synced_at).expect("writes to memory");
+        self.writer.write_field(deleted).expect("writes to memory");
+        self.writer.write_record(None::<&[u8]>).expect("writes to memory");
     }
 
-    fn write_header(&mut self, cols: &Columns) -> Result<()> {
-        let names = cols.iter().map(|c| c.name.as_str()).chain(TOOL_COLUMNS);
-        self.writer.write_record(names).map_err(|e| self.csv_err(e))?;
-        self.header_cols = cols.len();
-        Ok(())
+    /// The bytes encoded so far; the encoder starts over with `recycled` as its buffer.
+    pub fn take(&mut self, recycled: Vec<u8>) -> Vec<u8> {
+        self.writer.flush().expect("writes to memory");
+        let mut recycled = recycled;
+        recycled.clear();
+        std::mem::replace(&mut *self.out.0.borrow_mut(), recycled)
     }
+}
 
-    fn csv_err(&self, e: csv::Error) -> Error {
-        let io = match e.into_kind() {
-            csv::ErrorKind::Io(io) => io,
-            other => std::io::Error::other(format!("{other:?}")),
-        };
-        Error::io("write", &self.path, io)
-    }
-
-    /// Makes everything written so far durable and returns the file's length, which
-    /// the caller then commits in the state.
-    pub fn commit(&mut self) -> Result<u64> {
-        self.writer.flush().map_err(|e| Error::io("write", &self.path, e))?;
-        let f = self.writer.get_ref();
-        f.sync_data().map_err(|e| Error::io("sync", &self.path, e))?;
-        self.len = f.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len();
-        Ok(self.len)
-    }
-
-    /// Rewrites the committed rows with the columns of `cols` into `<table>.csv.new`
-    /// and returns its length. The caller commits that length with `swap_pending`
-    /// set and then calls [`TableFile::swap`].
-    pub fn widen(&mut self, cols: &Columns) -> Result<u64> {
-        let old = self.header_cols;
-        let pending = new_path(&self.path);
-        let src = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::Read::take(src, self.len));
-        let out = File::create(&pending).map_err(|e| Error::io("create", &pending, e))?;
-        let mut tmp = TableFile::with_file(&pending, out, 0, 0)?;
-        tmp.write_header(cols)?;
-        let mut record = csv::ByteRecord::new();
-        while reader.read_byte_record(&mut record).map_err(|e| self.read_err(e))? {
-            for i in 0..old {
-                tmp.writer.write_field(&record[i]).map_err(|e| tmp.csv_err(e))?;
+/// Rewrites the committed rows of `src` (its first `len` bytes) into `side` under a
+/// new header, keeping each row `keep` approves (given its index and cells) and
+/// inserting `added` empty cells before the tool columns. Returns the side file's
+/// length, rows, CRC and tail, synced.
+pub fn rewrite(
+    src: &Path,
+    len: u64,
+    side: &Path,
+    header: &[u8],
+    added: usize,
+    mut keep: impl FnMut(u64, &csv::ByteRecord) -> bool,
+) -> Result<FileState> {
+    let input = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input.take(len));
+    let out = File::create(side).map_err(|e| Error::io("create", side, e))?;
+    let mut out = Crc::new(out);
+    out.write_all(header).map_err(|e| Error::io("write", side, e))?;
+    let mut writer = csv::WriterBuilder::new().flexible(true).buffer_capacity(1 << 16).from_writer(out);
+    let werr = |e: csv::Error| Error::io("write", side, std::io::Error::other(e.to_string()));
+    let mut record = csv::ByteRecord::new();
+    let (mut i, mut rows) = (0u64, 0u64);
+    let bad = |e: csv::Error| Error::State {
+        path: src.to_path_buf(),
+        detail: format!("committed rows are not valid CSV: {e}"),
+    };
+    while reader.read_byte_record(&mut record).map_err(bad)? {
+        if keep(i, &record) {
+            let tools = record.len().saturating_sub(TOOL_COLUMNS.len());
+            for f in record.iter().take(tools) {
+                writer.write_field(f).map_err(werr)?;
             }
-            for _ in old..cols.len() {
-                tmp.writer.write_field(b"").map_err(|e| tmp.csv_err(e))?;
+            for _ in 0..added {
+                writer.write_field(b"").map_err(werr)?;
             }
-            for i in old..record.len() {
-                tmp.writer.write_field(&record[i]).map_err(|e| tmp.csv_err(e))?;
+            for f in record.iter().skip(tools) {
+                writer.write_field(f).map_err(werr)?;
             }
-            tmp.writer.write_record(None::<&[u8]>).map_err(|e| tmp.csv_err(e))?;
+            writer.write_record(None::<&[u8]>).map_err(werr)?;
+            rows += 1;
         }
-        tmp.commit()
+        i += 1;
+    }
+    let crc = writer.into_inner().map_err(|e| Error::io("write", side, std::io::Error::other(e.to_string())))?;
+    let file_len = crc.len;
+    crc.file.sync_all().map_err(|e| Error::io("sync", side, e))?;
+    let mut file = FileState { file_len, rows, crc: crc.hasher.finalize(), ..FileState::default() };
+    file.tail_start = file_len.saturating_sub(TAIL);
+    file.tail_crc = crc_of(side, file.tail_start, file_len)?;
+    Ok(file)
+}
+
+/// A file writer that keeps the CRC-32 and length of what went through it.
+struct Crc {
+    file: File,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Crc {
+    fn new(file: File) -> Crc {
+        Crc { file, hasher: crc32fast::Hasher::new(), len: 0 }
+    }
+}
+
+impl Write for Crc {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
     }
 
-    /// Renames the committed `<table>.csv.new` over the table file and reopens it.
-    pub fn swap(&mut self, cols: &Columns, len: u64) -> Result<()> {
-        rename_durably(&new_path(&self.path), &self.path)?;
-        let file =
-            OpenOptions::new().read(true).write(true).open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
-        *self = TableFile::with_file(&self.path.clone(), file, cols.len(), len)?;
-        Ok(())
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
+}
 
-    fn read_err(&self, e: csv::Error) -> Error {
-        Error::State { path: self.path.clone(), detail: format!("committed rows are not valid CSV: {e}") }
-    }
+/// Removes a file that no state describes (a side file of a crashed rewrite).
+pub fn remove_stray(path: &Path) -> Result<bool> {
+    crate::fsio::remove_if_present(path)
+}
+
+/// True if `path` holds exactly what `file` describes (length, header, tail).
+pub fn matches(path: &Path, file: &FileState, bom: bool) -> Result<bool> {
+    let actual = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("stat", path, e)),
+    };
+    Ok(actual == file.file_len && check(path, file, bom)?.is_ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::Parser;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("api2csv-sink-{name}-{}", std::process::id()));
@@ -248,68 +364,75 @@ mod tests {
         d
     }
 
-    fn page_of(records: &[&str], cols: &mut Columns) -> Page {
-        let mut page = Page::default();
-        for r in records {
-            page.flatten_record(&mut Parser::new(r.as_bytes()), cols).unwrap();
-            page.end_row();
+    fn committed(path: &Path, names: &[&str]) -> FileState {
+        let len = fs::metadata(path).unwrap().len();
+        let columns = names.iter().map(|n| (n.to_string(), vec![n.to_string()])).collect();
+        let mut f = FileState { file_len: len, columns, ..FileState::default() };
+        checksum(path, &mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn headers_quote_and_keep_names_as_sent() {
+        assert_eq!(header_of(["id", "a,b"].into_iter(), false), b"id,\"a,b\",_synced_at,_deleted\n");
+        assert_eq!(&header_of(["=x"].into_iter(), true)[..6], b"\xef\xbb\xbf=x,");
+    }
+
+    #[test]
+    fn edits_are_told_apart_from_uncommitted_bytes() {
+        let d = dir("check");
+        let p = d.join("t.csv");
+        let text = "id,name,_synced_at,_deleted\n1,Ann,T,false\n2,Bob,T,false\n";
+        fs::write(&p, text).unwrap();
+        let f = committed(&p, &["id", "name"]);
+        assert_eq!(check(&p, &f, false).unwrap(), Ok(0));
+        fs::write(&p, format!("{text}3,Ca")).unwrap();
+        assert_eq!(check(&p, &f, false).unwrap(), Ok(4));
+        let cases = [
+            (format!("\u{feff}{text}"), "byte order mark"),
+            (text.replace('\n', "\r\n"), "CRLF"),
+            (text.replace("Bob", "Bib"), "last committed rows"),
+            (text.replace("Ann", "Annabel"), "last committed rows"),
+            (text.replace("id,name", "id,name,extra").replace("T,false", "T,false,"), "header"),
+            (text.replace("2,Bob,T,false\n", ""), "bytes but"),
+        ];
+        for (edited, what) in cases {
+            fs::write(&p, &edited).unwrap();
+            let damage = check(&p, &f, false).unwrap().unwrap_err();
+            assert!(damage.describe(f.file_len).contains(what), "{edited:?}: {damage:?}");
         }
-        page
-    }
-
-    fn committed(cols: &Columns, len: u64) -> TableState {
-        let columns = cols.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
-        TableState { file_len: len, columns, ..TableState::default() }
+        fs::remove_file(&p).unwrap();
+        assert_eq!(check(&p, &f, false).unwrap(), Err(Damage::Missing));
     }
 
     #[test]
-    fn widening_pads_earlier_rows_and_uncommitted_bytes_are_cut() {
-        let d = dir("widen");
-        let path = table_path(&d, "t");
-        let mut cols = Columns::new(&[], None);
-        let mut f = TableFile::open(&path, &TableState::default()).unwrap();
-        let page = page_of(&[r#"{"id":"1","a":"x,y"}"#], &mut cols);
-        f.write_page(&page, &[0], &cols, "T1").unwrap();
-        let len = f.commit().unwrap();
-        let page = page_of(&[r#"{"id":"2","b":{"c":"line\nbreak"},"a":null}"#], &mut cols);
-        assert!(f.needs_widening(&page, &[0]));
-        let new_len = f.widen(&cols).unwrap();
-        f.swap(&cols, new_len).unwrap();
-        f.write_page(&page, &[0], &cols, "T2").unwrap();
-        f.commit().unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "id,a,b_c,_synced_at,_deleted\n1,\"x,y\",,T1,false\n2,,\"line\nbreak\",T2,false\n");
-        assert!(len < new_len);
-
-        // A page written but never committed disappears on the next open.
-        let state = committed(&cols, text.len() as u64);
-        let mut f = TableFile::open(&path, &state).unwrap();
-        f.write_page(&page_of(&[r#"{"id":"3"}"#], &mut cols), &[0], &cols, "T3").unwrap();
-        f.commit().unwrap();
-        drop(TableFile::open(&path, &state).unwrap());
-        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    fn rewrites_add_empty_cells_before_the_tool_columns() {
+        let d = dir("rewrite");
+        let p = d.join("t.csv");
+        fs::write(&p, "id,a,_synced_at,_deleted\n1,\"x,y\",T1,false\n2,,T2,true\n").unwrap();
+        let side = d.join("t.csv.new");
+        let header = header_of(["id", "a", "b"].into_iter(), false);
+        let len = fs::metadata(&p).unwrap().len();
+        let f = rewrite(&p, len, &side, &header, 1, |_, _| true).unwrap();
+        let text = fs::read_to_string(&side).unwrap();
+        assert_eq!(text, "id,a,b,_synced_at,_deleted\n1,\"x,y\",,T1,false\n2,,,T2,true\n");
+        assert_eq!((f.file_len, f.rows), (text.len() as u64, 2));
+        assert_eq!(f.crc, crc_of(&side, 0, f.file_len).unwrap());
     }
 
     #[test]
-    fn a_committed_swap_is_finished_on_open() {
-        let d = dir("swap");
-        let path = table_path(&d, "t");
-        fs::write(&path, "id,_synced_at,_deleted\n").unwrap();
-        fs::write(new_path(&path), "id,x,_synced_at,_deleted\n").unwrap();
-        let mut state = TableState { file_len: 25, swap_pending: true, ..TableState::default() };
-        state.columns = vec![("id".into(), vec!["id".into()]), ("x".into(), vec!["x".into()])];
-        drop(TableFile::open(&path, &state).unwrap());
-        assert_eq!(fs::read_to_string(&path).unwrap(), "id,x,_synced_at,_deleted\n");
-        assert!(!new_path(&path).exists());
-    }
-
-    #[test]
-    fn a_file_shorter_than_committed_is_an_error() {
-        let d = dir("short");
-        let path = table_path(&d, "t");
-        fs::write(&path, "id\n").unwrap();
-        let state = TableState { file_len: 100, ..TableState::default() };
-        let err = TableFile::open(&path, &state).err().unwrap();
-        assert_eq!(err.exit_status(), 2);
+    fn encoded_rows_follow_the_columns() {
+        let mut batch = Batch::default();
+        crate::parse::parse(
+            br#"{"data":[{"b":"=1","a":"x"}]}"#,
+            &crate::parse::Spec::records_in(&["data"]),
+            &mut batch,
+        )
+        .unwrap();
+        let cells: Vec<Cell> = batch.record(0).copied().collect();
+        let mut e = Encoder::new(true);
+        e.row(&batch, &cells, &[1, 0], 2, "T");
+        e.tombstone(&[(0, b"k")], 3, "T");
+        assert_eq!(e.take(Vec::new()), b"x,'=1,T,false\nk,,,T,true\n");
     }
 }

@@ -1,36 +1,26 @@
-//! The sync engine: for each table, pages from the connector go through the flattener
-//! and the change index into the table's CSV file, and every page is committed before
-//! the next is read.
+//! The sync engine: checks the directory and the credentials before writing
+//! anything, finishes what an interrupted run left, then reads each stream of the
+//! connector into its tables (see `read.rs`), committing after every page.
 //!
-//! A commit is: CSV (and journal of keys read) flushed and fsynced, then `state.json`
-//! rewritten atomically with the new lengths, columns and resume position. A rerun
-//! after a crash continues the interrupted run: finished tables are not read again,
-//! the table in progress resumes at its committed page, bytes written after the last
-//! commit are cut off, and the journal tells which keys the run already saw.
-//!
-//! Only new and changed records are appended. After a complete read, in a run over
-//! every table, committed keys that were not seen get a tombstone row.
+//! The order of a run: look at the directory read only (a corrupt state, a file
+//! edited or not ours: exit 2, nothing written); one request to prove the
+//! credentials and learn the account (another account: exit 2); take the lock;
+//! finish pending file replacements; then write.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::Value;
-
-use crate::connector::{Connector, Start, TableSpec};
+use crate::commit::Committer;
+use crate::connector::{Checked, Connector, Def};
 use crate::error::{Error, Result};
-use crate::flatten::{rfc3339, Columns, Page};
-use crate::http::Client;
-use crate::index::{self, Change, KeyIndex};
-use crate::seen::{seen_path, SeenLog};
-use crate::sink::{finish_refresh_swap, refresh_path, table_path, TableFile};
-use crate::state::{DirLock, Run, State, TableState};
-
-/// A page that appends nothing (an empty listing, or records that did not change)
-/// only moves the resume position and the journal of keys read. Losing that to a
-/// crash costs a re-read, never a row, so such pages are committed at most this
-/// often: an incremental sync with nothing new is not held up by fsyncs.
-const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+use crate::fsio::{create_out_dir, DirLock};
+use crate::http::{Client, Stats};
+use crate::progress::Progress;
+use crate::read::Reader;
+use crate::signal::Interrupt;
+use crate::state::{Account, OutputOptions, Resume, Run, State, Target};
+use crate::table::TableSummary;
+use crate::{replace, sink, timestamp, validate};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,400 +28,273 @@ pub struct Options {
     /// Only these tables; all when `None`.
     pub tables: Option<Vec<String>>,
     pub full_refresh: bool,
+    /// `--bom` / `--spreadsheet-safe` asked for (kept once a directory has them).
+    pub output: OutputOptions,
+    pub interrupt: Interrupt,
 }
 
-/// What one table's sync did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TableSummary {
-    pub table: String,
-    pub pages: u64,
-    /// Records read from the API.
-    pub read: u64,
-    pub new: u64,
-    pub changed: u64,
-    pub unchanged: u64,
-    /// Tombstones written.
-    pub deleted: u64,
-    /// True when the table was finished by an earlier, interrupted run.
-    pub skipped: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
+/// What a run did, for the summary, `last_sync.json` and the exit status.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub started: Instant,
+    pub started_at: String,
+    /// The run changed the directory: an error now exits 1, never 2.
+    pub wrote: bool,
+    /// The directory was checked and is ours: `last_sync.json` may be written.
+    pub dir_ready: bool,
+    pub pages_committed: u64,
     pub tables: Vec<TableSummary>,
-    pub requests: u64,
-    pub elapsed: Duration,
+    /// The interrupted run this one continued: where it stood.
+    pub resumed: Option<String>,
+    pub stats: Stats,
 }
 
-/// Checks `--tables` against the connector's tables.
-pub fn select_tables(connector: &dyn Connector, wanted: Option<&[String]>) -> Result<Vec<String>> {
-    let all: Vec<String> = connector.tables().iter().map(|t| t.name.to_string()).collect();
+impl Default for Report {
+    fn default() -> Report {
+        Report {
+            started: Instant::now(),
+            started_at: timestamp::now(),
+            wrote: false,
+            dir_ready: false,
+            pages_committed: 0,
+            tables: Vec::new(),
+            resumed: None,
+            stats: Stats::default(),
+        }
+    }
+}
+
+/// Checks `--tables` against the connector's tables; their names, in table order.
+pub fn select_tables(def: &Def, wanted: Option<&[String]>) -> Result<Vec<&'static str>> {
+    let all: Vec<&'static str> = def.tables.iter().map(|t| t.name).collect();
     let Some(wanted) = wanted else { return Ok(all) };
     for w in wanted {
-        if !all.contains(w) {
-            let msg = format!("--tables: {} has no table {w:?} (it has {})", connector.name(), all.join(", "));
+        if !all.contains(&w.as_str()) {
+            let msg = format!("--tables: {} has no table {w:?} (it has {})", def.name, all.join(", "));
             return Err(Error::Usage(msg));
         }
     }
-    Ok(all.into_iter().filter(|t| wanted.contains(t)).collect())
+    Ok(all.into_iter().filter(|t| wanted.iter().any(|w| w == t)).collect())
 }
 
-/// Opens the output directory for writing: creates it, takes the lock, loads the state.
-pub fn open_dir(dir: &Path, connector: &str) -> Result<(DirLock, State)> {
-    // Found before anything is written, so a usage error (2), not a failed sync (1).
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Usage(format!("--out {}: cannot create the directory: {e}", dir.display())))?;
-    let lock = DirLock::acquire(dir)?;
-    let state = match State::load(dir)? {
-        Some(s) if s.connector != connector => {
-            return Err(Error::State {
-                path: dir.join(crate::state::FILE_NAME),
-                detail: format!("it belongs to connector {}, not {connector}", s.connector),
-            })
+/// Everything a run works with.
+pub struct Ctx<'a> {
+    pub def: &'static Def,
+    pub connector: &'a dyn Connector,
+    pub client: &'a Client,
+    pub dir: &'a Path,
+    pub interrupt: &'a Interrupt,
+    pub checked: Checked,
+}
+
+pub fn run(
+    connector: &dyn Connector,
+    client: &Client,
+    opts: &Options,
+    report: &mut Report,
+    progress: &mut Progress,
+) -> Result<()> {
+    let def = connector.def();
+    let dir = opts.dir.as_path();
+    let selected = select_tables(def, opts.tables.as_deref())?;
+    // Read only, before the credentials are even tried: what is there is ours.
+    let existing = if dir.is_dir() { State::load(dir)? } else { None };
+    if dir.is_dir() {
+        validate::check_dir(dir, def, existing.as_ref())?;
+    }
+    if let Some(s) = &existing {
+        check_output(s, opts)?;
+    }
+    let checked = connector.check(client)?;
+    let account = Account { base_url: client.base_url().to_string(), id: checked.identity.clone() };
+    if let Some(s) = &existing {
+        validate::check_account(dir, s, &account)?;
+    }
+    create_out_dir(dir)?;
+    let _lock = DirLock::acquire(dir)?;
+    // Again under the lock: another process may have written since the first look.
+    let mut state = State::load(dir)?.unwrap_or_else(|| State::new(def.name));
+    validate::check_dir(dir, def, Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some()))?;
+    validate::check_account(dir, &state, &account)?;
+    check_output(&state, opts)?;
+    report.resumed = state.run.as_ref().map(|r| describe_resume(&state, r));
+    if let Some(at) = &report.resumed {
+        log::info!("resuming the sync interrupted at {at}");
+    }
+    report.dir_ready = true;
+    report.wrote = true;
+    replace::recover(dir, &mut state)?;
+    if state.upgraded {
+        upgrade_checksums(dir, &mut state)?;
+    }
+    if state.account.as_ref() != Some(&account) {
+        if state.account.is_none() && !state.tables.is_empty() {
+            log::info!("recording that {} holds {}", dir.display(), account.id);
         }
-        Some(s) => s,
-        None => State::new(connector),
-    };
-    Ok((lock, state))
+        state.account = Some(account);
+    }
+    if opts.full_refresh || state.tables.values().all(|t| t.file.is_empty()) {
+        state.output.bom |= opts.output.bom;
+        state.output.spreadsheet_safe |= opts.output.spreadsheet_safe;
+    }
+    begin_run(def, connector, &mut state, selected, opts.full_refresh);
+    state.save(dir)?;
+    let ctx = Ctx { def, connector, client, dir, interrupt: &opts.interrupt, checked };
+    let mut committer = Committer::start(dir.to_path_buf());
+    let result = read_all(&ctx, &mut state, &mut committer, report, progress);
+    let durable = committer.barrier();
+    report.pages_committed = committer.committed;
+    report.stats = client.stats();
+    result?;
+    durable?;
+    state.run = None;
+    state.save(dir)
 }
 
-pub fn run(connector: &dyn Connector, client: &Client, opts: &Options) -> Result<Summary> {
-    let started = Instant::now();
-    let selected = select_tables(connector, opts.tables.as_deref())?;
-    // Prove the credentials before touching the directory: a wrong key is one
-    // request and exit status 2, with nothing written.
-    connector.check(client)?;
-    let (_lock, mut state) = open_dir(&opts.dir, connector.name())?;
-    let run = begin_run(connector, &mut state, selected, opts.full_refresh);
-    state.run = Some(run.clone());
-    state.save(&opts.dir)?;
-    // Deleting needs a complete picture: a run limited with --tables deletes nothing,
-    // even when a later command adds the other tables to it.
-    let may_delete = run.deletes;
-    let mut summary = Summary::default();
-    for name in &run.tables {
-        let spec = connector.tables().iter().find(|t| t.name == name).expect("selected table exists");
-        if run.done.contains(name) {
-            summary.tables.push(TableSummary { table: name.clone(), skipped: true, ..Default::default() });
+fn read_all(
+    ctx: &Ctx,
+    state: &mut State,
+    committer: &mut Committer,
+    report: &mut Report,
+    progress: &mut Progress,
+) -> Result<()> {
+    let run = state.run.clone().expect("a run");
+    let todo: Vec<&'static str> =
+        ctx.def.tables.iter().map(|t| t.name).filter(|t| run.tables.iter().any(|r| r == t)).collect();
+    for plan in ctx.connector.streams(&todo) {
+        let pending: Vec<&'static str> =
+            plan.tables.iter().copied().filter(|t| !run.done.iter().any(|d| d == t)).collect();
+        for t in plan.tables.iter().filter(|t| !pending.contains(t)) {
+            report.tables.push(TableSummary { table: t.to_string(), skipped: true, ..TableSummary::default() });
+        }
+        if pending.is_empty() {
             continue;
         }
-        let mut table = TableSync::open(connector, spec, &opts.dir, &mut state, run.full_refresh, may_delete)?;
-        let result = table
-            .run(connector, client, &mut state)
-            .and_then(|()| table.finish(connector, client, &mut state, &run.started_at));
-        summary.tables.push(table.summary.clone());
+        let mut reader = Reader::open(ctx, state, committer, &plan, &pending)?;
+        let result = reader.run(ctx, state, committer, progress);
+        report.tables.extend(reader.summaries());
         result?;
     }
-    state.run = None;
-    state.save(&opts.dir)?;
-    summary.requests = client.requests();
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    Ok(())
+}
+
+/// `--bom` and `--spreadsheet-safe` change every file: on a directory written without
+/// them they need `--full-refresh`, which rewrites everything.
+fn check_output(state: &State, opts: &Options) -> Result<()> {
+    let has_data = state.tables.values().any(|t| !t.file.is_empty());
+    let wants = |flag: bool, has: bool| flag && !has;
+    if has_data && !opts.full_refresh {
+        for (flag, has, name) in [
+            (opts.output.bom, state.output.bom, "--bom"),
+            (opts.output.spreadsheet_safe, state.output.spreadsheet_safe, "--spreadsheet-safe"),
+        ] {
+            if wants(flag, has) {
+                return Err(Error::Usage(format!(
+                    "{name}: the files in {} were written without it; add --full-refresh to rewrite them with it",
+                    opts.dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where an interrupted run stood, for the first line of the run that resumes it.
+fn describe_resume(state: &State, run: &Run) -> String {
+    let current = run.tables.iter().find(|t| !run.done.contains(t));
+    let position = current.and_then(|t| state.tables.get(t)).and_then(|t| t.resume.as_ref());
+    let at = match (current, position) {
+        (Some(t), Some(Resume::Read(p))) => format!("{t}, {}", crate::read::describe(p)),
+        (Some(t), Some(Resume::Verify(_))) => format!("{t}, checking for deleted records"),
+        (Some(t), Some(Resume::Confirm)) => format!("{t}, confirming deleted records"),
+        (Some(t), None) => format!("{t}, at its start"),
+        (None, _) => "its end".into(),
+    };
+    format!("{} ({} of {} tables done; now {at})", run.started_at, run.done.len(), run.tables.len())
 }
 
 /// The run to carry out: a new one over `selected`, or the interrupted one, which
-/// is finished first, with any table of `selected` it lacked added to it.
-fn begin_run(connector: &dyn Connector, state: &mut State, selected: Vec<String>, full_refresh: bool) -> Run {
-    match state.run.take() {
+/// is finished first with any table of `selected` it lacked added to it. A
+/// `--full-refresh` replaces an interrupted run that was not one.
+fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: Vec<&'static str>, full: bool) {
+    let interrupted = state.run.take();
+    let run = match interrupted {
+        Some(run) if full && !run.full_refresh => {
+            log::warn!(
+                "--full-refresh: the interrupted sync started at {} is replaced by a full refresh",
+                run.started_at
+            );
+            new_run(def, state, selected, full)
+        }
         Some(mut run) => {
-            let missing: Vec<&String> = selected.iter().filter(|t| !run.tables.contains(t)).collect();
-            if !missing.is_empty() || run.full_refresh != full_refresh {
-                log::warn!(
-                    "finishing the interrupted sync started at {} ({}) together with this one",
-                    run.started_at,
-                    run.tables.join(",")
-                );
-            }
             for t in &selected {
-                if !run.tables.contains(t) {
-                    run.tables.push(t.clone());
-                    state.table(t).resume = Value::Null;
+                if !run.tables.iter().any(|r| r == t) {
+                    run.tables.push(t.to_string());
+                    state.table(t).resume = None;
                 }
             }
-            let order = |t: &String| connector.tables().iter().position(|s| s.name == t);
+            let order = |t: &String| def.tables.iter().position(|s| s.name == t);
             run.tables.sort_by_key(order);
             run
         }
-        None => {
-            let run = Run {
-                started_at: rfc3339(time::OffsetDateTime::now_utc()),
-                deletes: !full_refresh && selected.len() == connector.tables().len(),
-                tables: selected,
-                done: Vec::new(),
-                full_refresh,
-            };
-            for t in &run.tables {
-                state.table(t).resume = Value::Null;
-            }
-            run
+        None => new_run(def, state, selected, full),
+    };
+    for t in &run.tables {
+        let table = state.table(t);
+        if table.file.is_empty() && table.last_complete_sync.is_none() && table.created_since.is_none() {
+            table.created_since = connector.created_since(t);
         }
     }
+    state.run = Some(run);
 }
 
-/// One table being synced: its columns, file, change index and page buffer.
-struct TableSync {
-    spec: &'static TableSpec,
-    dir: PathBuf,
-    /// Writing `<table>.csv.refresh` for `--full-refresh`, swapped in at the end.
-    refreshing: bool,
-    cols: Columns,
-    file: TableFile,
-    /// What each committed key looks like; `None` while the table file is empty
-    /// (every record is new), so a first sync holds no per-key memory at all.
-    index: Option<KeyIndex>,
-    seen: Option<SeenLog>,
-    page: Page,
-    /// Rows of the page to append.
-    keep: Vec<u32>,
-    /// Per column, the hash of its name (fingerprints hash names, not positions).
-    name_hashes: Vec<u64>,
-    summary: TableSummary,
-}
-
-impl TableSync {
-    fn open(
-        connector: &dyn Connector,
-        spec: &'static TableSpec,
-        dir: &Path,
-        state: &mut State,
-        full_refresh: bool,
-        may_delete: bool,
-    ) -> Result<TableSync> {
-        let ts = state.table(spec.name);
-        let fresh = ts.resume.is_null();
-        finish_refresh_swap(dir, spec.name, ts)?;
-        if full_refresh && fresh {
-            ts.refresh = Some(Box::default());
+fn new_run(def: &Def, state: &mut State, selected: Vec<&'static str>, full: bool) -> Run {
+    if full {
+        let with_history: Vec<&str> =
+            selected.iter().copied().filter(|t| state.tables.get(*t).is_some_and(|s| s.file.rows > 0)).collect();
+        if !with_history.is_empty() {
+            log::warn!(
+                "--full-refresh replaces the history (changed rows and tombstones) of {} with one row per record",
+                with_history.join(", ")
+            );
         }
-        let refreshing = full_refresh && ts.refresh.is_some();
-        let (path, committed) = match &ts.refresh {
-            Some(r) if refreshing => (refresh_path(dir, spec.name), (**r).clone()),
-            _ => (table_path(dir, spec.name), ts.clone()),
-        };
-        let mut cols = Columns::new(spec.timestamps, Some(connector.time_format()));
-        cols.restore(&committed.columns);
-        let file = TableFile::open(&path, &committed)?;
-        let mut index = match committed.file_len {
-            0 => None,
-            len => Some(index::load(&path, len, spec.primary_key)?),
-        };
-        // Journal the keys read only when something committed could be deleted.
-        let ts = state.table(spec.name);
-        if fresh {
-            ts.seen_len = (may_delete && !refreshing && index.as_ref().is_some_and(|i| !i.is_empty())).then_some(0);
-        }
-        let seen = match ts.seen_len {
-            Some(len) => {
-                let log = SeenLog::open(&seen_path(dir, spec.name), len)?;
-                if let Some(index) = &mut index {
-                    log.replay(|k| index.mark_seen(k))?;
-                }
-                Some(log)
-            }
-            None => None,
-        };
-        let summary = TableSummary { table: spec.name.to_string(), ..Default::default() };
-        Ok(TableSync {
-            spec,
-            dir: dir.to_path_buf(),
-            refreshing,
-            cols,
-            file,
-            index,
-            seen,
-            page: Page::default(),
-            keep: Vec::new(),
-            name_hashes: Vec::new(),
-            summary,
-        })
     }
-
-    /// The committed state of the file being written.
-    fn committed<'s>(&self, state: &'s mut State) -> &'s mut TableState {
-        let ts = state.table(self.spec.name);
-        if self.refreshing {
-            ts.refresh.get_or_insert_with(Box::default)
+    let all = selected.len() == def.tables.len();
+    for t in &selected {
+        let table = state.table(t);
+        table.resume = None;
+        table.seen_len = None;
+        table.order = None;
+        if full {
+            table.start_refresh();
         } else {
-            ts
+            table.refresh = None;
         }
     }
+    Run {
+        started_at: timestamp::now(),
+        tables: selected.iter().map(|t| t.to_string()).collect(),
+        done: Vec::new(),
+        full_refresh: full,
+        deletes: !full && all,
+        counts: Default::default(),
+    }
+}
 
-    fn run(&mut self, connector: &dyn Connector, client: &Client, state: &mut State) -> Result<()> {
-        let ts = state.table(self.spec.name);
-        if ts.last_complete_sync.is_none() && ts.file_len == 0 && ts.created_since.is_none() {
-            ts.created_since = connector.created_since(self.spec.name);
+/// A state from an older api2csv kept no checksums: take them from the files now,
+/// once they passed the length and header checks.
+fn upgrade_checksums(dir: &Path, state: &mut State) -> Result<()> {
+    for (name, table) in state.tables.iter_mut() {
+        for target in [Target::Table, Target::Refresh] {
+            let file = table.file_mut(target);
+            if !file.is_empty() && (file.tail_start, file.tail_crc, file.crc) == (0, 0, 0) {
+                sink::checksum(&sink::file_path(dir, name, target), file)?;
+            }
         }
-        let resume = ts.resume.clone();
-        let start = Start { resume: &resume, created_since: ts.created_since };
-        let mut reader = connector.open(client, self.spec.name, &start)?;
-        let mut last_commit = Instant::now();
-        loop {
-            self.page.clear();
-            let synced_at = rfc3339(time::OffsetDateTime::now_utc());
-            let more = reader.next_page(&mut self.page, &mut self.cols)?;
-            self.summary.pages += 1;
-            self.classify();
-            if !self.keep.is_empty() {
-                self.write_page(state, &synced_at)?;
-            }
-            if !self.keep.is_empty() || last_commit.elapsed() >= IDLE_COMMIT_INTERVAL {
-                if let Some(seen) = &mut self.seen {
-                    state.table(self.spec.name).seen_len = Some(seen.commit()?);
-                }
-                state.table(self.spec.name).resume = reader.position();
-                let columns = self.committed_columns();
-                self.committed(state).columns = columns;
-                state.save(&self.dir)?;
-                last_commit = Instant::now();
-            }
-            if !more {
-                return Ok(());
-            }
+        if table.refresh.as_ref().is_some_and(|r| r.is_empty()) && table.resume.is_none() {
+            table.refresh = None;
         }
     }
-
-    /// Decides which rows of the page are new or changed, and journals every key.
-    fn classify(&mut self) {
-        self.keep.clear();
-        self.summary.read += self.page.len() as u64;
-        let Some(index) = &mut self.index else {
-            self.summary.new += self.page.len() as u64;
-            self.keep.extend(0..self.page.len() as u32);
-            return;
-        };
-        while self.name_hashes.len() < self.cols.len() {
-            let name = &self.cols.get(self.name_hashes.len()).name;
-            self.name_hashes.push(index::hash(0, name.as_bytes()));
-        }
-        let pk: Vec<Option<usize>> = self.spec.primary_key.iter().map(|k| self.cols.position_of(&[k])).collect();
-        for i in 0..self.page.len() {
-            let row = self.page.row(i);
-            let value = |col: Option<usize>| {
-                col.and_then(|c| row.iter().rfind(|cell| cell.col as usize == c))
-                    .map_or(&b""[..], |c| self.page.value(c))
-            };
-            let key = index::key_hash(pk.iter().map(|&c| value(c)));
-            let fingerprint =
-                index::fingerprint(row.iter().map(|c| (self.name_hashes[c.col as usize], self.page.value(c))));
-            if let Some(seen) = &mut self.seen {
-                seen.push(key);
-            }
-            match index.observe(key, fingerprint) {
-                Change::New => self.summary.new += 1,
-                Change::Changed => self.summary.changed += 1,
-                Change::Unchanged => {
-                    self.summary.unchanged += 1;
-                    continue;
-                }
-            }
-            self.keep.push(i as u32);
-        }
-    }
-
-    /// Writes the kept rows and makes them durable; the caller then commits the state.
-    fn write_page(&mut self, state: &mut State, synced_at: &str) -> Result<()> {
-        if self.file.needs_widening(&self.page, &self.keep) {
-            let len = self.file.widen(&self.cols)?;
-            let columns: Vec<_> = self.cols.iter().map(|c| (c.name.clone(), c.path.clone())).collect();
-            let ts = self.committed(state);
-            ts.file_len = len;
-            ts.columns = columns;
-            ts.swap_pending = true;
-            state.save(&self.dir)?;
-            self.file.swap(&self.cols, len)?;
-            log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len());
-        }
-        self.file.write_page(&self.page, &self.keep, &self.cols, synced_at)?;
-        let len = self.file.commit()?;
-        let ts = self.committed(state);
-        ts.file_len = len;
-        ts.rows += self.keep.len() as u64;
-        ts.swap_pending = false;
-        Ok(())
-    }
-
-    /// The columns of the file's header: columns seen only in rows that were not
-    /// written are not in the file, so they are not committed either.
-    fn committed_columns(&self) -> Vec<(String, Vec<String>)> {
-        let n = self.file.header_cols();
-        self.cols.iter().take(n).map(|c| (c.name.clone(), c.path.clone())).collect()
-    }
-
-    /// After the last page: tombstones for keys not seen, the refreshed file swapped
-    /// in, and the table marked done in the run.
-    fn finish(
-        &mut self,
-        connector: &dyn Connector,
-        client: &Client,
-        state: &mut State,
-        run_started: &str,
-    ) -> Result<()> {
-        if self.seen.is_some() {
-            self.write_tombstones(connector, client, state)?;
-        }
-        let ts = state.table(self.spec.name);
-        ts.resume = Value::Null;
-        ts.seen_len = None;
-        ts.last_complete_sync = Some(run_started.to_string());
-        if self.refreshing {
-            let refreshed = *ts.refresh.take().expect("refresh in progress");
-            ts.file_len = refreshed.file_len;
-            ts.rows = refreshed.rows;
-            ts.columns = refreshed.columns;
-            ts.swap_pending = false;
-            ts.refresh_swap_pending = true;
-        }
-        state.run.as_mut().expect("run in progress").done.push(self.spec.name.to_string());
-        state.save(&self.dir)?;
-        finish_refresh_swap(&self.dir, self.spec.name, state.table(self.spec.name))?;
-        let _ = std::fs::remove_file(seen_path(&self.dir, self.spec.name));
-        Ok(())
-    }
-
-    fn write_tombstones(&mut self, connector: &dyn Connector, client: &Client, state: &mut State) -> Result<()> {
-        let Some(index) = &self.index else { return Ok(()) };
-        let unseen: HashSet<u64> = index.unseen().into_iter().collect();
-        if unseen.is_empty() {
-            return Ok(());
-        }
-        // The index holds hashes; the key values come from the rows on file.
-        let ts = state.table(self.spec.name);
-        let path = table_path(&self.dir, self.spec.name);
-        let header: Vec<String> = ts.columns.iter().map(|(n, _)| n.clone()).collect();
-        let key_cols: Vec<usize> =
-            self.spec.primary_key.iter().filter_map(|k| header.iter().position(|h| h == k)).collect();
-        let mut keys: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-        index::scan(&path, ts.file_len, self.spec.primary_key, |key, _, record| {
-            if unseen.contains(&key) {
-                keys.insert(key, key_cols.iter().map(|&c| record[c].to_vec()).collect());
-            }
-        })?;
-        let synced_at = rfc3339(time::OffsetDateTime::now_utc());
-        let mut sorted: Vec<_> = keys.into_values().collect();
-        sorted.sort();
-        let mut gone = Vec::with_capacity(sorted.len());
-        for key in sorted {
-            if connector.still_exists(client, self.spec.name, &key)? {
-                let shown: Vec<_> = key.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-                log::warn!(
-                    "{}: {} was not in the listing but still exists; not deleted",
-                    self.spec.name,
-                    shown.join(",")
-                );
-            } else {
-                gone.push(key);
-            }
-        }
-        let sorted = gone;
-        for values in &sorted {
-            let cells: Vec<(usize, &[u8])> = key_cols.iter().zip(values).map(|(&c, v)| (c, v.as_slice())).collect();
-            self.file.write_tombstone(&cells, &synced_at)?;
-        }
-        let len = self.file.commit()?;
-        let ts = state.table(self.spec.name);
-        ts.file_len = len;
-        ts.rows += sorted.len() as u64;
-        self.summary.deleted = sorted.len() as u64;
-        Ok(())
-    }
+    state.upgraded = false;
+    Ok(())
 }

@@ -128,7 +128,7 @@ fn a_full_disk_exits_1_and_the_rerun_loses_and_repeats_nothing() {
     let err = wd.fails(&mut cmd, 1);
     assert!(one_line(&err).contains("cannot write"), "{err}");
     let state: serde_json::Value = serde_json::from_slice(&fs::read(wd.path("out/state.json")).unwrap()).unwrap();
-    let committed = state["tables"]["subscriber"]["file_len"].as_u64().unwrap();
+    let committed = state["tables"]["subscriber"]["file"]["file_len"].as_u64().unwrap();
     assert!(committed > 0, "nothing was committed before the disk filled up");
     assert!(fs::metadata(wd.path("out/subscriber.csv")).unwrap().len() >= committed);
 

@@ -22,7 +22,7 @@ pub fn read_table(path: &Path) -> Table {
 /// CSV column name → key path, as committed in state.json.
 pub fn column_paths(dir: &Path, table: &str) -> HashMap<String, Vec<String>> {
     let state: Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
-    let cols = state["tables"][table]["columns"].as_array().unwrap_or_else(|| panic!("no columns for {table}"));
+    let cols = state["tables"][table]["file"]["columns"].as_array().unwrap_or_else(|| panic!("no columns for {table}"));
     cols.iter()
         .map(|c| {
             let name = c[0].as_str().unwrap().to_string();

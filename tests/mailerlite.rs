@@ -134,7 +134,8 @@ fn a_rate_limited_api_is_waited_for_not_failed() {
     wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "free"]));
     let needed = unlimited.requests();
 
-    let opts = MockOptions { rate_limit: Some((25, 1)), ..free };
+    // Few enough that a sync meets the limit: it reads 100 records a request.
+    let opts = MockOptions { rate_limit: Some((5, 1)), ..free };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "retry_attempts": 3"#);
     wd.stdout(&mut sync(&wd, &cfg));

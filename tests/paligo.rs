@@ -109,7 +109,7 @@ fn mid_table(wd: &Workdir, table: &str) -> Option<Value> {
         return None;
     }
     let ts = &state["tables"][table];
-    let started = ts["rows"].as_u64().unwrap_or(0) > 0 && !ts["resume"].is_null();
+    let started = ts["file"]["rows"].as_u64().unwrap_or(0) > 0 && !ts["resume"].is_null();
     started.then(|| ts["resume"].clone())
 }
 

@@ -1,22 +1,80 @@
-//! What each API offers: its tables, their primary keys and timestamp fields, and a
-//! page reader per table that resumes from a committed position.
+//! What each API offers: its tables, their primary keys and timestamp fields, and
+//! the streams of pages that feed them.
 //!
-//! A new API is one file here (and one in `mock/`), registered in [`NAMES`] and
-//! [`requirements`]/[`build`].
+//! [`CONNECTORS`] is the one list of APIs the tool knows: the command line, the
+//! demo and the tests iterate it. A new API is one file here and one in `mock/`,
+//! plus its line in that list.
 
 pub mod mailerlite;
 pub mod paligo;
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{Config, Requirements};
 use crate::error::Result;
-use crate::flatten::{Columns, Page, TimeFormat};
-use crate::http::{is_loopback, scheme_and_host, Client, ClientConfig, Secret};
-use crate::json::{self, Parser};
+use crate::http::{Client, Secret};
+use crate::mock::{MockApi, MockOptions};
+use crate::paginate::Position;
+use crate::parse::{Batch, Envelope, Spec};
+use crate::timestamp::TimeFormat;
 
-/// The connectors, in the order `--help` lists them.
-pub const NAMES: &[&str] = &["mailerlite", "paligo"];
+/// The APIs api2csv can sync, in the order `--help` lists them.
+pub static CONNECTORS: &[&Def] = &[&mailerlite::DEF, &paligo::DEF];
+
+/// The connector named `name`.
+pub fn find(name: &str) -> Option<&'static Def> {
+    CONNECTORS.iter().copied().find(|d| d.name == name)
+}
+
+/// The names of every connector, for messages.
+pub fn names() -> String {
+    CONNECTORS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+}
+
+/// One API: everything the tool needs to know about it without a configuration.
+pub struct Def {
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    pub requirements: Requirements,
+    pub tables: &'static [TableSpec],
+    pub time_format: TimeFormat,
+    /// The connector for a validated configuration.
+    pub build: fn(&Config) -> Box<dyn Connector>,
+    /// The `Authorization` header for a configuration.
+    pub authorization: fn(&Config) -> Secret,
+    /// The embedded mock of the API, and the path its base URL ends with.
+    pub mock: fn(&MockOptions) -> Arc<dyn MockApi>,
+    pub mock_base_path: &'static str,
+    /// A configuration that reaches the mock at `base_url`.
+    pub mock_config: fn(base_url: &str) -> serde_json::Value,
+}
+
+impl std::fmt::Debug for Def {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Def({})", self.name)
+    }
+}
+
+impl Def {
+    pub fn table(&self, name: &str) -> Option<&'static TableSpec> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// How a key that a complete read did not see is confirmed gone before it gets a
+/// tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// The listing cannot skip a record (cursor pages): not seen means gone.
+    Unseen,
+    /// Page-number pages can skip a record when the listing shifts: read the listing
+    /// once more; what it still lacks is gone.
+    Reread,
+    /// Ask the API's show route for the record: 404 (or 410) means gone.
+    Show,
+}
 
 /// One table of a connector.
 #[derive(Debug)]
@@ -25,181 +83,141 @@ pub struct TableSpec {
     pub primary_key: &'static [&'static str],
     /// Top-level keys holding timestamps, written as RFC 3339 UTC.
     pub timestamps: &'static [&'static str],
+    /// Columns the connector adds itself (Paligo's `parent_id`, `level`, `path`).
+    pub derived: &'static [&'static str],
     /// How the table is read, for `api2csv tables`.
     pub read_as: &'static str,
+    pub confirm: Confirm,
 }
 
-/// An API the tool can sync.
+/// What the one request of `check` learned.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// The account the credentials belong to, as far as the API reveals it.
+    pub identity: String,
+    /// What to tell the user.
+    pub message: String,
+    /// Records per table, where the API announced a count.
+    pub totals: BTreeMap<String, u64>,
+}
+
+/// An API the tool can sync, for one configuration.
 pub trait Connector {
-    fn name(&self) -> &'static str;
-    fn tables(&self) -> &'static [TableSpec];
-    fn time_format(&self) -> TimeFormat;
-    /// A reader of `table` that starts where `start` says.
-    fn open<'a>(&'a self, client: &'a Client, table: &str, start: &Start) -> Result<Box<dyn PageReader + 'a>>;
+    fn def(&self) -> &'static Def;
+    /// One cheap request that proves the credentials.
+    fn check(&self, client: &Client) -> Result<Checked>;
+    /// The streams that feed `tables` (in table order), each with the tables it writes.
+    fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan>;
+    /// Opens `plan` at `position` (none: the start).
+    fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_>;
+    /// A stream that reads the listing of `table` once more (for [`Confirm::Reread`]).
+    fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_>;
+    /// Whether the record of `table` with primary key `key` still exists ([`Confirm::Show`]).
+    fn still_exists(&self, _client: &Client, _table: &str, _key: &[Vec<u8>]) -> Result<bool> {
+        Ok(false)
+    }
     /// For a table's first sync: records created before this Unix time are never
     /// synced (`initial_sync_days`). The cut-off is kept for every later sync.
     fn created_since(&self, _table: &str) -> Option<i64> {
         None
     }
-    /// One cheap request that proves the credentials; returns what to tell the user.
-    fn check(&self, client: &Client) -> Result<String>;
-    /// Whether the record of `table` with primary key `key` still exists, asked of a
-    /// key that a complete read did not see, before it gets a tombstone. Page-number
-    /// paging can skip a record when others are deleted during the read; where the
-    /// API can show single records, this keeps such a record from looking deleted.
-    fn still_exists(&self, _client: &Client, _table: &str, _key: &[Vec<u8>]) -> Result<bool> {
-        Ok(false)
-    }
 }
 
-/// Where a table's reading starts.
-#[derive(Debug, Clone, Copy)]
-pub struct Start<'v> {
-    /// The committed position; null: at the beginning.
-    pub resume: &'v Value,
-    /// Skip records created before this Unix time.
-    pub created_since: Option<i64>,
+/// A stream of pages and the tables it writes, in the order read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    pub name: &'static str,
+    pub tables: Vec<&'static str>,
 }
 
-/// The pages of one table, read lazily, one per call.
-pub trait PageReader {
-    /// Reads the next page's records into `page`; false once the table is finished
-    /// (the page may still hold the last records).
-    fn next_page(&mut self, page: &mut Page, cols: &mut Columns) -> Result<bool>;
-    /// Where reading resumes after the pages returned so far.
-    fn position(&self) -> Value;
+/// A request for one page: a path under the base URL and its query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
 }
 
-/// What to do with each record of a page: flatten it into a row, or pick fields.
-pub type OnRecord<'r> = dyn FnMut(&mut Parser, &mut Page, &mut Columns) -> json::Result<()> + 'r;
-
-/// The usual [`OnRecord`]: the whole record becomes one row.
-pub fn flatten_record(p: &mut Parser, page: &mut Page, cols: &mut Columns) -> json::Result<()> {
-    page.flatten_record(p, cols)?;
-    page.end_row();
-    Ok(())
+/// What a stream makes of one accepted page, per table of its plan.
+pub enum Rows<'a> {
+    /// Every record of the page.
+    All(&'a Batch),
+    /// Some of them, by index.
+    Some(&'a Batch, &'a [u32]),
 }
 
-/// GETs `path` and lets `parse` read the body into `page`. A body that `parse`
-/// rejects leaves `page` as it was and is retried like a failed request.
-pub fn fetch_into<T>(
-    client: &Client,
-    path: &str,
-    query: &[(&str, &str)],
-    page: &mut Page,
-    cols: &mut Columns,
-    mut parse: impl FnMut(&[u8], &mut Page, &mut Columns) -> std::result::Result<T, String>,
-) -> Result<T> {
-    client.fetch(path, query, |body| {
-        std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-        let mark = page.mark();
-        let parsed = parse(body, page, cols);
-        if parsed.is_err() {
-            page.rollback(mark);
+impl<'a> Rows<'a> {
+    pub fn batch(&self) -> &'a Batch {
+        match self {
+            Rows::All(b) | Rows::Some(b, _) => b,
         }
-        parsed
-    })
-}
+    }
 
-/// The configuration rules of connector `name`.
-pub fn requirements(name: &str) -> Option<Requirements> {
-    match name {
-        "mailerlite" => Some(mailerlite::REQUIREMENTS),
-        "paligo" => Some(paligo::REQUIREMENTS),
-        _ => None,
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::All(b) => b.len(),
+            Rows::Some(_, idx) => idx.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th record's index in the batch.
+    pub fn record(&self, i: usize) -> usize {
+        match self {
+            Rows::All(_) => i,
+            Rows::Some(_, idx) => idx[i] as usize,
+        }
     }
 }
 
-/// The connector `name` for a validated configuration.
-pub fn build(name: &str, config: &Config) -> Option<Box<dyn Connector>> {
-    match name {
-        "mailerlite" => Some(Box::new(mailerlite::MailerLite::new(config))),
-        "paligo" => Some(Box::new(paligo::Paligo::new(config))),
-        _ => None,
+/// The run's counters that streams keep across pages and restarts.
+pub type Counts = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The pages of one listing (or a sequence of listings), read lazily.
+pub trait Stream {
+    /// The request for the next page; `None` once the stream is done.
+    fn request(&self) -> Option<Request>;
+    /// How to read the body of that request.
+    fn spec(&self) -> Spec<'static>;
+    /// Checks a parsed body's envelope; an error refuses the body, which is retried.
+    fn check(&self, envelope: &Envelope, batch: &Batch) -> std::result::Result<(), String>;
+    /// Takes an accepted page and moves on; an error ends the sync (a listing that
+    /// does not move, runs past what the account holds).
+    fn accept(&mut self, envelope: &Envelope, batch: &Batch, counts: &mut Counts) -> std::result::Result<(), String>;
+    /// The rows of the page just accepted for table number `table` of the plan.
+    fn rows<'a>(&'a self, table: usize, batch: &'a Batch) -> Rows<'a>;
+    /// The request answered 404 or 410: the position is unknown to the server (a page
+    /// gone, a parent deleted). Returns false when that is an error after all.
+    fn not_found(&mut self) -> bool;
+    /// Where the stream resumes after the pages accepted so far.
+    fn position(&self) -> Position;
+    /// The API refused the page size (422): fall back to a smaller one and start the
+    /// current listing over. False when there is none smaller to try.
+    fn shrink_page_size(&mut self) -> bool {
+        false
     }
+    /// Skip records created before this Unix time (`initial_sync_days`).
+    fn set_created_since(&mut self, _since: Option<i64>) {}
 }
 
-/// The tables of connector `name`, without a configuration.
-pub fn tables(name: &str) -> Option<&'static [TableSpec]> {
-    match name {
-        "mailerlite" => Some(mailerlite::TABLES),
-        "paligo" => Some(paligo::TABLES),
-        _ => None,
-    }
-}
-
-/// The HTTP client for connector `name` and `config`, with the connector's
-/// `Authorization` header, paced to the API's rate limit unless it is on loopback
-/// (the embedded mock, which limits only when asked to with `--rate-limit`).
-pub fn client(name: &str, config: &Config) -> Client {
-    let loopback = scheme_and_host(&config.base_url).is_some_and(|(_, host)| is_loopback(host));
-    let pace = requirements(name).map(|r| r.requests_per_minute).filter(|_| !loopback);
-    Client::new(ClientConfig {
+/// The HTTP client for `def` and `config`, paced to the API's documented budget
+/// unless it is on loopback (the embedded mock: paced only once it refuses a request).
+pub fn client(def: &Def, config: &Config, interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>) -> Client {
+    let loopback = crate::http::check_base_url(&config.base_url).is_ok_and(|b| b.loopback);
+    let budget = (!loopback).then_some((def.requirements.requests_per_minute, std::time::Duration::from_secs(60)));
+    Client::new(crate::http::ClientConfig {
         base_url: config.base_url.clone(),
-        authorization: Secret::new(authorization(name, config)),
+        authorization: (def.authorization)(config),
         timeout: config.timeout,
         retries: config.retries,
-        requests_per_minute: pace,
+        budget,
+        interrupt,
     })
 }
 
-/// The `Authorization` header of connector `name`: MailerLite takes a bearer token,
-/// Paligo HTTP Basic `username:api_key`.
-pub fn authorization(name: &str, config: &Config) -> String {
-    match name {
-        "paligo" => {
-            let user = config.username.as_deref().unwrap_or("");
-            format!("Basic {}", base64(format!("{user}:{}", config.api_key.expose()).as_bytes()))
-        }
-        _ => format!("Bearer {}", config.api_key.expose()),
-    }
-}
-
-/// Standard base64 with padding, for HTTP Basic credentials.
-pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(name: &str, base_url: &str) -> Config {
-        let mut map = serde_json::Map::new();
-        map.insert("api_key".into(), "k".into());
-        map.insert("username".into(), "u".into());
-        map.insert("base_url".into(), base_url.into());
-        crate::config::from_map(&requirements(name).unwrap(), &map, &|_| None).unwrap()
-    }
-
-    #[test]
-    fn real_apis_are_paced_and_the_loopback_mock_is_not() {
-        let c = client("paligo", &config("paligo", "https://acme.paligoapp.com/api/v2"));
-        assert_eq!(c.requests_per_minute(), Some(50));
-        let c = client("mailerlite", &config("mailerlite", "https://connect.mailerlite.com/api"));
-        assert_eq!(c.requests_per_minute(), Some(120));
-        let c = client("mailerlite", &config("mailerlite", "http://127.0.0.1:9/api"));
-        assert_eq!(c.requests_per_minute(), None);
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
-        for (plain, encoded) in cases {
-            assert_eq!(super::base64(plain.as_bytes()), encoded);
-        }
-    }
+/// The tables of connector `name`.
+pub fn tables(name: &str) -> Option<&'static [TableSpec]> {
+    find(name).map(|d| d.tables)
 }

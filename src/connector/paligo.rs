@@ -3,22 +3,37 @@
 //!
 //! Pages are `{page, next_page, total_pages, <resource>: [...]}`; we count pages
 //! ourselves with the same `per_page` and filters, and stop on an empty `next_page`
-//! or `page >= total_pages`, never on a short page (the server caps `per_page`).
-//! The taxonomy listing returns one level at a time, so the tree is walked depth
-//! first with `parent=<id>`; the stack of listings still to read is the resume
-//! position, committed with every page like any cursor.
+//! or the last page, never on a short page (the server caps `per_page`). The
+//! taxonomy listing returns one level at a time, so the tree is walked depth first
+//! with `parent=<id>`, adding `parent_id`, `level` and `path` to each taxonomy.
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{fetch_into, flatten_record, Connector, OnRecord, PageReader, Start, TableSpec};
+use super::{Checked, Confirm, Connector, Counts, Def, Request, Rows, Stream, StreamPlan, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
-use crate::flatten::{Columns, Page, TimeFormat};
-use crate::http::Client;
-use crate::json::{self, Kind, Parser};
+use crate::http::{Client, Secret};
+use crate::mock::{self, MockApi, MockOptions};
+use crate::paginate::{join_path, Child, Next, Page, PageSignals, Position, Tree};
+use crate::parse::{Batch, Envelope, Spec};
+use crate::timestamp::{self, TimeFormat};
+
+pub static DEF: Def = Def {
+    name: "paligo",
+    about: "Paligo (<instance>.paligoapp.com): users, the taxonomy tree, assignments",
+    requirements: REQUIREMENTS,
+    tables: TABLES,
+    time_format: TimeFormat::UnixSeconds,
+    build: |config| Box::new(Paligo::new(config)),
+    authorization,
+    mock: |opts: &MockOptions| -> Arc<dyn MockApi> { Arc::new(mock::paligo::Paligo::new(opts)) },
+    mock_base_path: "/api/v2",
+    mock_config: |base_url| json!({"base_url": base_url, "username": mock::paligo::USERNAME, "api_key": mock::paligo::API_KEY}),
+};
 
 pub const REQUIREMENTS: Requirements = Requirements {
     connector: "paligo",
@@ -35,372 +50,402 @@ fn instance_url(instance: &str) -> String {
     format!("https://{instance}.paligoapp.com/api/v2")
 }
 
+/// HTTP Basic `username:api_key`.
+fn authorization(config: &Config) -> Secret {
+    let user = config.username.as_deref().unwrap_or("");
+    Secret::new(format!("Basic {}", base64(format!("{user}:{}", config.api_key.expose()).as_bytes())))
+}
+
+const ASSIGNMENT_TIMES: &[&str] = &["created_at", "start_date", "end_date"];
+/// The columns the tree walk adds to each taxonomy.
+const DERIVED: &[&str] = &["parent_id", "level", "path"];
+
 pub const TABLES: &[TableSpec] = &[
-    TableSpec { name: "users", primary_key: &["id"], timestamps: &[], read_as: "pages of users/" },
+    TableSpec {
+        name: "users",
+        primary_key: &["id"],
+        timestamps: &[],
+        derived: &[],
+        read_as: "pages of users/",
+        confirm: Confirm::Show,
+    },
     TableSpec {
         name: "taxonomies",
         primary_key: &["id"],
         timestamps: &[],
+        derived: DERIVED,
         read_as: "the whole tree: roots, then parent=<id> depth first; adds parent_id, level, path",
+        confirm: Confirm::Show,
     },
     TableSpec {
         name: "assignments",
         primary_key: &["id"],
-        timestamps: &["created_at", "start_date", "end_date"],
+        timestamps: ASSIGNMENT_TIMES,
+        derived: &[],
         read_as: "pages of assignments/ (initial_sync_days: created in that window)",
+        confirm: Confirm::Show,
     },
 ];
 
-/// Separates titles in a taxonomy `path`; a title's own `\` and `/` are escaped
-/// as `\\` and `\/`, so the path splits back into titles unambiguously.
-pub const PATH_SEPARATOR: &str = " / ";
-/// A deeper tree is taken for a cycle in the API's `parent` links.
-const MAX_DEPTH: u32 = 64;
+/// The page size to fall back to when the API refuses a larger one.
+const FALLBACK_PAGE_SIZE: u32 = 100;
 
 pub struct Paligo {
-    page_size: String,
+    page_size: Cell<u32>,
     initial_sync_days: Option<u32>,
+    username: String,
 }
 
 impl Paligo {
     pub fn new(config: &Config) -> Paligo {
-        Paligo { page_size: config.page_size.to_string(), initial_sync_days: config.initial_sync_days }
+        Paligo {
+            page_size: Cell::new(config.page_size),
+            initial_sync_days: config.initial_sync_days,
+            username: config.username.clone().unwrap_or_default(),
+        }
+    }
+
+    fn page(&self) -> Page {
+        Page::start(self.page_size.get())
+    }
+
+    fn shrink(&self) -> bool {
+        if self.page_size.get() <= FALLBACK_PAGE_SIZE {
+            return false;
+        }
+        log::warn!(
+            "the API refused {} records per page; using {FALLBACK_PAGE_SIZE} for the rest of the run",
+            self.page_size.get()
+        );
+        self.page_size.set(FALLBACK_PAGE_SIZE);
+        true
     }
 }
 
 impl Connector for Paligo {
-    fn name(&self) -> &'static str {
-        "paligo"
+    fn def(&self) -> &'static Def {
+        &DEF
     }
 
-    fn tables(&self) -> &'static [TableSpec] {
-        TABLES
+    fn check(&self, client: &Client) -> Result<Checked> {
+        // One user per page: the number of pages is the number of users.
+        let users = client.get("/users/", &[("page", "1"), ("per_page", "1")], |reply| {
+            let mut batch = Batch::default();
+            let env = crate::parse::parse(reply.body, &spec("users", &[]), &mut batch).map_err(|e| e.0)?;
+            signals(&env).map(|s| s.last_page)
+        })?;
+        let host = crate::http::check_base_url(client.base_url()).map(|b| b.host).unwrap_or_default();
+        let mut checked = Checked {
+            identity: format!("user {} at {host}", self.username),
+            message: format!("credentials accepted by {}", client.base_url()),
+            ..Checked::default()
+        };
+        if let Some(n) = users {
+            checked.message.push_str(&format!(": {n} users"));
+            checked.totals.insert("users".into(), n);
+        }
+        Ok(checked)
     }
 
-    fn time_format(&self) -> TimeFormat {
-        TimeFormat::UnixSeconds
+    fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan> {
+        tables.iter().map(|&t| StreamPlan { name: t, tables: vec![t] }).collect()
     }
 
-    fn open<'a>(&'a self, client: &'a Client, table: &str, start: &Start) -> Result<Box<dyn PageReader + 'a>> {
-        Ok(match table {
-            "users" => Box::new(Listing::new(client, self, "users", start)),
-            "assignments" => Box::new(Listing::new(client, self, "assignments", start)),
-            "taxonomies" => Box::new(Tree::new(client, self, start.resume)),
-            _ => unreachable!("unknown paligo table {table}"),
-        })
+    fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_> {
+        self.reread(plan.name, position)
+    }
+
+    fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
+        match table {
+            "taxonomies" => Box::new(Taxonomies::new(self, position)),
+            "assignments" => Box::new(Listing::new(self, "assignments", ASSIGNMENT_TIMES, position)),
+            _ => Box::new(Listing::new(self, "users", &[], position)),
+        }
+    }
+
+    fn still_exists(&self, client: &Client, table: &str, key: &[Vec<u8>]) -> Result<bool> {
+        let id = String::from_utf8_lossy(&key[0]);
+        let path =
+            format!("/{table}/{}/", percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC));
+        let shown = client.get(&path, &[], |reply| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(reply.body).map_err(|e| format!("invalid JSON: {e}"))
+        });
+        match shown {
+            Ok(_) => Ok(true),
+            Err(Error::Api { status: 404 | 410, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn created_since(&self, table: &str) -> Option<i64> {
         let days = self.initial_sync_days.filter(|_| table == "assignments")?;
         Some(time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(days) * 86_400)
     }
+}
 
-    fn still_exists(&self, client: &Client, table: &str, key: &[Vec<u8>]) -> Result<bool> {
-        let id = String::from_utf8_lossy(&key[0]);
-        let path = format!("/{table}/{}/", crate::http::encode(&id));
-        let shown = client
-            .fetch(&path, &[], |body| serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| e.to_string()));
-        match shown {
-            Ok(_) => Ok(true),
-            Err(Error::Api { status: 404, .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
+fn spec(resource: &'static str, timestamps: &'static [&'static str]) -> Spec<'static> {
+    let records: &'static [&'static str] = match resource {
+        "users" => &["users", "data", "items"],
+        "taxonomies" => &["taxonomies", "data", "items"],
+        _ => &["assignments", "data", "items"],
+    };
+    Spec { records, bare_array: true, timestamps, time_format: Some(TimeFormat::UnixSeconds), capture: &[] }
+}
 
-    fn check(&self, client: &Client) -> Result<String> {
-        let (mut page, mut cols) = (Page::default(), Columns::new(&[], None));
-        let query = [("page", "1"), ("per_page", "1")];
-        fetch_page(client, "users", &query, &mut page, &mut cols, &mut |p, _, _| p.skip().map(drop))?;
-        Ok(format!("credentials accepted by {}", client.base_url()))
+/// A number the API may send as a JSON number or a numeric string.
+fn number(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 
-/// The paging facts of one response.
-#[derive(Debug, Default)]
-struct Envelope {
-    records: usize,
-    page: Option<u64>,
-    has_next: bool,
-    total_pages: Option<u64>,
-}
-
-/// GETs one page of `resource` and runs `on_record` on each record.
-fn fetch_page(
-    client: &Client,
-    resource: &str,
-    query: &[(&str, &str)],
-    page: &mut Page,
-    cols: &mut Columns,
-    on_record: &mut OnRecord,
-) -> Result<Envelope> {
-    let path = format!("/{resource}/");
-    fetch_into(client, &path, query, page, cols, |body, page, cols| {
-        parse_envelope(body, resource, page, cols, on_record)
-    })
-}
-
-fn parse_envelope(
-    body: &[u8],
-    resource: &str,
-    page: &mut Page,
-    cols: &mut Columns,
-    on_record: &mut OnRecord,
-) -> std::result::Result<Envelope, String> {
-    let s = |e: json::SyntaxError| e.to_string();
-    let mut p = Parser::new(body);
-    let mut env = Envelope::default();
-    if p.peek().map_err(s)? == Kind::Array {
-        // The docs' examples show bare arrays; tolerate them as a single last page.
-        records(&mut p, page, cols, on_record, &mut env).map_err(s)?;
-        p.finish().map_err(s)?;
-        return Ok(env);
+/// The paging signals of a Paligo envelope; a bare array is a single last page.
+fn signals(env: &Envelope) -> std::result::Result<PageSignals, String> {
+    if env.records_key.is_none() {
+        return Ok(PageSignals::default());
     }
-    let mut key = Vec::new();
-    let mut saw_records = false;
-    p.begin_object().map_err(s)?;
-    while p.next_key(&mut key).map_err(s)? {
-        let k = key.as_slice();
-        if k == resource.as_bytes() || k == b"data" || k == b"items" {
-            saw_records = true;
-            records(&mut p, page, cols, on_record, &mut env).map_err(s)?;
-        } else if k == b"page" || k == b"total_pages" {
-            let v = match p.peek().map_err(s)? {
-                Kind::Number => std::str::from_utf8(p.number().map_err(s)?).ok().and_then(|n| n.parse().ok()),
-                Kind::String => {
-                    let mut v = Vec::new();
-                    p.string_into(&mut v).map_err(s)?;
-                    std::str::from_utf8(&v).ok().and_then(|n| n.trim().parse().ok())
+    let has_next = match env.get("next_page") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(other) => return Err(format!("next_page is neither a URL nor empty: {other}")),
+    };
+    Ok(PageSignals { current_page: number(env.get("page")), last_page: number(env.get("total_pages")), has_next })
+}
+
+fn query(page: &Page, extra: Option<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    let mut q = vec![("per_page", page.page_size.to_string()), ("page", page.page.to_string())];
+    q.extend(extra);
+    q
+}
+
+/// `users/` or `assignments/`, optionally only what was created since a cut-off.
+struct Listing<'c> {
+    paligo: &'c Paligo,
+    resource: &'static str,
+    timestamps: &'static [&'static str],
+    position: Position,
+    /// RFC 3339 form of the `initial_sync_days` cut-off: timestamps compare as text.
+    since: Option<String>,
+    keep: Vec<u32>,
+}
+
+impl<'c> Listing<'c> {
+    fn new(
+        paligo: &'c Paligo,
+        resource: &'static str,
+        ts: &'static [&'static str],
+        at: Option<Position>,
+    ) -> Listing<'c> {
+        let position = at.unwrap_or_else(|| Position::Page(paligo.page()));
+        Listing { paligo, resource, timestamps: ts, position, since: None, keep: Vec::new() }
+    }
+}
+
+impl Stream for Listing<'_> {
+    fn request(&self) -> Option<Request> {
+        let Position::Page(p) = &self.position else { return None };
+        Some(Request { path: format!("/{}/", self.resource), query: query(p, None) })
+    }
+
+    fn spec(&self) -> Spec<'static> {
+        spec(self.resource, self.timestamps)
+    }
+
+    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
+        signals(envelope).map(drop)
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
+        self.keep.clear();
+        if let Some(since) = &self.since {
+            let created = batch.path_id(&["created_at"]);
+            for i in 0..batch.len() {
+                let at = created.and_then(|p| batch.value_at(i, p)).unwrap_or(b"");
+                // A record without a valid creation time is kept: it cannot be dated.
+                if at.is_empty() || !at.ends_with(b"Z") || at >= since.as_bytes() {
+                    self.keep.push(i as u32);
                 }
-                _ => p.skip().map(|_| None).map_err(s)?,
-            };
-            if k == b"page" {
-                env.page = v;
-            } else {
-                env.total_pages = v;
             }
-        } else if k == b"next_page" {
-            env.has_next = match p.peek().map_err(s)? {
-                Kind::String => {
-                    let mut v = Vec::new();
-                    p.string_into(&mut v).map_err(s)?;
-                    !v.is_empty()
-                }
-                _ => p.skip().map(|raw| raw != b"null" && raw != b"false").map_err(s)?,
-            };
-        } else {
-            p.skip().map_err(s)?;
         }
-    }
-    p.finish().map_err(s)?;
-    if !saw_records {
-        return Err(format!("the body has no \"{resource}\" array"));
-    }
-    Ok(env)
-}
-
-fn records(
-    p: &mut Parser,
-    page: &mut Page,
-    cols: &mut Columns,
-    on_record: &mut OnRecord,
-    env: &mut Envelope,
-) -> json::Result<()> {
-    p.begin_array()?;
-    while p.next_element()? {
-        on_record(p, page, cols)?;
-        env.records += 1;
-    }
-    Ok(())
-}
-
-/// Page-number paging over one listing, with our own counter and parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Pages {
-    page: u64,
-    #[serde(default)]
-    done: bool,
-}
-
-impl Pages {
-    fn from(resume: &Value) -> Pages {
-        serde_json::from_value(resume.clone()).unwrap_or(Pages { page: 1, done: false })
-    }
-
-    fn fetch(
-        &mut self,
-        client: &Client,
-        resource: &str,
-        params: &[(&str, &str)],
-        page: &mut Page,
-        cols: &mut Columns,
-        on_record: &mut OnRecord,
-    ) -> Result<()> {
-        let number = self.page.to_string();
-        let mut query = params.to_vec();
-        query.push(("page", &number));
-        let env = fetch_page(client, resource, &query, page, cols, on_record)?;
-        if let Some(got) = env.page.filter(|&p| p != self.page) {
-            let url = client.url(&format!("/{resource}/"), &query);
-            return Err(Error::Response { url, detail: format!("asked for page {}, got page {got}", self.page) });
+        let Position::Page(p) = &mut self.position else { return Ok(()) };
+        if p.advance(&signals(env)?)? == Next::Done {
+            self.position = Position::Done;
         }
-        let last = env.total_pages.is_some_and(|t| self.page >= t);
-        self.done = !env.has_next || last || env.records == 0;
-        self.page += 1;
         Ok(())
     }
-}
 
-/// `users/` or `assignments/`: every record flattened, optionally only those
-/// created since a cut-off.
-struct Listing<'a> {
-    client: &'a Client,
-    resource: &'static str,
-    per_page: &'a str,
-    created_since: Option<i64>,
-    pages: Pages,
-}
+    fn rows<'a>(&'a self, _table: usize, batch: &'a Batch) -> Rows<'a> {
+        match self.since {
+            Some(_) => Rows::Some(batch, &self.keep),
+            None => Rows::All(batch),
+        }
+    }
 
-impl<'a> Listing<'a> {
-    fn new(client: &'a Client, paligo: &'a Paligo, resource: &'static str, start: &Start) -> Listing<'a> {
-        let pages = Pages::from(start.resume);
-        Listing { client, resource, per_page: &paligo.page_size, created_since: start.created_since, pages }
+    fn not_found(&mut self) -> bool {
+        match &mut self.position {
+            Position::Page(p) if p.page > 1 => {
+                *p = Page::start(p.page_size);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn position(&self) -> Position {
+        self.position.clone()
+    }
+
+    fn set_created_since(&mut self, since: Option<i64>) {
+        self.since = since.map(|s| {
+            let mut out = Vec::new();
+            timestamp::unix_seconds(s.to_string().as_bytes(), &mut out);
+            String::from_utf8(out).unwrap_or_default()
+        });
+    }
+
+    fn shrink_page_size(&mut self) -> bool {
+        if !self.paligo.shrink() {
+            return false;
+        }
+        self.position = Position::Page(self.paligo.page());
+        true
     }
 }
 
-impl PageReader for Listing<'_> {
-    fn next_page(&mut self, page: &mut Page, cols: &mut Columns) -> Result<bool> {
-        if self.pages.done {
-            return Ok(false);
+/// The taxonomy tree, depth first, each taxonomy with `parent_id`, `level`, `path`.
+struct Taxonomies<'c> {
+    paligo: &'c Paligo,
+    position: Position,
+    /// Ids met in this read: a node listed under two parents is walked once.
+    visited: HashSet<String>,
+    built: Batch,
+}
+
+impl<'c> Taxonomies<'c> {
+    fn new(paligo: &'c Paligo, at: Option<Position>) -> Taxonomies<'c> {
+        let position = at.unwrap_or_else(|| Position::Tree(Tree::start(paligo.page_size.get())));
+        Taxonomies { paligo, position, visited: HashSet::new(), built: Batch::default() }
+    }
+
+    fn tree(&mut self) -> Option<&mut Tree> {
+        match &mut self.position {
+            Position::Tree(t) => Some(t),
+            _ => None,
         }
-        let since = self.created_since;
-        let mut on_record = |p: &mut Parser, page: &mut Page, cols: &mut Columns| match since {
-            None => flatten_record(p, page, cols),
-            Some(since) => {
-                let raw = p.skip()?;
-                let mut created = Vec::new();
-                let has = json::field(&mut Parser::new(raw), b"created_at", &mut created)?;
-                let created = std::str::from_utf8(&created).ok().and_then(|c| c.parse::<i64>().ok());
-                if !has || created.is_none_or(|c| c >= since) {
-                    flatten_record(&mut Parser::new(raw), page, cols)?;
+    }
+}
+
+impl Stream for Taxonomies<'_> {
+    fn request(&self) -> Option<Request> {
+        let Position::Tree(t) = &self.position else { return None };
+        let frame = t.current()?;
+        Some(Request {
+            path: "/taxonomies/".into(),
+            query: query(&frame.page, frame.parent.clone().map(|p| ("parent", p))),
+        })
+    }
+
+    fn spec(&self) -> Spec<'static> {
+        spec("taxonomies", &[])
+    }
+
+    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
+        signals(envelope).map(drop)
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
+        let Position::Tree(tree) = &self.position else { return Ok(()) };
+        let frame = tree.current().ok_or("the tree walk is over")?.clone();
+        let (id_path, title_path) = (batch.path_id(&["id"]), batch.path_id(&["title"]));
+        let level = frame.level.to_string();
+        self.built.clear();
+        let mut children = Vec::new();
+        for i in 0..batch.len() {
+            let text = |p: Option<u32>| {
+                String::from_utf8_lossy(p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")).into_owned()
+            };
+            let (id, title) = (text(id_path), text(title_path));
+            let path = join_path(frame.parent.as_ref().map(|_| frame.path.as_str()), &title);
+            self.built.begin_record();
+            self.built.copy_record(batch, i);
+            self.built.push_derived("parent_id", frame.parent.as_deref().unwrap_or("").as_bytes());
+            self.built.push_derived("level", level.as_bytes());
+            self.built.push_derived("path", path.as_bytes());
+            self.built.end_record();
+            if !id.is_empty() && self.visited.insert(id.clone()) {
+                children.push(Child { id, path });
+            }
+        }
+        let signals = signals(env)?;
+        let tree = self.tree().expect("a tree");
+        for id in tree.advance(&signals, children)? {
+            log::warn!("taxonomy {id} is listed under its own descendant (a cycle in the parent links); it is kept where it was first met");
+        }
+        if tree.current().is_none() {
+            self.position = Position::Done;
+        }
+        Ok(())
+    }
+
+    fn rows<'a>(&'a self, _table: usize, _batch: &'a Batch) -> Rows<'a> {
+        Rows::All(&self.built)
+    }
+
+    fn not_found(&mut self) -> bool {
+        let Some(tree) = self.tree() else { return false };
+        match tree.current() {
+            Some(frame) if frame.parent.is_some() => {
+                log::warn!(
+                    "taxonomy {} no longer exists; its children are not listed",
+                    frame.parent.as_deref().unwrap_or("")
+                );
+                tree.drop_current();
+                if tree.current().is_none() {
+                    self.position = Position::Done;
                 }
-                Ok(())
+                true
             }
-        };
-        let params = [("per_page", self.per_page)];
-        self.pages.fetch(self.client, self.resource, &params, page, cols, &mut on_record)?;
-        Ok(!self.pages.done)
-    }
-
-    fn position(&self) -> Value {
-        serde_json::to_value(&self.pages).expect("serializes")
-    }
-}
-
-/// One listing of the tree still to read: the children of `parent` (roots if none).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Frame {
-    parent: Option<String>,
-    /// Level of the nodes this listing returns: 1 for roots.
-    level: u32,
-    /// Path of `parent`, empty for roots.
-    path: String,
-    #[serde(flatten)]
-    pages: Pages,
-}
-
-/// The taxonomy tree, depth first.
-struct Tree<'a> {
-    client: &'a Client,
-    per_page: &'a str,
-    stack: Vec<Frame>,
-    /// Ids seen by this process, to stop on a cycle instead of walking forever.
-    seen: HashSet<String>,
-}
-
-impl<'a> Tree<'a> {
-    fn new(client: &'a Client, paligo: &'a Paligo, resume: &Value) -> Tree<'a> {
-        let root = Frame { parent: None, level: 1, path: String::new(), pages: Pages { page: 1, done: false } };
-        let stack = match resume.get("stack") {
-            Some(s) => serde_json::from_value(s.clone()).unwrap_or_default(),
-            None if resume.get("done").is_some() => Vec::new(),
-            None => vec![root],
-        };
-        Tree { client, per_page: &paligo.page_size, stack, seen: HashSet::new() }
-    }
-}
-
-impl PageReader for Tree<'_> {
-    fn next_page(&mut self, page: &mut Page, cols: &mut Columns) -> Result<bool> {
-        let Some(frame) = self.stack.last_mut() else { return Ok(false) };
-        let (parent, level, parent_path) = (frame.parent.clone(), frame.level, frame.path.clone());
-        let level_text = level.to_string();
-        let mut children: Vec<Frame> = Vec::new();
-        let (mut id, mut title) = (Vec::new(), Vec::new());
-        let mut on_record = |p: &mut Parser, page: &mut Page, cols: &mut Columns| {
-            // A body that failed half way is parsed again from the start: its rows were
-            // rolled back, so drop the children they announced too (one per row).
-            children.truncate(page.len());
-            let mark = page.mark();
-            page.flatten_record(p, cols)?;
-            id.clear();
-            title.clear();
-            page.pending_value(cols, &["id"], &mut id);
-            page.pending_value(cols, &["title"], &mut title);
-            let parent_path = parent.as_ref().map(|_| parent_path.as_str());
-            let path = join_path(parent_path, &String::from_utf8_lossy(&title));
-            page.push(cols, &["parent_id"], parent.as_deref().unwrap_or("").as_bytes());
-            page.push(cols, &["level"], level_text.as_bytes());
-            page.push(cols, &["path"], path.as_bytes());
-            page.end_row();
-            if id.is_empty() {
-                page.rollback(mark);
-                return Ok(());
+            Some(frame) if frame.page.page > 1 => {
+                let size = frame.page.page_size;
+                *tree = Tree::start(size);
+                true
             }
-            let pages = Pages { page: 1, done: false };
-            let parent = Some(String::from_utf8_lossy(&id).into_owned());
-            children.push(Frame { parent, level: level + 1, path, pages });
-            Ok(())
-        };
-        let mut params = vec![("per_page", self.per_page)];
-        if let Some(p) = &frame.parent {
-            params.push(("parent", p.as_str()));
+            _ => false,
         }
-        frame.pages.fetch(self.client, "taxonomies", &params, page, cols, &mut on_record)?;
-        if frame.pages.done {
-            self.stack.pop();
-        }
-        for child in children.into_iter().rev() {
-            let id = child.parent.clone().unwrap_or_default();
-            if child.level > MAX_DEPTH || !self.seen.insert(id.clone()) {
-                let url = self.client.url("/taxonomies/", &[("parent", &id)]);
-                return Err(Error::Response {
-                    url,
-                    detail: format!("taxonomy {id} is reached twice: the tree has a cycle"),
-                });
-            }
-            self.stack.push(child);
-        }
-        Ok(!self.stack.is_empty())
     }
 
-    fn position(&self) -> Value {
-        if self.stack.is_empty() {
-            json!({"done": true})
-        } else {
-            json!({ "stack": self.stack })
+    fn position(&self) -> Position {
+        self.position.clone()
+    }
+
+    fn shrink_page_size(&mut self) -> bool {
+        if !self.paligo.shrink() {
+            return false;
         }
+        self.position = Position::Tree(Tree::start(self.paligo.page_size.get()));
+        self.visited.clear();
+        true
     }
 }
 
-/// Escapes `\` and `/` in a title and appends it to its parent's path (`None` for
-/// a root: a root titled `""` has an empty path, and its children still start
-/// with the separator).
-pub fn join_path(parent: Option<&str>, title: &str) -> String {
-    let escaped = title.replace('\\', "\\\\").replace('/', "\\/");
-    match parent {
-        None => escaped,
-        Some(parent) => format!("{parent}{PATH_SEPARATOR}{escaped}"),
+/// Standard base64 with padding, for HTTP Basic credentials.
+pub fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -408,25 +453,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelopes_stop_on_empty_next_page() {
-        let body = br#"{"page":2,"next_page":"","total_pages":2,"users":[{"id":57,"name":"O"}]}"#;
-        let (mut page, mut cols) = (Page::default(), Columns::new(&[], None));
-        let env = parse_envelope(body, "users", &mut page, &mut cols, &mut flatten_record).unwrap();
-        assert_eq!((env.records, env.page, env.has_next, env.total_pages), (1, Some(2), false, Some(2)));
-        let body = br#"{"page":1,"next_page":"https://x/api/v2/users/?page=2","total_pages":"3","users":[]}"#;
-        let env = parse_envelope(body, "users", &mut page, &mut cols, &mut flatten_record).unwrap();
-        assert_eq!((env.has_next, env.total_pages), (true, Some(3)));
-        assert!(parse_envelope(br#"{"page":1}"#, "users", &mut page, &mut cols, &mut flatten_record).is_err());
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    fn envelope(body: &str) -> Envelope {
+        crate::parse::parse(body.as_bytes(), &spec("users", &[]), &mut Batch::default()).unwrap()
     }
 
     #[test]
-    fn paths_escape_the_separator() {
-        let p = join_path(None, "Input/Output > Drivers \\ Legacy");
-        assert_eq!(p, "Input\\/Output > Drivers \\\\ Legacy");
-        assert_eq!(join_path(Some(&p), "Child"), "Input\\/Output > Drivers \\\\ Legacy / Child");
-        assert_eq!(join_path(Some("A"), "B"), crate::mock::paligo::taxonomy_path(&["A", "B"]));
-        let nested = join_path(Some(&join_path(None, "x/y")), "z\\");
-        assert_eq!(nested, crate::mock::paligo::taxonomy_path(&["x/y", "z\\"]));
-        assert_eq!(join_path(Some(&join_path(None, "")), "a"), crate::mock::paligo::taxonomy_path(&["", "a"]));
+    fn envelopes_give_paging_signals() {
+        let s = signals(&envelope(r#"{"page":2,"next_page":"","total_pages":"2","users":[{"id":57}]}"#)).unwrap();
+        assert_eq!((s.current_page, s.last_page, s.has_next), (Some(2), Some(2), false));
+        let s = signals(&envelope(r#"{"page":1,"next_page":"https://x/users/?page=2","users":[]}"#)).unwrap();
+        assert!(s.has_next);
+        let s = signals(&envelope(r#"[{"id":1}]"#)).unwrap();
+        assert!(!s.has_next);
+        assert!(signals(&envelope(r#"{"next_page":7,"users":[]}"#)).is_err());
     }
 }

@@ -1,0 +1,37 @@
+//! `api2csv compact`: one row per primary key in every table file.
+
+use std::path::PathBuf;
+
+use lexopt::prelude::*;
+
+use super::{help, lex, quiet_logging, say, usage};
+use crate::compact::Compacted;
+use crate::error::Failure;
+
+pub const USAGE: &str = "\
+api2csv compact <DIR>
+
+Rewrites each table file in DIR to one row per primary key, the latest one, and drops
+keys whose latest row is a tombstone (_deleted=true). Safe to interrupt. Writes
+DIR/manifest.json.
+";
+
+pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
+    let mut dir = None;
+    while let Some(arg) = p.next().map_err(lex)? {
+        match arg {
+            Long("help") | Short('h') => return help(USAGE),
+            Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
+            other => return Err(lex(other.unexpected()).into()),
+        }
+    }
+    let dir = dir.ok_or_else(|| usage("compact: which directory?"))?;
+    quiet_logging();
+    let (state, done) = crate::compact::run(&dir).map_err(|e| Failure { wrote: false, error: e })?;
+    say(&text(&done));
+    super::sync::write_manifest(&dir, &state).map_err(|e| Failure { error: e, wrote: true })
+}
+
+pub fn text(done: &[Compacted]) -> String {
+    done.iter().map(|c| format!("{:<18} compacted {} rows to {}\n", c.table, c.rows_before, c.rows_after)).collect()
+}

@@ -1,0 +1,180 @@
+//! `api2csv sync`: one run of a connector into an output directory.
+
+use std::path::PathBuf;
+
+use lexopt::prelude::*;
+
+use super::{connector_arg, lex, say, usage, value};
+use crate::config::{self, Config};
+use crate::connector::{self, Def};
+use crate::error::{Error, Failure, Result};
+use crate::log_setup::{self, Verbosity};
+use crate::progress::{Mode, Progress};
+use crate::signal::Interrupt;
+use crate::state::OutputOptions;
+use crate::sync::{self, Report};
+use crate::{manifest, report};
+
+pub const USAGE: &str = "\
+api2csv sync <connector> [--config FILE] [--out DIR] [--tables T1,T2] [--full-refresh] [--compact]
+             [--bom] [--spreadsheet-safe] [-q | -v | -vv]
+
+Reads every table of the connector and appends what changed to DIR/<table>.csv
+(default DIR: the current directory), committing DIR/state.json after every page.
+An interrupted sync continues where it stopped when run again.
+
+  --config FILE        JSON configuration, `-` for standard input (secrets may come
+                       from the environment instead: MAILERLITE_API_KEY,
+                       PALIGO_USERNAME, PALIGO_API_KEY; the file wins)
+  --out DIR            output directory (only its last component is created)
+  --tables T1,T2       only these tables (see `api2csv tables <connector>`); repeatable
+  --full-refresh       rebuild each table file from scratch (history is replaced)
+  --compact            compact the directory after the sync (see `api2csv compact --help`)
+  --bom                start table files with a UTF-8 byte order mark, for Excel (kept)
+  --spreadsheet-safe   prefix cells starting with = + - @ tab or CR with ' (kept)
+  -q                   errors only;  -v / -vv  more detail (RUST_LOG overrides)
+
+Progress goes to stderr: a live line on a terminal, an info line every 30 s
+otherwise. The summary goes to stdout; DIR/last_sync.json and DIR/manifest.json
+record the run.
+";
+
+/// The parsed command line of `sync`.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub connector: &'static Def,
+    pub config: Option<PathBuf>,
+    pub out: PathBuf,
+    pub tables: Option<Vec<String>>,
+    pub full_refresh: bool,
+    pub compact: bool,
+    pub output: OutputOptions,
+    pub verbosity: Verbosity,
+}
+
+pub fn parse(p: &mut lexopt::Parser) -> Result<Option<Args>> {
+    let (mut connector, mut config, mut out, mut tables) = (None, None, PathBuf::from("."), None::<Vec<String>>);
+    let (mut full_refresh, mut compact, mut output) = (false, false, OutputOptions::default());
+    let (mut quiet, mut verbose) = (false, 0u8);
+    while let Some(arg) = p.next().map_err(lex)? {
+        match arg {
+            Long("help") | Short('h') => return Ok(None),
+            Long("config") => config = Some(PathBuf::from(p.value().map_err(lex)?)),
+            Long("out") => out = PathBuf::from(p.value().map_err(lex)?),
+            Long("tables") => {
+                let list: String = value(p, "--tables")?;
+                let names: Vec<String> =
+                    list.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+                if names.is_empty() {
+                    return Err(usage("--tables: name at least one table (see `api2csv tables <connector>`)"));
+                }
+                let all = tables.get_or_insert_with(Vec::new);
+                all.extend(names.into_iter().filter(|n| !all.contains(n)).collect::<Vec<_>>());
+            }
+            Long("full-refresh") => full_refresh = true,
+            Long("compact") => compact = true,
+            Long("bom") => output.bom = true,
+            Long("spreadsheet-safe") => output.spreadsheet_safe = true,
+            Short('q') | Long("quiet") => quiet = true,
+            Short('v') | Long("verbose") => verbose += 1,
+            Value(v) if connector.is_none() => connector = Some(connector_arg(v)?),
+            other => return Err(lex(other.unexpected())),
+        }
+    }
+    let connector = connector.ok_or_else(|| usage(format!("sync: which connector? ({})", connector::names())))?;
+    let verbosity = Verbosity::from_flags(quiet, verbose);
+    Ok(Some(Args { connector, config, out, tables, full_refresh, compact, output, verbosity }))
+}
+
+pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
+    let Some(args) = parse(p)? else {
+        say(USAGE);
+        return Ok(());
+    };
+    let config = load_config(args.connector, args.config.as_deref(), args.verbosity)?;
+    sync_with(&args, &config)
+}
+
+/// Loads and validates the configuration of `def`, sets up logging (at least `-v`
+/// when the configuration asks for debug logging), and warns about keys that do not apply.
+pub fn load_config(def: &Def, file: Option<&std::path::Path>, verbosity: Verbosity) -> Result<Config> {
+    let config = config::load(&def.requirements, file, &|var| std::env::var(var).ok());
+    let debug = config.as_ref().is_ok_and(|c| c.debug_logging) && verbosity != Verbosity::Quiet;
+    log_setup::init(if debug { verbosity.max(Verbosity::Verbose) } else { verbosity });
+    let config = config?;
+    for key in &config.unknown_keys {
+        match config::did_you_mean(key) {
+            Some(known) => log::warn!("configuration: unknown key {key:?} ignored; did you mean {known:?}?"),
+            None => log::warn!("configuration: unknown key {key:?} ignored"),
+        }
+    }
+    if config.sync_frequency_hours.is_some() {
+        log::warn!("configuration: sync_frequency_hours does not apply: api2csv syncs when it is run; schedule it with cron or a systemd timer");
+    }
+    if config.initial_sync_days.is_some() && def.name == "mailerlite" {
+        log::warn!("configuration: initial_sync_days does not apply to mailerlite: its API cannot filter by time, so every sync reads every record");
+    }
+    Ok(config)
+}
+
+/// Runs the sync of `args` with a validated configuration: the summary, then
+/// `last_sync.json`, then the manifest (and compaction) on success.
+pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failure> {
+    let interrupt = Interrupt::install();
+    let client = connector::client(args.connector, config, Some(interrupt.0.clone()));
+    let c = (args.connector.build)(config);
+    let opts = sync::Options {
+        dir: args.out.clone(),
+        tables: args.tables.clone(),
+        full_refresh: args.full_refresh || !config.incremental,
+        output: args.output,
+        interrupt: interrupt.clone(),
+    };
+    let mut progress = Progress::new(Mode::detect(args.verbosity == Verbosity::Quiet));
+    let mut report = Report::default();
+    let result = sync::run(c.as_ref(), &client, &opts, &mut report, &mut progress);
+    drop(progress);
+    report.stats = client.stats();
+    let result = result.map_err(|e| match e {
+        Error::Interrupted => {
+            Error::Signal { name: interrupt.name(), status: interrupt.exit_status(), committed: report.pages_committed }
+        }
+        e => e,
+    });
+    let result = result.and_then(|()| finish(args));
+    let failure = result.err().map(|error| Failure { error, wrote: report.wrote });
+    if report.dir_ready {
+        if args.verbosity != Verbosity::Quiet {
+            say(&report::summary_text(&report));
+        }
+        let status = failure.as_ref().map_or(0, Failure::status);
+        let line = failure.as_ref().map(|f| f.error.to_string());
+        if let Err(e) = report::write(&args.out, args.connector.name, &report, status, line) {
+            log::warn!("{e}");
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// After a successful sync: compaction if asked, and the manifest of what is there.
+fn finish(args: &Args) -> Result<()> {
+    let state = if args.compact {
+        let (state, done) = crate::compact::run(&args.out)?;
+        say(&super::compact::text(&done));
+        state
+    } else {
+        crate::state::State::load(&args.out)?.expect("a state after a sync")
+    };
+    write_manifest(&args.out, &state)
+}
+
+/// Writes `DIR/manifest.json` for the table files `state` describes.
+pub fn write_manifest(dir: &std::path::Path, state: &crate::state::State) -> Result<()> {
+    let files: Vec<(String, u64, u64)> = state
+        .tables
+        .iter()
+        .filter(|(_, t)| !t.file.is_empty())
+        .map(|(name, t)| (format!("{name}.csv"), t.file.rows, t.file.columns.len() as u64 + 2))
+        .collect();
+    manifest::write(dir, &state.connector, &files).map(drop)
+}

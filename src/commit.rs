@@ -1,0 +1,177 @@
+//! Commits off the critical path: a second thread makes pages durable while the
+//! main thread fetches and parses the next one.
+//!
+//! A commit is a list of appends (table files, `.seen` journals) and the state that
+//! counts them. The committer writes the appends in order, fdatasyncs every file it
+//! touched, and only then rewrites `state.json` atomically: a page's state is never
+//! durable before its rows, and pages are committed in the order they were read.
+//! When pages come faster than the disk syncs, the commits waiting in the queue
+//! share one round of syncs and one state write (the latest), which is safe for the
+//! same reason one commit is: the state written counts only bytes already synced.
+//! Files are opened for each round, so a file renamed over in between (widening) is
+//! never appended to through a stale handle.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
+use crate::state::State;
+
+/// Bytes to append to a file.
+pub struct Append {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// One page's worth of durable change.
+pub struct Commit {
+    pub appends: Vec<Append>,
+    pub state: State,
+}
+
+/// The committer's answer to one commit: its buffers back, and whether it stuck.
+struct Ack {
+    buffers: Vec<Vec<u8>>,
+    result: std::result::Result<(), Error>,
+}
+
+/// Commits waiting at most; beyond, the main thread waits for the disk.
+const QUEUE: usize = 2;
+
+pub struct Committer {
+    dir: PathBuf,
+    tx: Option<SyncSender<Commit>>,
+    acks: Receiver<Ack>,
+    thread: Option<JoinHandle<()>>,
+    /// Commits sent and not yet answered.
+    pending: usize,
+    /// Commits that stuck.
+    pub committed: u64,
+    failed: Option<Error>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Committer {
+    pub fn start(dir: PathBuf) -> Committer {
+        let (tx, rx) = mpsc::sync_channel::<Commit>(QUEUE);
+        let (ack_tx, acks) = mpsc::channel();
+        let state_path = dir.join(crate::state::FILE_NAME);
+        let thread = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || run(rx, ack_tx, state_path))
+            .expect("a thread can be spawned");
+        Committer {
+            dir,
+            tx: Some(tx),
+            acks,
+            thread: Some(thread),
+            pending: 0,
+            committed: 0,
+            failed: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// A buffer to encode the next page into.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Queues a commit; fails with the error of an earlier commit that did not stick.
+    pub fn send(&mut self, commit: Commit) -> Result<()> {
+        self.collect(false)?;
+        let tx = self.tx.as_ref().expect("the committer runs");
+        tx.send(commit).map_err(|_| Error::io("commit", &self.dir, std::io::Error::other("the committer stopped")))?;
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Waits until every commit sent is durable.
+    pub fn barrier(&mut self) -> Result<()> {
+        self.collect(true)
+    }
+
+    fn collect(&mut self, wait: bool) -> Result<()> {
+        loop {
+            let ack = if wait && self.pending > 0 { self.acks.recv().ok() } else { self.acks.try_recv().ok() };
+            let Some(ack) = ack else { break };
+            self.pending -= 1;
+            self.spare.extend(ack.buffers);
+            match ack.result {
+                Ok(()) => self.committed += 1,
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
+        }
+        match self.failed.take() {
+            Some(e) => {
+                self.failed = Some(Error::io("commit", &self.dir, std::io::Error::other("an earlier commit failed")));
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) {
+    let mut broken = false;
+    while let Ok(first) = rx.recv() {
+        let mut round = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            round.push(more);
+        }
+        let result = if broken { Err(stopped()) } else { durable(&round, &state_path) };
+        broken |= result.is_err();
+        let mut result = Some(result);
+        for commit in round {
+            let buffers = commit.appends.into_iter().map(|a| a.bytes).collect();
+            let r = result.take().unwrap_or_else(|| if broken { Err(stopped()) } else { Ok(()) });
+            let _ = acks.send(Ack { buffers, result: r });
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::io("commit", std::path::Path::new("."), std::io::Error::other("an earlier commit failed"))
+}
+
+/// Appends, syncs each file once, then writes the latest state.
+fn durable(round: &[Commit], state_path: &std::path::Path) -> Result<()> {
+    let mut touched: Vec<(PathBuf, std::fs::File)> = Vec::new();
+    for commit in round {
+        for a in commit.appends.iter().filter(|a| !a.bytes.is_empty()) {
+            let i = match touched.iter().position(|(p, _)| *p == a.path) {
+                Some(i) => i,
+                None => {
+                    let f = OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(&a.path)
+                        .map_err(|e| Error::io("open", &a.path, e))?;
+                    touched.push((a.path.clone(), f));
+                    touched.len() - 1
+                }
+            };
+            touched[i].1.write_all(&a.bytes).map_err(|e| Error::io("write", &a.path, e))?;
+        }
+    }
+    for (path, f) in &touched {
+        f.sync_data().map_err(|e| Error::io("sync", path, e))?;
+    }
+    let last = round.last().expect("a round has a commit");
+    write_atomic(state_path, &last.state.to_bytes())
+}

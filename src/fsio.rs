@@ -1,0 +1,153 @@
+//! Durable file-system steps: atomic replacement, directory fsync, the directory
+//! lock, and creating the output directory.
+//!
+//! A file replaced "atomically" is written to a temp file in the same directory
+//! (a rename across file systems is not atomic), fsynced, renamed over the target,
+//! and then the directory is fsynced so the rename itself survives a power cut
+//! (cargo-util's `paths.rs` explains the same sequence).
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Writes `bytes` to `path` through a temp file in the same directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+    drop(f);
+    rename_durably(&tmp, path)
+}
+
+/// Renames within one directory, then fsyncs the directory.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| Error::io("rename", from, e))?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes the entries of `dir` (creations, renames, removals) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync directory", dir, e))
+}
+
+/// `path` with `.tmp` appended: where [`write_atomic`] stages it.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".tmp")
+}
+
+/// `path` with `suffix` appended to its file name.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Removes `path` if it exists.
+pub fn remove_if_present(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Creates the output directory `dir` if it is missing: only its last component,
+/// so a typo in a parent (`/srv/exprots/ml`) is an error rather than a new tree.
+/// The new entry is made durable in its parent. True if it was created.
+pub fn create_out_dir(dir: &Path) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    if dir.exists() {
+        return Err(Error::Usage(format!("--out {}: exists and is not a directory", dir.display())));
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {}: its parent {} does not exist (api2csv creates only the last component)",
+            dir.display(),
+            parent.display()
+        )));
+    }
+    fs::create_dir(dir)
+        .map_err(|e| Error::Usage(format!("--out {}: cannot create the directory: {e}", dir.display())))?;
+    sync_dir(parent)?;
+    Ok(true)
+}
+
+/// An exclusive lock on an output directory, held until dropped. The kernel releases
+/// it when the process dies, so a lock left by `kill -9` never blocks the next run.
+/// The lock file stays empty: a refused run leaves the directory byte for byte as it was.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+pub const LOCK_NAME: &str = ".api2csv.lock";
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_NAME);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("api2csv-fsio-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn second_lock_is_refused_until_released() {
+        let dir = tempdir("lock");
+        let first = DirLock::acquire(&dir).unwrap();
+        assert!(matches!(DirLock::acquire(&dir), Err(Error::Locked { .. })));
+        drop(first);
+        DirLock::acquire(&dir).unwrap();
+        assert_eq!(fs::read(dir.join(LOCK_NAME)).unwrap(), b"");
+    }
+
+    #[test]
+    fn out_dir_creates_only_its_last_component() {
+        let dir = tempdir("out");
+        assert!(create_out_dir(&dir.join("a")).unwrap());
+        assert!(!create_out_dir(&dir.join("a")).unwrap());
+        let err = create_out_dir(&dir.join("missing/b")).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert_eq!(err.exit_status(), 2);
+        assert!(!dir.join("missing").exists());
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole() {
+        let dir = tempdir("atomic");
+        let p = dir.join("x.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!tmp_path(&p).exists());
+    }
+}

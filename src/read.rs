@@ -1,0 +1,431 @@
+//! Reading one stream of pages into its tables, and finishing each table: the
+//! check for deleted records and the tombstones, then the swap of a full refresh.
+//!
+//! Per page: fetch (retries end there), parse into a batch and check the envelope
+//! (a refused body is retried and leaves no trace), let the stream accept it (paging
+//! signals), classify and encode each table's rows, and hand the commit to the
+//! committer while the next page is fetched.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::commit::{Append, Commit, Committer};
+use crate::connector::{Confirm, Request, Rows, Stream, StreamPlan};
+use crate::error::{Error, Result};
+use crate::paginate::Position;
+use crate::parse::{self, Batch};
+use crate::progress::{Progress, Snapshot};
+use crate::state::{Resume, State, Target};
+use crate::sync::Ctx;
+use crate::table::{TableSummary, TableWriter};
+use crate::{replace, timestamp};
+
+/// A page that appends nothing only moves the resume position; losing it to a crash
+/// costs a re-read, never a row, so such pages are committed at most this often.
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+/// Pages in a row of one listing that bring no record new to this read: the listing
+/// repeats itself or never ends.
+const STALE_PAGES: u32 = 10;
+/// Show-route checks between two commits of the deletion check.
+const CHECKS_PER_COMMIT: usize = 20;
+
+/// The stream being read and the writers of its tables.
+pub struct Reader {
+    plan: StreamPlan,
+    writers: Vec<TableWriter>,
+    batch: Batch,
+    envelope: parse::Envelope,
+    synced_at: String,
+    last_commit: Instant,
+    /// Timestamps that were not valid date-times, per table.
+    bad_times: HashMap<String, (u64, Option<String>)>,
+    /// The client's figures when the stream started, for its own.
+    stats_before: crate::http::Stats,
+    /// Which tables the last page brought rows to.
+    fed: Vec<bool>,
+}
+
+/// Where a position stands, for the line that says a run resumes.
+pub fn describe(p: &Position) -> String {
+    match p {
+        Position::Cursor(c) => format!("page {} of a cursor listing", c.pages + 1),
+        Position::Page(p) => format!("page {}", p.page),
+        Position::Steps(s) => format!("{} ({})", s.current().unwrap_or("done"), describe(&s.inner)),
+        Position::Tree(t) => match t.current() {
+            Some(f) => format!("level {} of the tree, under {}", f.level, f.parent.as_deref().unwrap_or("the roots")),
+            None => "the end of the tree".into(),
+        },
+        Position::Done => "the end of its listing".into(),
+    }
+}
+
+impl Reader {
+    /// Opens the writers of `pending` (tables of `plan` not done yet).
+    pub fn open(
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        plan: &StreamPlan,
+        pending: &[&'static str],
+    ) -> Result<Reader> {
+        committer.barrier()?;
+        let run = state.run.clone().expect("a run");
+        let mut writers = Vec::new();
+        for &t in &plan.tables {
+            let spec = ctx.def.table(t).expect("a table of the connector");
+            let target = if run.full_refresh { Target::Refresh } else { Target::Table };
+            let journal = run.deletes && pending.contains(&t);
+            let mut w = TableWriter::open(ctx.dir, spec, state, target, journal)?;
+            if !pending.contains(&t) {
+                // Finished by the interrupted run: read along, write nothing.
+                w.summary.skipped = true;
+            }
+            writers.push(w);
+        }
+        Ok(Reader {
+            plan: plan.clone(),
+            writers,
+            batch: Batch::default(),
+            envelope: parse::Envelope::default(),
+            synced_at: timestamp::now(),
+            last_commit: Instant::now(),
+            bad_times: HashMap::new(),
+            stats_before: ctx.client.stats(),
+            fed: Vec::new(),
+        })
+    }
+
+    pub fn summaries(&self) -> Vec<TableSummary> {
+        self.writers.iter().filter(|w| !w.summary.skipped).map(|w| w.summary.clone()).collect()
+    }
+
+    /// Reads the stream (unless an interrupted run had) and finishes each table.
+    pub fn run(
+        &mut self,
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let first = self.plan.tables[0];
+        let resume = self.plan.tables.iter().find_map(|t| match state.tables.get(*t).and_then(|s| s.resume.clone()) {
+            Some(Resume::Read(p)) => Some(Some(p)),
+            None => Some(None),
+            _ => None,
+        });
+        let label = self.plan.tables.join(" + ");
+        progress.start_table(&label, ctx.checked.totals.get(first).copied());
+        if let Some(position) = resume {
+            let mut stream = ctx.connector.open(&self.plan, position);
+            stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
+            self.pages(ctx, state, committer, progress, stream.as_mut(), None)?;
+            let deletes = state.run.as_ref().is_some_and(|r| r.deletes);
+            for t in &self.plan.tables {
+                let spec = ctx.def.table(t).expect("a table");
+                let writer = self.writers.iter().find(|w| w.spec.name == *t);
+                let unseen = writer.is_some_and(TableWriter::has_unseen);
+                let after = match spec.confirm {
+                    Confirm::Reread if deletes && unseen => Resume::Verify(ctx.connector.reread(t, None).position()),
+                    _ => Resume::Confirm,
+                };
+                state.table(t).resume = Some(after);
+            }
+        }
+        for i in 0..self.writers.len() {
+            if !self.writers[i].summary.skipped {
+                self.finish_table(ctx, state, committer, progress, i)?;
+            }
+        }
+        progress.finish_table(&self.snapshot(ctx));
+        for (table, (n, first)) in &self.bad_times {
+            log::warn!(
+                "{table}: {n} timestamps were not valid date-times and are written as sent (the first: {:?})",
+                first.as_deref().unwrap_or("")
+            );
+        }
+        for w in &self.writers {
+            if w.keyless > 0 {
+                log::warn!("{}: {} records without a primary key were skipped", w.spec.name, w.keyless);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, ctx: &Ctx) -> Snapshot {
+        let mut s = Snapshot::default();
+        for w in self.writers.iter().filter(|w| !w.summary.skipped) {
+            s.pages = s.pages.max(w.summary.pages);
+            s.read += w.summary.read;
+            s.new += w.summary.new;
+            s.changed += w.summary.changed;
+            s.unchanged += w.summary.unchanged;
+            s.deleted += w.summary.deleted;
+        }
+        let (now, before) = (ctx.client.stats(), self.stats_before);
+        s.requests = now.requests - before.requests;
+        s.retries = now.retries - before.retries;
+        s.waited = now.waited.saturating_sub(before.waited);
+        s
+    }
+
+    /// Reads pages until the stream is done. With `only`, a re-read for the deletion
+    /// check of that writer: its rows alone, and repeats are expected.
+    fn pages(
+        &mut self,
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        progress: &mut Progress,
+        stream: &mut dyn Stream,
+        only: Option<usize>,
+    ) -> Result<()> {
+        let mut stale = 0u32;
+        let bound = ctx.checked.totals.get(self.plan.tables[0]).map(|n| n.saturating_mul(2) + 1000);
+        while let Some(request) = stream.request() {
+            if ctx.interrupt.received().is_some() {
+                return Err(Error::Interrupted);
+            }
+            let requests_before = ctx.client.stats().requests;
+            let Some(url) = self.fetch(ctx, stream, &request)? else { continue };
+            let mut counts = state.run.as_mut().map(|r| std::mem::take(&mut r.counts)).unwrap_or_default();
+            let accepted = stream.accept(&self.envelope, &self.batch, &mut counts);
+            if let Some(run) = state.run.as_mut() {
+                run.counts = counts;
+            }
+            accepted.map_err(|detail| Error::Response { url: url.clone(), detail })?;
+            self.note_bad_times(only);
+            let (rows, fresh) = self.write_page(ctx, state, committer, stream, only)?;
+            let requests = ctx.client.stats().requests - requests_before;
+            let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
+            self.writers[fed.unwrap_or(only.unwrap_or(0))].summary.requests += requests;
+            let continues = stream.request().is_some_and(|next| same_listing(&request, &next));
+            // Records a stream filters out (initial_sync_days) are neither fresh nor stale.
+            let nothing_new = (rows > 0 && fresh == 0) || self.batch.is_empty();
+            stale = if nothing_new && only.is_none() && continues { stale + 1 } else { 0 };
+            if stale >= STALE_PAGES {
+                let detail = format!("{STALE_PAGES} pages in a row brought no record not already read: the listing repeats itself or never ends");
+                return Err(Error::Response { url, detail });
+            }
+            if let Some(bound) = bound.filter(|_| only.is_none()) {
+                if self.writers[0].summary.read > bound {
+                    let detail = format!(
+                        "more records than the {} the account announced",
+                        ctx.checked.totals[self.plan.tables[0]]
+                    );
+                    return Err(Error::Response { url, detail });
+                }
+            }
+            progress.update(&self.snapshot(ctx));
+        }
+        Ok(())
+    }
+
+    /// Fetches and parses the page of `request`; `None` when the stream moved on
+    /// instead (a 404 for a position the server no longer knows, a refused page size).
+    fn fetch(&mut self, ctx: &Ctx, stream: &mut dyn Stream, request: &Request) -> Result<Option<String>> {
+        let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = ctx.client.url(&request.path, &query);
+        let spec = stream.spec();
+        let batch = &mut self.batch;
+        let checked = ctx.client.get(&request.path, &query, |reply| {
+            let envelope = parse::parse(reply.body, &spec, batch).map_err(|e| e.0)?;
+            stream.check(&envelope, batch)?;
+            Ok(envelope)
+        });
+        match checked {
+            Ok(envelope) => {
+                self.envelope = envelope;
+                Ok(Some(url))
+            }
+            Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => Ok(None),
+            Err(Error::Api { status: 422, ref message, .. })
+                if about_page_size(message) && stream.shrink_page_size() =>
+            {
+                Ok(None)
+            }
+            Err(Error::Auth { url, status, message }) if self.writers.iter().any(|w| w.summary.pages > 0) => {
+                Err(Error::Auth {
+                    url,
+                    status,
+                    message: format!("{message} (the key stopped working during the sync)"),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Reader {
+    /// Classifies and encodes the accepted page for each table, widening a file
+    /// first if needed, and commits. Returns how many rows the tables got, and how
+    /// many of them were new to this read.
+    fn write_page(
+        &mut self,
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        stream: &dyn Stream,
+        only: Option<usize>,
+    ) -> Result<(u64, u64)> {
+        let (mut total, mut fresh) = (0, 0);
+        let Reader { writers, batch, synced_at, fed, .. } = self;
+        fed.clear();
+        fed.resize(writers.len(), false);
+        for (i, w) in writers.iter_mut().enumerate() {
+            if w.summary.skipped || only.is_some_and(|o| o != i) {
+                continue;
+            }
+            let rows = match only {
+                Some(_) => Rows::All(batch),
+                None => stream.rows(i, batch),
+            };
+            fed[i] = !rows.is_empty();
+            total += rows.len() as u64;
+            if w.needs_set(&rows) {
+                committer.barrier()?;
+                w.switch_to_set()?;
+            }
+            if w.classify(&rows)? {
+                committer.barrier()?;
+                w.widen(ctx.dir, state)?;
+            }
+            w.encode(&rows, synced_at);
+            w.summary.pages += u64::from(fed[i]);
+            fresh += w.fresh;
+        }
+        let position = stream.position();
+        let tables: Vec<&'static str> = match only {
+            Some(i) => vec![self.writers[i].spec.name],
+            None => self.plan.tables.clone(),
+        };
+        for t in tables {
+            let resume = if only.is_some() { Resume::Verify(position.clone()) } else { Resume::Read(position.clone()) };
+            state.table(t).resume = Some(resume);
+        }
+        self.commit(state, committer, false)?;
+        Ok((total, fresh))
+    }
+
+    fn note_bad_times(&mut self, _only: Option<usize>) {
+        if self.batch.bad_timestamps == 0 {
+            return;
+        }
+        let entry = self.bad_times.entry(self.plan.tables[0].to_string()).or_default();
+        entry.0 += self.batch.bad_timestamps;
+        if entry.1.is_none() {
+            entry.1 = self.batch.first_bad_timestamp.clone();
+        }
+    }
+
+    /// Hands what the writers encoded to the committer with the state that counts it.
+    /// A page that wrote no row is committed only every few seconds (or when forced).
+    fn commit(&mut self, state: &mut State, committer: &mut Committer, force: bool) -> Result<()> {
+        let rows = self.writers.iter().any(TableWriter::has_pending);
+        if !rows && !force && self.last_commit.elapsed() < IDLE_COMMIT_INTERVAL {
+            return Ok(());
+        }
+        let mut appends: Vec<Append> = Vec::new();
+        for w in self.writers.iter_mut().filter(|w| !w.summary.skipped && !w.finished) {
+            w.take(&mut || committer.buffer(), &mut appends);
+            let table = state.table(w.spec.name);
+            *table.file_mut(w.target) = w.file.clone();
+            table.seen_len = w.seen_len;
+            table.order = w.order();
+        }
+        committer.send(Commit { appends, state: state.clone() })?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// After the read: the deletion check and tombstones, the swap of a full refresh,
+    /// and the table marked done.
+    fn finish_table(
+        &mut self,
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        progress: &mut Progress,
+        i: usize,
+    ) -> Result<()> {
+        let table = self.writers[i].spec.name;
+        let spec = self.writers[i].spec;
+        let deletes = state.run.as_ref().is_some_and(|r| r.deletes) && self.writers[i].journaled();
+        if deletes {
+            if let Some(Resume::Verify(position)) = state.tables.get(table).and_then(|t| t.resume.clone()) {
+                let mut stream = ctx.connector.reread(table, Some(position));
+                self.pages(ctx, state, committer, progress, stream.as_mut(), Some(i))?;
+            }
+            committer.barrier()?;
+            state.table(table).resume = Some(Resume::Confirm);
+            match spec.confirm {
+                Confirm::Show => self.confirm(ctx, state, committer, i)?,
+                Confirm::Unseen | Confirm::Reread => {
+                    let gone: Vec<Vec<Vec<u8>>> = self.writers[i].unseen()?.into_iter().map(|(_, v)| v).collect();
+                    self.writers[i].tombstones(&gone, &self.synced_at.clone());
+                    self.commit(state, committer, true)?;
+                }
+            }
+        }
+        self.commit(state, committer, true)?;
+        committer.barrier()?;
+        let run = state.run.clone().expect("a run");
+        state.table(table).finish_read(&run.started_at);
+        if self.writers[i].target == Target::Refresh {
+            let rebuilt = state.table(table).refresh.clone().unwrap_or_default();
+            state.run.as_mut().expect("a run").done.push(table.to_string());
+            replace::replace(ctx.dir, state, table, crate::state::ReplaceKind::Refresh, rebuilt)?;
+        } else {
+            state.run.as_mut().expect("a run").done.push(table.to_string());
+            state.save(ctx.dir)?;
+        }
+        self.writers[i].finished = true;
+        let _ = crate::fsio::remove_if_present(&crate::seen::seen_path(ctx.dir, table));
+        Ok(())
+    }
+
+    /// Asks the show route about each key the read did not see; writes tombstones for
+    /// those it answers 404 for, and journals the others, committing every few keys
+    /// so that an interrupted check resumes where it stopped.
+    fn confirm(&mut self, ctx: &Ctx, state: &mut State, committer: &mut Committer, i: usize) -> Result<()> {
+        let unseen = self.writers[i].unseen()?;
+        let table = self.writers[i].spec.name;
+        let mut kept = 0;
+        let synced_at = self.synced_at.clone();
+        for chunk in unseen.chunks(CHECKS_PER_COMMIT) {
+            let mut gone = Vec::new();
+            for (key, values) in chunk {
+                if ctx.interrupt.received().is_some() {
+                    return Err(Error::Interrupted);
+                }
+                let before = ctx.client.stats().requests;
+                if ctx.connector.still_exists(ctx.client, table, values)? {
+                    self.writers[i].confirm_seen(*key);
+                    kept += 1;
+                } else {
+                    gone.push(values.clone());
+                }
+                self.writers[i].summary.requests += ctx.client.stats().requests - before;
+            }
+            self.writers[i].tombstones(&gone, &synced_at);
+            self.commit(state, committer, true)?;
+        }
+        if kept > 0 {
+            log::info!("{table}: {kept} records missing from the listing still exist (the listing shifted while it was read); not deleted");
+        }
+        Ok(())
+    }
+}
+
+/// True if `next` reads on in the same listing as `req` (only its page or cursor differ).
+fn same_listing(req: &Request, next: &Request) -> bool {
+    let strip = |r: &Request| -> Vec<(&'static str, String)> {
+        r.query.iter().filter(|(k, _)| !matches!(*k, "page" | "cursor")).cloned().collect()
+    };
+    req.path == next.path && strip(req) == strip(next)
+}
+
+/// A 422 that is about the page size (`limit`, `per_page`).
+fn about_page_size(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("limit") || m.contains("per_page") || m.contains("per page")
+}

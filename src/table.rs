@@ -1,0 +1,549 @@
+//! One table being written by a sync: its columns, what its keys looked like, the
+//! keys read so far, and the rows of each page encoded for the committer.
+//!
+//! A page's records go through three steps: [`TableWriter::classify`] decides for
+//! each whether it is new, changed, unchanged or read twice in this sync (written at
+//! most once); the kept rows' columns are registered, widening the file first if a
+//! kept row has a value in a column the header lacks; [`TableWriter::encode`] turns
+//! them into CSV bytes and moves the table's file state forward.
+//!
+//! A first sync keeps no memory per key: keys are checked for repeats by their order
+//! (listings come sorted), and only a listing whose keys go back gets a set, rebuilt
+//! from the rows written so far.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::commit::Append;
+use crate::connector::{Rows, TableSpec};
+use crate::error::{Error, Result};
+use crate::flatten::{cell_hash, Columns, NONE};
+use crate::hashing::{self, FxBuild};
+use crate::index::{self, Change, KeyIndex};
+use crate::parse::{Batch, Cell};
+use crate::seen::{seen_path, SeenLog};
+use crate::sink::{self, header_of, written, Encoder};
+use crate::state::{FileState, Order, OrderCandidate, ReplaceKind, State, Target};
+
+/// What one table's sync did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub pages: u64,
+    /// Records read from the API.
+    pub read: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Tombstones written.
+    pub deleted: u64,
+    pub requests: u64,
+    /// Records the listing served more than once (written once).
+    #[serde(skip)]
+    pub repeated: u64,
+    /// True when an earlier, interrupted run had finished the table.
+    #[serde(skip)]
+    pub skipped: bool,
+}
+
+/// A kept record of the page being written: its index in the batch.
+struct Kept {
+    record: usize,
+}
+
+pub struct TableWriter {
+    pub spec: &'static TableSpec,
+    pub target: Target,
+    pub path: PathBuf,
+    cols: Columns,
+    /// Data columns in the file's header; 0 while the file is empty.
+    width: usize,
+    /// The file as of the last page handed to the committer.
+    pub file: FileState,
+    index: Option<KeyIndex>,
+    order: Option<Order>,
+    /// First sync with keys out of order: every key written in this read.
+    set: Option<HashSet<u64, FxBuild>>,
+    seen: Option<SeenLog>,
+    pub seen_len: Option<u64>,
+    encoder: Encoder,
+    kept: Vec<Kept>,
+    /// The cells of the record being looked at, and their columns.
+    cells: Vec<Cell>,
+    cols_buf: Vec<u32>,
+    scratch: Vec<u8>,
+    safe: bool,
+    bom: bool,
+    pub summary: TableSummary,
+    /// Records of the last page that were new to this read (not read twice).
+    pub fresh: u64,
+    /// Records without a primary key, skipped.
+    pub keyless: u64,
+    /// Rows encoded and not yet handed to the committer.
+    pending_rows: u64,
+    /// The table is done: its state is no longer this writer's to commit.
+    pub finished: bool,
+}
+
+impl TableWriter {
+    /// Opens table `spec` of `state` for writing to `target`; the committer must be idle.
+    pub fn open(
+        dir: &Path,
+        spec: &'static TableSpec,
+        state: &State,
+        target: Target,
+        journal: bool,
+    ) -> Result<TableWriter> {
+        let table = state.tables.get(spec.name).cloned().unwrap_or_default();
+        let file = table.file_of(target).clone();
+        let path = sink::file_path(dir, spec.name, target);
+        cut_to(&path, file.file_len)?;
+        let mut cols = Columns::new(spec.derived);
+        cols.restore(&file);
+        let width = if file.is_empty() { 0 } else { file.columns.len() };
+        let (bom, safe) = (state.output.bom, state.output.spreadsheet_safe);
+        let mut w = TableWriter {
+            spec,
+            target,
+            path,
+            cols,
+            width,
+            file,
+            index: None,
+            order: None,
+            set: None,
+            seen: None,
+            seen_len: None,
+            encoder: Encoder::new(safe),
+            kept: Vec::new(),
+            cells: Vec::new(),
+            cols_buf: Vec::new(),
+            scratch: Vec::new(),
+            safe,
+            bom,
+            summary: TableSummary { table: spec.name.to_string(), ..TableSummary::default() },
+            fresh: 0,
+            keyless: 0,
+            pending_rows: 0,
+            finished: false,
+        };
+        if w.file.is_empty() {
+            w.order = Some(table.order.clone().unwrap_or_default());
+            if table.order.as_ref().is_some_and(|o| o.unordered) {
+                w.rebuild_set()?;
+            }
+            return Ok(w);
+        }
+        let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
+        if crc != w.file.crc {
+            return Err(Error::dir(
+                &w.path,
+                "its committed rows were changed outside api2csv (checksum differs); run `api2csv repair DIR`",
+            ));
+        }
+        // Journal the keys read only when something committed before this read could
+        // be deleted: decided when the read starts, kept when it resumes.
+        let journal_len = match table.resume {
+            None => (journal && !index.is_empty()).then_some(0),
+            Some(_) => table.seen_len,
+        };
+        if let Some(len) = journal_len {
+            let (log, keys) = SeenLog::open(&seen_path(dir, spec.name), len)?;
+            for k in keys {
+                index.mark_seen(k);
+            }
+            w.seen = Some(log);
+            w.seen_len = Some(len);
+        }
+        w.index = Some(index);
+        Ok(w)
+    }
+
+    fn rebuild_set(&mut self) -> Result<()> {
+        let mut set = HashSet::default();
+        if !self.file.is_empty() {
+            index::scan(&self.path, self.file.file_len, self.spec.primary_key, |key, _, _| {
+                set.insert(key);
+            })?;
+        }
+        self.set = Some(set);
+        Ok(())
+    }
+
+    pub fn order(&self) -> Option<Order> {
+        self.order.clone()
+    }
+
+    /// Decides which records of `rows` to write; true if the file must be widened
+    /// before they can be encoded.
+    pub fn classify(&mut self, rows: &Rows) -> Result<bool> {
+        let batch = rows.batch();
+        self.kept.clear();
+        self.fresh = 0;
+        self.cols.begin_page();
+        let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
+        let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
+        for n in 0..rows.len() {
+            let i = rows.record(n);
+            self.summary.read += 1;
+            values.clear();
+            values.extend(pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")));
+            if values.iter().any(|v| v.is_empty()) {
+                self.keyless += 1;
+                continue;
+            }
+            let key = hashing::key(values.iter().copied());
+            if let Some(seen) = &mut self.seen {
+                seen.push(key);
+            }
+            let change = match self.index.is_some() {
+                true => {
+                    let (fp, unregistered) = self.fingerprint(batch, i);
+                    self.index.as_mut().expect("an index").observe(key, fp, unregistered)
+                }
+                false => self.first_sync(&values, key)?,
+            };
+            match change {
+                Change::New => self.summary.new += 1,
+                Change::Changed => self.summary.changed += 1,
+                Change::Unchanged => self.summary.unchanged += 1,
+                Change::Duplicate => self.summary.repeated += 1,
+            }
+            if change != Change::Duplicate {
+                self.fresh += 1;
+            }
+            if matches!(change, Change::New | Change::Changed) {
+                self.kept.push(Kept { record: i });
+            }
+        }
+        Ok(self.register(batch))
+    }
+
+    /// True when the keys of `rows` do not keep a first sync's order: the caller then
+    /// makes every page durable and calls [`TableWriter::switch_to_set`] first.
+    pub fn needs_set(&self, rows: &Rows) -> bool {
+        let (Some(order), None) = (&self.order, &self.set) else { return false };
+        let batch = rows.batch();
+        let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
+        let mut order = order.clone();
+        for n in 0..rows.len() {
+            let i = rows.record(n);
+            let values: Vec<&[u8]> = pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")).collect();
+            if values.iter().any(|v| v.is_empty()) {
+                continue;
+            }
+            if !follows(&mut order, &values) {
+                return true;
+            }
+            order.last = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        }
+        false
+    }
+
+    /// From now on a set tells repeats, starting with every key written so far.
+    pub fn switch_to_set(&mut self) -> Result<()> {
+        if let Some(order) = &mut self.order {
+            order.unordered = true;
+        }
+        self.rebuild_set()
+    }
+
+    /// A first sync: new unless the key was written in this read already.
+    fn first_sync(&mut self, values: &[&[u8]], key: u64) -> Result<Change> {
+        if let Some(set) = &mut self.set {
+            return Ok(if set.insert(key) { Change::New } else { Change::Duplicate });
+        }
+        let order = self.order.get_or_insert_with(Order::default);
+        if !follows(order, values) {
+            return Err(Error::Response {
+                url: self.spec.name.to_string(),
+                detail: "keys went back without a barrier (a bug)".into(),
+            });
+        }
+        order.last = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        Ok(Change::New)
+    }
+
+    /// The record's fingerprint over its non-empty cells as they would be written,
+    /// and whether it has a non-empty value in a column not registered yet.
+    fn fingerprint(&mut self, batch: &Batch, i: usize) -> (u64, bool) {
+        let mut fp = 0u64;
+        let mut unregistered = false;
+        for cell in batch.record(i) {
+            let v = batch.value(cell);
+            if v.is_empty() {
+                continue;
+            }
+            let col = self.cols.column_of(batch, cell.path);
+            if col == NONE {
+                unregistered = true;
+                continue;
+            }
+            let v = written(v, self.safe, &mut self.scratch);
+            fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, v));
+        }
+        (fp, unregistered)
+    }
+
+    /// Registers the columns of the kept records; true if the header must widen.
+    fn register(&mut self, batch: &Batch) -> bool {
+        let mut widen = false;
+        for k in &self.kept {
+            for cell in batch.record(k.record) {
+                let col = self.cols.register(batch, cell.path) as usize;
+                widen |= self.width > 0 && col >= self.width && !batch.value(cell).is_empty();
+            }
+        }
+        widen
+    }
+
+    /// Rewrites the committed file with every registered column; the committer must
+    /// be idle (all earlier pages durable).
+    pub fn widen(&mut self, dir: &Path, state: &mut State) -> Result<()> {
+        let kind = match self.target {
+            Target::Table => ReplaceKind::Widen,
+            Target::Refresh => ReplaceKind::WidenRefresh,
+        };
+        let (side, _) = sink::side_and_target(dir, self.spec.name, kind);
+        let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
+        let header = header_of(names.into_iter(), self.bom);
+        let added = self.cols.len() - self.width;
+        let mut file = sink::rewrite(&self.path, self.file.file_len, &side, &header, added, |_, _| true)?;
+        (file.columns, file.derived) = self.cols.committed(self.cols.len());
+        crate::replace::replace(dir, state, self.spec.name, kind, file.clone())?;
+        log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len());
+        self.file = file;
+        self.width = self.cols.len();
+        Ok(())
+    }
+
+    /// Encodes the kept records of `rows`.
+    pub fn encode(&mut self, rows: &Rows, synced_at: &str) {
+        let batch = rows.batch();
+        if self.kept.is_empty() {
+            return;
+        }
+        if self.width == 0 {
+            let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
+            self.encoder.raw(&header_of(names.into_iter(), self.bom));
+            self.width = self.cols.len();
+        }
+        for k in 0..self.kept.len() {
+            let i = self.kept[k].record;
+            self.cells.clear();
+            self.cells.extend(batch.record(i).copied());
+            self.cols_buf.clear();
+            for c in &self.cells {
+                self.cols_buf.push(self.cols.column_of(batch, c.path));
+            }
+            self.encoder.row(batch, &self.cells, &self.cols_buf, self.width, synced_at);
+        }
+        self.pending_rows += self.kept.len() as u64;
+    }
+
+    /// Appends tombstones for `keys` (primary key values, in key column order).
+    pub fn tombstones(&mut self, keys: &[Vec<Vec<u8>>], synced_at: &str) {
+        let cols: Vec<usize> = self
+            .spec
+            .primary_key
+            .iter()
+            .filter_map(|k| self.file.columns.iter().position(|(n, p)| n == k && p == &[k.to_string()]))
+            .collect();
+        for values in keys {
+            let cells: Vec<(usize, &[u8])> = cols.iter().zip(values).map(|(&c, v)| (c, v.as_slice())).collect();
+            self.encoder.tombstone(&cells, self.width, synced_at);
+        }
+        self.pending_rows += keys.len() as u64;
+        self.summary.deleted += keys.len() as u64;
+    }
+
+    /// Marks `key` as read (confirmed to exist), for the journal.
+    pub fn confirm_seen(&mut self, key: u64) {
+        if let Some(seen) = &mut self.seen {
+            seen.push(key);
+        }
+        if let Some(index) = &mut self.index {
+            index.mark_seen(key);
+        }
+    }
+
+    /// Hands what was encoded to the committer: appends, and the file state to commit.
+    pub fn take(&mut self, recycled: &mut impl FnMut() -> Vec<u8>, appends: &mut Vec<Append>) {
+        let bytes = self.encoder.take(recycled());
+        if !bytes.is_empty() {
+            let mut h = crc32fast::Hasher::new_with_initial_len(self.file.crc, self.file.file_len);
+            h.update(&bytes);
+            let start = self.file.file_len;
+            let tail = crc32fast::hash(&bytes);
+            self.file.append_committed(start + bytes.len() as u64, self.pending_rows, h.finalize(), start, tail);
+            (self.file.columns, self.file.derived) = self.cols.committed(self.width);
+            appends.push(Append { path: self.path.clone(), bytes });
+        }
+        self.pending_rows = 0;
+        if let Some(seen) = &mut self.seen {
+            let (append, len) = seen.take(recycled());
+            self.seen_len = Some(len);
+            appends.push(append);
+        }
+    }
+
+    /// Whether anything waits to be committed.
+    pub fn has_pending(&self) -> bool {
+        self.pending_rows > 0
+    }
+
+    /// Whether some committed key was not read in this sync.
+    pub fn has_unseen(&self) -> bool {
+        self.index.as_ref().is_some_and(|i| !i.unseen().is_empty())
+    }
+
+    /// Committed keys not read in this sync, with their primary key values, sorted.
+    pub fn unseen(&self) -> Result<Vec<(u64, Vec<Vec<u8>>)>> {
+        let Some(index) = &self.index else { return Ok(Vec::new()) };
+        let unseen: HashSet<u64, FxBuild> = index.unseen().into_iter().collect();
+        if unseen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let header: Vec<&str> = self.file.names().collect();
+        let key_cols: Vec<usize> =
+            self.spec.primary_key.iter().filter_map(|k| header.iter().position(|h| h == k)).collect();
+        let mut keys: HashMap<u64, Vec<Vec<u8>>, FxBuild> = HashMap::default();
+        index::scan(&self.path, self.file.file_len, self.spec.primary_key, |key, _, record| {
+            if unseen.contains(&key) {
+                keys.insert(key, key_cols.iter().map(|&c| record[c].to_vec()).collect());
+            }
+        })?;
+        let mut sorted: Vec<(u64, Vec<Vec<u8>>)> = keys.into_iter().collect();
+        sorted.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(sorted)
+    }
+
+    pub fn journaled(&self) -> bool {
+        self.seen.is_some()
+    }
+}
+
+/// True if key `values` moves on from `order.last` in at least one candidate order
+/// (learning each column's direction the first time it decides); false if every
+/// candidate sees it go back or repeat. Candidates that fail are dropped.
+fn follows(order: &mut Order, values: &[&[u8]]) -> bool {
+    if order.last.is_empty() {
+        order.candidates = permutations(values.len())
+            .into_iter()
+            .map(|columns| OrderCandidate { columns, dirs: vec![0; values.len()] })
+            .collect();
+        return true;
+    }
+    if order.last.len() != values.len() {
+        return false;
+    }
+    let last = &order.last;
+    order.candidates.retain_mut(|c| moves_on(c, values, last));
+    !order.candidates.is_empty()
+}
+
+fn moves_on(c: &mut OrderCandidate, values: &[&[u8]], last: &[String]) -> bool {
+    for &col in &c.columns {
+        let cmp = numeric_cmp(values[col], last[col].as_bytes());
+        if cmp == std::cmp::Ordering::Equal {
+            continue;
+        }
+        let dir = if cmp == std::cmp::Ordering::Greater { 1 } else { -1 };
+        if c.dirs[col] == 0 {
+            c.dirs[col] = dir;
+        }
+        return c.dirs[col] == dir;
+    }
+    false
+}
+
+/// Every order of `n` key columns (primary keys have one or two).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n <= 1 {
+        return vec![(0..n).collect()];
+    }
+    let mut out = Vec::new();
+    for first in 0..n {
+        for mut rest in permutations(n - 1) {
+            for r in &mut rest {
+                if *r >= first {
+                    *r += 1;
+                }
+            }
+            rest.insert(0, first);
+            out.push(rest);
+        }
+    }
+    out
+}
+
+/// Compares ids as numbers when both are digits (without parsing: they may exceed
+/// u64), else as bytes.
+fn numeric_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if digits(a) && digits(b) {
+        let trim = |s: &[u8]| -> usize { s.iter().take_while(|&&d| d == b'0').count().min(s.len() - 1) };
+        let (a, b) = (&a[trim(a)..], &b[trim(b)..]);
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    } else {
+        a.cmp(b)
+    }
+}
+
+/// Cuts `path` back to its committed length (a page written by a run that died
+/// before committing it).
+fn cut_to(path: &Path, len: u64) -> Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => {
+            let actual = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+            if actual > len {
+                f.set_len(len).map_err(|e| Error::io("truncate", path, e))?;
+                f.sync_all().map_err(|e| Error::io("sync", path, e))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && len == 0 => Ok(()),
+        Err(e) => Err(Error::io("open", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(order: &mut Order, seq: &[&[&str]]) -> Vec<bool> {
+        seq.iter()
+            .map(|k| {
+                let values: Vec<&[u8]> = k.iter().map(|v| v.as_bytes()).collect();
+                let ok = follows(order, &values);
+                if ok {
+                    order.last = k.iter().map(|s| s.to_string()).collect();
+                }
+                ok
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_keys_need_no_memory_and_a_step_back_is_seen() {
+        let mut o = Order::default();
+        assert_eq!(keys(&mut o, &[&["300"], &["299"], &["1000"]]), [true, true, false]);
+        let mut o = Order::default();
+        assert_eq!(keys(&mut o, &[&["9"], &["10"], &["10"]]), [true, true, false]);
+        // Memberships (group_id, subscriber_id): subscribers descending, each one's
+        // groups ascending.
+        let mut o = Order::default();
+        let seq: &[&[&str]] = &[&["1", "5"], &["2", "5"], &["1", "4"], &["3", "4"], &["2", "3"], &["2", "3"]];
+        assert_eq!(keys(&mut o, seq), [true, true, true, true, true, false]);
+        assert_eq!(permutations(3).len(), 6);
+    }
+
+    #[test]
+    fn ids_compare_as_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(numeric_cmp(b"99", b"100"), Less);
+        assert_eq!(numeric_cmp(b"1000000000000000000000", b"999"), Greater);
+        assert_eq!(numeric_cmp(b"007", b"7"), Equal);
+        assert_eq!(numeric_cmp(b"b", b"a"), Greater);
+    }
+}
