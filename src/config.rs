@@ -31,6 +31,8 @@ const KNOWN: &[&str] = &[
     "enable_debug_logging",
     "initial_sync_days",
     "sync_frequency_hours",
+    "bom",
+    "spreadsheet_safe",
 ];
 
 /// What a connector needs from the configuration beyond the common keys.
@@ -61,6 +63,9 @@ pub struct Config {
     pub debug_logging: bool,
     pub initial_sync_days: Option<u32>,
     pub sync_frequency_hours: Option<u32>,
+    /// `--bom` and `--spreadsheet-safe` from the file.
+    pub bom: bool,
+    pub spreadsheet_safe: bool,
     /// Keys present in the file that no connector knows.
     pub unknown_keys: Vec<String>,
 }
@@ -122,6 +127,8 @@ pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str)
         debug_logging: boolean(map, "enable_debug_logging")?.unwrap_or(false),
         initial_sync_days: integer(map, "initial_sync_days", 0, 36500)?,
         sync_frequency_hours: integer(map, "sync_frequency_hours", 0, 8760)?,
+        bom: boolean(map, "bom")?.unwrap_or(false),
+        spreadsheet_safe: boolean(map, "spreadsheet_safe")?.unwrap_or(false),
         unknown_keys,
     })
 }

@@ -31,6 +31,8 @@ impl Workdir {
         for var in ["MAILERLITE_API_KEY", "PALIGO_USERNAME", "PALIGO_API_KEY", "RUST_LOG"] {
             cmd.env_remove(var);
         }
+        // Retries back off from 5 ms, not 500: fault tests take seconds, not minutes.
+        cmd.env("API2CSV_TEST_BACKOFF_MS", "5");
         cmd
     }
 

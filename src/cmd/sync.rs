@@ -127,7 +127,10 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
         dir: args.out.clone(),
         tables: args.tables.clone(),
         full_refresh: args.full_refresh || !config.incremental,
-        output: args.output,
+        output: OutputOptions {
+            bom: args.output.bom || config.bom,
+            spreadsheet_safe: args.output.spreadsheet_safe || config.spreadsheet_safe,
+        },
         interrupt: interrupt.clone(),
     };
     let mut progress = Progress::new(Mode::detect(args.verbosity == Verbosity::Quiet));
