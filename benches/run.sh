@@ -17,7 +17,8 @@ SIZES=("$@")
 REPEAT=${REPEAT:-3}
 PAGE=100 # max_records_per_page; the mock (like MailerLite) caps `limit` at 100
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/api2csv
+# BIN=path/to/api2csv measures another build (say, the last release) instead.
+BIN=${BIN:-$TARGET/release/api2csv}
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 for tool in cargo curl python3 /usr/bin/time awk; do
@@ -25,8 +26,10 @@ for tool in cargo curl python3 /usr/bin/time awk; do
 done
 for n in "${SIZES[@]}"; do [[ $n =~ ^[0-9]+$ ]] || die "sizes are numbers of subscribers, got '$n'"; done
 
-echo "building release binary ($BIN) ..." >&2
-cargo build --release --quiet
+if [ "$BIN" = "$TARGET/release/api2csv" ]; then
+    echo "building release binary ($BIN) ..." >&2
+    cargo build --release --quiet
+fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 WORK=$(mktemp -d)
@@ -83,11 +86,13 @@ run_sync() {
     [ -n "${KEEP:-}" ] || rm -rf "$out"
     WALL=$(calc "%.4f" "($t1 - $t0) / 1e9")
     RSS=$(awk -F': *' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
-    # Summary lines: table read new changed unchanged deleted pages.
-    ROWS=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $3 + $4 + $6} END {print s + 0}' "$WORK/sync.out")
-    PAGES=$(awk 'NF == 7 && $2 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$WORK/sync.out")
-    SUBROWS=$(awk '$1 == "subscriber" && NF == 7 {print $3 + $4 + $6}' "$WORK/sync.out")
-    READ=$(awk '$1 == "subscriber" && NF == 7 {print $2}' "$WORK/sync.out")
+    # Summary lines: table read new changed unchanged deleted pages [requests].
+    ROWS=$(awk 'NF >= 7 && $2 ~ /^[0-9]+$/ {s += $3 + $4 + $6} END {print s + 0}' "$WORK/sync.out")
+    PAGES=$(awk 'NF >= 7 && $2 ~ /^[0-9]+$/ {s += $7} END {print s + 0}' "$WORK/sync.out")
+    SUBROWS=$(awk '$1 == "subscriber" && NF >= 7 {print $3 + $4 + $6}' "$WORK/sync.out")
+    READ=$(awk '$1 == "subscriber" && NF >= 7 {print $2}' "$WORK/sync.out")
+    # Requests per table, where the summary has them, and in all.
+    REQS=$(awk 'NF == 8 && $2 ~ /^[0-9]+$/ {printf "%s %s, ", $1, $8} / requests \(/ {print "total " $1}' "$WORK/sync.out")
 }
 
 # measure LABEL PARENT_DIR [--tables T]: REPEAT syncs; median wall, max RSS.
@@ -107,6 +112,7 @@ measure() {
     R_SUB[$label]=$SUBROWS
     R_PAGES[$label]=$PAGES
     R_READ[$label]=$READ
+    R_REQS[$label]=$REQS
     echo "  $label: walls ${walls[*]} s, peak RSS $rss KiB" >&2
 }
 
@@ -146,7 +152,8 @@ measure_curl() {
     local n=$1 walls=() t0 t1
     for _ in $(seq "$REPEAT"); do
         t0=$(now_ns)
-        curl -s -K "$WORK/urls.cfg" -w '%{http_code} %{num_connects} %{size_download}\n' >"$WORK/curl.out"
+        # --compressed: asks for gzip like api2csv does (ureq's gzip feature).
+        curl -s --compressed -K "$WORK/urls.cfg" -w '%{http_code} %{num_connects} %{size_download}\n' >"$WORK/curl.out"
         t1=$(now_ns)
         walls+=("$(calc "%.4f" "($t1 - $t0) / 1e9")")
     done
@@ -161,7 +168,7 @@ measure_curl() {
     echo "  curl: walls ${walls[*]} s, $conns connection(s), $bytes body bytes" >&2
 }
 
-declare -A R_WALL R_RSS R_ROWS R_SUB R_PAGES R_READ C_PAGES C_RECS C_WALL C_CONNS C_BYTES
+declare -A R_WALL R_RSS R_ROWS R_SUB R_PAGES R_READ R_REQS C_PAGES C_RECS C_WALL C_CONNS C_BYTES
 SHM=
 [ -d /dev/shm ] && [ -w /dev/shm ] && SHM=/dev/shm
 DISK_TMP=${TMPDIR:-/tmp}
@@ -238,6 +245,12 @@ for n in "${SIZES[@]}"; do
             "$(calc "%.1f" "$rows / ${R_WALL[$k]}")" \
             "$(calc "%.1f" "${R_PAGES[$k]} / ${R_WALL[$k]}")" "${R_RSS[$k]}"
     done
+done
+
+echo
+echo "requests per table, all tables (first sync):"
+for n in "${SIZES[@]}"; do
+    echo "  $n: ${R_REQS[$n/all]:-}"
 done
 
 echo

@@ -6,4 +6,5 @@ mod expected;
 mod hostile;
 mod mailerlite;
 mod paligo;
+mod requests;
 mod workdir;
