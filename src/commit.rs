@@ -27,10 +27,21 @@ pub struct Append {
     pub bytes: Vec<u8>,
 }
 
-/// One page's worth of durable change.
+/// One page's worth of durable change: the appends, and `state.json` as it is to
+/// read once they are durable (serialized by the caller into a recycled buffer,
+/// cheaper than a copy of the state).
 pub struct Commit {
     pub appends: Vec<Append>,
-    pub state: State,
+    pub state: Vec<u8>,
+}
+
+impl Commit {
+    pub fn new(appends: Vec<Append>, state: &State, mut buffer: Vec<u8>) -> Commit {
+        buffer.clear();
+        serde_json::to_writer(&mut buffer, state).expect("state serializes");
+        buffer.push(b'\n');
+        Commit { appends, state: buffer }
+    }
 }
 
 /// The committer's answer to one commit: its buffers back, and whether it stuck.
@@ -138,7 +149,8 @@ fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) {
         broken |= result.is_err();
         let mut result = Some(result);
         for commit in round {
-            let buffers = commit.appends.into_iter().map(|a| a.bytes).collect();
+            let mut buffers: Vec<Vec<u8>> = commit.appends.into_iter().map(|a| a.bytes).collect();
+            buffers.push(commit.state);
             let r = result.take().unwrap_or_else(|| if broken { Err(stopped()) } else { Ok(()) });
             let _ = acks.send(Ack { buffers, result: r });
         }
@@ -173,5 +185,5 @@ fn durable(round: &[Commit], state_path: &std::path::Path) -> Result<()> {
         f.sync_data().map_err(|e| Error::io("sync", path, e))?;
     }
     let last = round.last().expect("a round has a commit");
-    write_atomic(state_path, &last.state.to_bytes())
+    write_atomic(state_path, &last.state)
 }

@@ -332,7 +332,8 @@ impl Reader {
             table.seen_len = w.seen_len;
             table.order = w.order();
         }
-        committer.send(Commit { appends, state: state.clone() })?;
+        let commit = Commit::new(appends, state, committer.buffer());
+        committer.send(commit)?;
         self.last_commit = Instant::now();
         Ok(())
     }
