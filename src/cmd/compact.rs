@@ -1,10 +1,6 @@
 //! `api2csv compact`: one row per primary key in every table file.
 
-use std::path::PathBuf;
-
-use lexopt::prelude::*;
-
-use super::{help, lex, quiet_logging, say, usage};
+use super::{dir_arg, help, quiet_logging, say};
 use crate::compact::Compacted;
 use crate::error::Failure;
 
@@ -17,15 +13,7 @@ DIR/manifest.json.
 ";
 
 pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
-    let mut dir = None;
-    while let Some(arg) = p.next().map_err(lex)? {
-        match arg {
-            Long("help") | Short('h') => return help(USAGE),
-            Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
-            other => return Err(lex(other.unexpected()).into()),
-        }
-    }
-    let dir = dir.ok_or_else(|| usage("compact: which directory?"))?;
+    let Some(dir) = dir_arg(p, "compact")? else { return help(USAGE) };
     quiet_logging();
     let (state, done) = crate::compact::run(&dir).map_err(|e| Failure { wrote: false, error: e })?;
     say(&text(&done));

@@ -124,3 +124,16 @@ pub fn help(text: &str) -> std::result::Result<(), Failure> {
     say(text);
     Ok(())
 }
+
+/// The one `<DIR>` argument of `command`; `None` for `--help`.
+pub fn dir_arg(p: &mut lexopt::Parser, command: &str) -> Result<Option<std::path::PathBuf>> {
+    let mut dir = None;
+    while let Some(arg) = p.next().map_err(lex)? {
+        match arg {
+            Long("help") | Short('h') => return Ok(None),
+            Value(v) if dir.is_none() => dir = Some(std::path::PathBuf::from(v)),
+            other => return Err(lex(other.unexpected())),
+        }
+    }
+    dir.map(Some).ok_or_else(|| usage(format!("{command}: which directory?")))
+}

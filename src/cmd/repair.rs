@@ -1,10 +1,6 @@
 //! `api2csv repair`: set aside table files changed outside api2csv.
 
-use std::path::PathBuf;
-
-use lexopt::prelude::*;
-
-use super::{help, lex, quiet_logging, say, usage};
+use super::{dir_arg, help, quiet_logging, say};
 use crate::error::{Error, Failure};
 
 pub const USAGE: &str = "\
@@ -20,15 +16,7 @@ A table file that state.json does not know is left alone: repair says what to do
 ";
 
 pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
-    let mut dir = None;
-    while let Some(arg) = p.next().map_err(lex)? {
-        match arg {
-            Long("help") | Short('h') => return help(USAGE),
-            Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
-            other => return Err(lex(other.unexpected()).into()),
-        }
-    }
-    let dir = dir.ok_or_else(|| usage("repair: which directory?"))?;
+    let Some(dir) = dir_arg(p, "repair")? else { return help(USAGE) };
     quiet_logging();
     let repaired = crate::repair::run(&dir)?;
     for action in &repaired.actions {

@@ -1,10 +1,6 @@
 //! `api2csv verify`: every file against `DIR/manifest.json`, after copying an export.
 
-use std::path::PathBuf;
-
-use lexopt::prelude::*;
-
-use super::{help, lex, quiet_logging, say, usage};
+use super::{dir_arg, help, quiet_logging, say};
 use crate::error::{Error, Failure};
 
 pub const USAGE: &str = "\
@@ -16,17 +12,10 @@ that does not (copy it again); 2 when there is no usable manifest.
 ";
 
 pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
-    let mut dir = None;
-    while let Some(arg) = p.next().map_err(lex)? {
-        match arg {
-            Long("help") | Short('h') => return help(USAGE),
-            Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
-            other => return Err(lex(other.unexpected()).into()),
-        }
-    }
-    let dir = dir.ok_or_else(|| usage("verify: which directory?"))?;
+    let Some(dir) = dir_arg(p, "verify")? else { return help(USAGE) };
     quiet_logging();
-    let verified = crate::manifest::verify(&dir).map_err(|e| Error::dir(&dir, e.to_string()))?;
+    // No usable manifest is a directory error (2), not a mismatch (1).
+    let verified = crate::manifest::verify(&dir).map_err(|e| Error::dir(std::path::Path::new(""), e.to_string()))?;
     for file in &verified.checked {
         if !verified.problems.iter().any(|p| &p.file == file) {
             say(&format!("{file}: ok\n"));
