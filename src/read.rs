@@ -74,12 +74,12 @@ impl Reader {
         for &t in &plan.tables {
             let spec = ctx.def.table(t).expect("a table of the connector");
             let target = if run.full_refresh { Target::Refresh } else { Target::Table };
-            let journal = run.deletes && pending.contains(&t);
-            let mut w = TableWriter::open(ctx.dir, spec, state, target, journal)?;
-            if !pending.contains(&t) {
+            let w = if pending.contains(&t) {
+                TableWriter::open(ctx.dir, spec, state, target, run.deletes)?
+            } else {
                 // Finished by the interrupted run: read along, write nothing.
-                w.summary.skipped = true;
-            }
+                TableWriter::skipped(spec, target)
+            };
             writers.push(w);
         }
         Ok(Reader {
@@ -108,11 +108,16 @@ impl Reader {
         progress: &mut Progress,
     ) -> Result<()> {
         let first = self.plan.tables[0];
-        let resume = self.plan.tables.iter().find_map(|t| match state.tables.get(*t).and_then(|s| s.resume.clone()) {
-            Some(Resume::Read(p)) => Some(Some(p)),
-            None => Some(None),
+        let pending = self.writers.iter().filter(|w| !w.summary.skipped).map(|w| w.spec.name);
+        let positions: Vec<Option<Resume>> =
+            pending.map(|t| state.tables.get(t).and_then(|s| s.resume.clone())).collect();
+        // Pending tables are read together: all still reading (a position, or none
+        // yet), or all past their read.
+        let resume = positions.iter().find_map(|r| match r {
+            Some(Resume::Read(p)) => Some(Some(p.clone())),
             _ => None,
         });
+        let resume = resume.or_else(|| positions.iter().all(Option::is_none).then_some(None));
         let label = self.plan.tables.join(" + ");
         progress.start_table(&label, ctx.checked.totals.get(first).copied());
         if let Some(position) = resume {
@@ -120,7 +125,9 @@ impl Reader {
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
             self.pages(ctx, state, committer, progress, stream.as_mut(), None)?;
             let deletes = state.run.as_ref().is_some_and(|r| r.deletes);
-            for t in &self.plan.tables {
+            let pending: Vec<&'static str> =
+                self.writers.iter().filter(|w| !w.summary.skipped).map(|w| w.spec.name).collect();
+            for t in &pending {
                 let spec = ctx.def.table(t).expect("a table");
                 let writer = self.writers.iter().find(|w| w.spec.name == *t);
                 let unseen = writer.is_some_and(TableWriter::has_unseen);

@@ -230,7 +230,11 @@ fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: 
             for t in &selected {
                 if !run.tables.iter().any(|r| r == t) {
                     run.tables.push(t.to_string());
-                    state.table(t).resume = None;
+                    let table = state.table(t);
+                    table.resume = None;
+                    if run.full_refresh {
+                        table.start_refresh();
+                    }
                 }
             }
             let order = |t: &String| def.tables.iter().position(|s| s.name == t);
