@@ -89,3 +89,19 @@ fn a_rate_limited_server_refuses_at_most_one_request() {
     assert!(report["rate_limited"].as_u64().unwrap() <= 1, "{report}");
     assert_exact(&wd, &opts);
 }
+
+#[test]
+fn a_page_size_the_server_refuses_falls_back_once() {
+    let wd = Workdir::new("req-422");
+    let opts = MockOptions { records: 1200, seed: 8, reject_large_limit: true, ..MockOptions::default() };
+    let server = start(&opts);
+    let cfg = config(&wd, &server);
+    let out = wd.output(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("refused 1000 records per page").count(), 1, "{stderr}");
+    // The minimum for 1200 subscribers, and the one refused request.
+    let minimum = 1 + 12 + 1 + 1 + 3;
+    assert!(server.requests() <= minimum + 1, "{} requests", server.requests());
+    assert_exact(&wd, &opts);
+}
