@@ -103,14 +103,14 @@ pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str)
         .filter(|s| !s.trim().is_empty())
         .or_else(|| env(req.api_key_env))
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing("api_key", Some(req.api_key_env)))?;
+        .ok_or_else(|| missing(map, "api_key", Some(req.api_key_env)))?;
     let username = match req.username_env {
         Some(var) => Some(
             string(map, "username")?
                 .filter(|s| !s.trim().is_empty())
                 .or_else(|| env(var))
                 .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| missing("username", Some(var)))?,
+                .ok_or_else(|| missing(map, "username", Some(var)))?,
         ),
         None => None,
     };
@@ -147,18 +147,24 @@ fn base_url(req: &Requirements, map: &Map<String, Value>) -> Result<String> {
         }
         _ => match req.default_base_url {
             Some(url) => url.to_string(),
-            None => return Err(missing("base_url (or instance)", None)),
+            None => return Err(missing(map, "base_url (or instance)", None)),
         },
     };
     let checked = check_base_url(&url).map_err(|e| Error::Config(format!("base_url: {e}: {}", shown(&url))))?;
     Ok(checked.url)
 }
 
-fn missing(key: &str, env: Option<&str>) -> Error {
-    match env {
-        Some(var) => Error::Config(format!("{key}: required (in the config file or ${var})")),
-        None => Error::Config(format!("{key}: required")),
+fn missing(map: &Map<String, Value>, key: &str, env: Option<&str>) -> Error {
+    let mut message = match env {
+        Some(var) => format!("{key}: required (in the config file or ${var})"),
+        None => format!("{key}: required"),
+    };
+    // A mistyped key is often why: its warning would come only after a valid config.
+    let name = key.split(' ').next().unwrap_or(key);
+    if let Some(typo) = map.keys().find(|k| !KNOWN.contains(&k.as_str()) && did_you_mean(k) == Some(name)) {
+        message.push_str(&format!("; the file has {typo:?}: did you mean {name:?}?"));
     }
+    Error::Config(message)
 }
 
 fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
@@ -307,6 +313,16 @@ mod tests {
         assert_eq!(c.api_key.expose(), "env");
         let c = from_map(&ML, json!({"api_key": "file"}).as_object().unwrap(), &|_| Some("env".into())).unwrap();
         assert_eq!(c.api_key.expose(), "file");
+    }
+
+    #[test]
+    fn a_required_key_missing_for_a_typo_says_so() {
+        let e = parse(json!({"apikey": "SEKRIT"})).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "configuration: api_key: required (in the config file or $MAILERLITE_API_KEY); \
+             the file has \"apikey\": did you mean \"api_key\"?"
+        );
     }
 
     #[test]

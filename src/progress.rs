@@ -50,6 +50,10 @@ impl Mode {
 pub struct Snapshot {
     pub pages: u64,
     pub read: u64,
+    /// Records of the table whose total the API announced, the first of its stream:
+    /// the percentage and ETA compare these with it, never `read`, which also counts
+    /// what the stream's other tables brought along (memberships with subscribers).
+    pub counted: u64,
     pub new: u64,
     pub changed: u64,
     pub unchanged: u64,
@@ -181,9 +185,10 @@ impl Table {
         f.extend((rate > 0.0).then(|| format!("{rate:.0}/s")));
         if let Some(total) = self.total.filter(|&t| t > 0) {
             // An announced total can be stale: never past 100%, no ETA once reached.
-            f.push(format!("{}%", s.read.min(total).saturating_mul(100) / total));
-            let eta = || clock(((total - s.read) as f64 / rate).round() as u64);
-            f.extend((rate > 0.0 && s.read < total).then(|| format!("ETA {}", eta())));
+            f.push(format!("{}%", s.counted.min(total).saturating_mul(100) / total));
+            let pace = if secs > 0.0 { s.counted as f64 / secs } else { 0.0 };
+            let eta = || clock(((total - s.counted) as f64 / pace).round() as u64);
+            f.extend((pace > 0.0 && s.counted < total).then(|| format!("ETA {}", eta())));
         }
         f.extend((!s.waited.is_zero()).then(|| format!("waited {}", whole(s.waited))));
         f.extend((s.retries > 0).then(|| count(s.retries, "retry", "retries")));
@@ -301,13 +306,17 @@ mod tests {
     fn figures_show_rate_percent_eta_wait_and_retries() {
         let t0 = Instant::now();
         let t = Table { name: "subscriber".into(), total: Some(10_000), started: t0, next: t0 };
-        let s = Snapshot { pages: 40, read: 4000, retries: 2, waited: Duration::from_secs(12), ..Snapshot::default() };
+        let s = Snapshot { pages: 40, read: 4000, counted: 4000, ..Snapshot::default() };
+        let s = Snapshot { retries: 2, waited: Duration::from_secs(12), ..s };
         let live = "subscriber  40 pages  4000 rows  400/s  40%  ETA 0:15  waited 12s  2 retries";
         assert_eq!(t.live_text(&s, at(t0, 10_000)), live);
         let periodic = "subscriber: 40 pages, 4000 rows, 400/s, 40%, ETA 0:15, waited 12s, 2 retries";
         assert_eq!(t.periodic_text(&s, at(t0, 10_000)), periodic);
-        let stale = Snapshot { pages: 121, read: 12_000, ..Snapshot::default() };
+        let stale = Snapshot { pages: 121, read: 12_000, counted: 12_000, ..Snapshot::default() };
         assert_eq!(t.live_text(&stale, at(t0, 4000)), "subscriber  121 pages  12000 rows  3000/s  100%");
+        // Two memberships came with each subscriber: 4000 of 10 000 is still 40%.
+        let stream = Snapshot { pages: 40, read: 12_000, counted: 4000, ..Snapshot::default() };
+        assert_eq!(t.live_text(&stream, at(t0, 10_000)), "subscriber  40 pages  12000 rows  1200/s  40%  ETA 0:15");
         let t = Table { name: "group".into(), total: None, started: t0, next: t0 };
         assert_eq!(
             t.live_text(&Snapshot { pages: 1, read: 100, ..Snapshot::default() }, t0),

@@ -168,6 +168,8 @@ impl Reader {
             s.unchanged += w.summary.unchanged;
             s.deleted += w.summary.deleted;
         }
+        let first = self.writers.iter().find(|w| w.spec.name == self.plan.tables[0]);
+        s.counted = first.map_or(0, |w| w.summary.read);
         let (now, before) = (ctx.client.stats(), self.stats_before);
         s.requests = now.requests - before.requests;
         s.retries = now.retries - before.retries;

@@ -26,8 +26,14 @@ pub fn run(dir: &Path) -> Result<Repaired> {
     if !dir.is_dir() {
         return Err(Error::dir(dir, "no such directory"));
     }
-    let _lock = DirLock::acquire(dir)?;
     let mut out = Repaired::default();
+    if !dir.join(FILE_NAME).exists() {
+        // Nothing here is repair's to change, so no lock file either: a directory
+        // holding only a user's own CSV stays exactly as it was.
+        unknown_files(dir, &mut out);
+        return Ok(out);
+    }
+    let _lock = DirLock::acquire(dir)?;
     let Some(mut state) = State::load(dir)? else {
         unknown_files(dir, &mut out);
         return Ok(out);

@@ -85,6 +85,7 @@ pub enum Damage {
     Shorter { actual: u64 },
     Header(&'static str),
     Content,
+    Range { tail_start: u64 },
 }
 
 impl Damage {
@@ -94,6 +95,9 @@ impl Damage {
             Damage::Shorter { actual } => format!("it has {actual} bytes but {committed} were committed"),
             Damage::Header(what) => format!("its header {what}"),
             Damage::Content => "its last committed rows differ".into(),
+            Damage::Range { tail_start } => {
+                format!("state.json commits {committed} bytes of it, but its last commit began at byte {tail_start}")
+            }
         }
     }
 }
@@ -123,10 +127,12 @@ pub fn check(path: &Path, file: &FileState, bom: bool) -> Result<std::result::Re
     }
     // (0, 0): a state from before checksums were kept; they are computed after this check.
     let known = (file.tail_start, file.tail_crc) != (0, 0);
-    if known
-        && file.tail_start < file.file_len
-        && crc_range(&mut f, path, file.tail_start, file.file_len)? != file.tail_crc
-    {
+    if known && file.tail_start >= file.file_len {
+        // No commit leaves that: state.json was edited, and its length may cut a row.
+        // Unchecked, the file would be cut there before anything failed.
+        return Ok(Err(Damage::Range { tail_start: file.tail_start }));
+    }
+    if known && crc_range(&mut f, path, file.tail_start, file.file_len)? != file.tail_crc {
         return Ok(Err(Damage::Content));
     }
     Ok(Ok(actual - file.file_len))
@@ -401,6 +407,10 @@ mod tests {
             let damage = check(&p, &f, false).unwrap().unwrap_err();
             assert!(damage.describe(f.file_len).contains(what), "{edited:?}: {damage:?}");
         }
+        fs::write(&p, text).unwrap();
+        // state.json edited: its length cuts row 1, and its last commit was row 2.
+        let cut = FileState { file_len: 35, tail_start: 42, ..f.clone() };
+        assert_eq!(check(&p, &cut, false).unwrap(), Err(Damage::Range { tail_start: 42 }));
         fs::remove_file(&p).unwrap();
         assert_eq!(check(&p, &f, false).unwrap(), Err(Damage::Missing));
     }

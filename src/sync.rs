@@ -117,7 +117,9 @@ pub fn run(
     validate::check_dir(dir, def, Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some()))?;
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
-    report.resumed = state.run.as_ref().map(|r| describe_resume(&state, r));
+    // A --full-refresh replaces an interrupted run that was not one (see begin_run).
+    let resumed = state.run.as_ref().filter(|r| r.full_refresh || !opts.full_refresh);
+    report.resumed = resumed.map(|r| describe_resume(&state, r));
     if let Some(at) = &report.resumed {
         log::info!("resuming the sync interrupted at {at}");
     }

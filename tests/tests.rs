@@ -1,10 +1,13 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
 mod changes;
+mod directory;
 mod errors;
 mod expected;
 mod hostile;
 mod mailerlite;
+mod observe;
 mod paligo;
 mod requests;
+mod signals;
 mod workdir;
