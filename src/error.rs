@@ -36,6 +36,8 @@ pub enum Error {
     Interrupted,
     /// The run stopped for a signal after committing what it had.
     Signal { name: &'static str, status: i32, committed: u64 },
+    /// A sync failed on the way; what it committed stays, and rerunning resumes.
+    Resumable(Box<Error>),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -91,6 +93,7 @@ impl Error {
             | Error::Mismatch { .. } => 1,
             Error::Interrupted => 130,
             Error::Signal { status, .. } => *status,
+            Error::Resumable(e) => e.exit_status(),
         }
     }
 
@@ -127,6 +130,7 @@ impl fmt::Display for Error {
                 write!(f, "output directory is in use by another api2csv process (lock {} is held)", path.display())
             }
             Error::Interrupted => write!(f, "interrupted"),
+            Error::Resumable(e) => write!(f, "{e}; what was committed stays: run the same command again to resume"),
             Error::Signal { name, committed, .. } => {
                 let pages = if *committed == 1 { "page" } else { "pages" };
                 write!(f, "interrupted by {name}: {committed} {pages} committed; run the same command to resume")

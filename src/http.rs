@@ -274,10 +274,11 @@ impl Client {
                 wait.as_secs_f64()
             );
             self.count(|s| s.retries += 1);
+            let (slept, done) = self.sleep(wait);
             if matches!(outcome, Outcome::Status(429, _)) {
-                self.count(|s| s.waited += wait);
+                self.count(|s| s.waited += slept);
             }
-            if !self.sleep(wait) {
+            if !done {
                 return Err(Error::Interrupted);
             }
             retry += 1;
@@ -344,8 +345,9 @@ impl Client {
         let wait = self.pacer.borrow().delay(Instant::now());
         if !wait.is_zero() {
             log::debug!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
-            self.count(|s| s.waited += wait);
-            if !self.sleep(wait) {
+            let (slept, done) = self.sleep(wait);
+            self.count(|s| s.waited += slept);
+            if !done {
                 return false;
             }
         }
@@ -353,16 +355,18 @@ impl Client {
         true
     }
 
-    /// Sleeps `d` in short steps, so a signal ends the wait; false if it did.
-    fn sleep(&self, d: Duration) -> bool {
-        let until = Instant::now() + d;
+    /// Sleeps `d` in short steps, so a signal ends the wait: how long it slept, and
+    /// whether it slept all of `d`.
+    fn sleep(&self, d: Duration) -> (Duration, bool) {
+        let start = Instant::now();
+        let until = start + d;
         loop {
             if self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0) {
-                return false;
+                return (start.elapsed(), false);
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return true;
+                return (start.elapsed(), true);
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }

@@ -75,13 +75,19 @@ pub fn init(v: Verbosity) {
 /// env_logger's logger, writing each line only once the live progress line is erased.
 struct SharesStderr(env_logger::Logger);
 
+/// True for lines that may hold a secret whatever `RUST_LOG` says: the HTTP
+/// library's trace lines dump raw requests, `Authorization` header included.
+fn secret_bearing(metadata: &Metadata<'_>) -> bool {
+    metadata.level() == Level::Trace && metadata.target().starts_with("ureq")
+}
+
 impl Log for SharesStderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
+        self.0.enabled(metadata) && !secret_bearing(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.0.matches(record) {
+        if self.0.matches(record) && !secret_bearing(record.metadata()) {
             // Held until the line is out, so progress cannot draw between erase and write.
             // A message whose `Display` logs would wait on itself here; none of ours does.
             let _erased = progress::STDERR.erase(&mut io::stderr());

@@ -92,8 +92,28 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// What the reader knows of one interned key path.
+#[derive(Debug, Clone, Copy)]
 struct PathInfo {
+    /// The encoded path in `Paths::bytes`, and where its last segment starts.
+    start: u32,
+    end: u32,
+    last: u32,
+    /// The enclosing object's path (`ROOT` for a top-level key).
+    parent: u32,
+    /// The path of the key met right after this one last time: records of a page
+    /// share their shape, so this guess spares the hash lookup, and one record's
+    /// extra key costs one miss, not the rest of the record.
+    succ: u32,
+    /// The record that last met this path (plus one): met twice, a key repeats.
+    stamp: u32,
+    time: bool,
+    capture: Option<u8>,
+}
+
+/// What a path is, as the spec says: a timestamp, a captured key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Facts {
     time: bool,
     capture: Option<u8>,
 }
@@ -102,62 +122,62 @@ struct PathInfo {
 #[derive(Debug, Default)]
 struct Paths {
     bytes: Vec<u8>,
-    spans: Vec<(u32, u32)>,
-    /// Per path, its parent's id (`ROOT` for a top-level key) and where its last
-    /// segment starts: the shape guess compares only those.
-    parent: Vec<u32>,
-    last: Vec<u32>,
     info: Vec<PathInfo>,
     map: HashMap<Box<[u8]>, u32, FxBuild>,
 }
 
-/// The parent of a top-level key.
+/// The parent of a top-level key, and "no path".
 const ROOT: u32 = u32::MAX;
 
 impl Paths {
+    fn len(&self) -> usize {
+        self.info.len()
+    }
+
     fn get(&self, id: u32) -> &[u8] {
-        let (s, e) = self.spans[id as usize];
-        &self.bytes[s as usize..e as usize]
+        let p = &self.info[id as usize];
+        &self.bytes[p.start as usize..p.end as usize]
     }
 
     /// True when `id` is key `key` (without its END) directly under `parent`.
     fn is(&self, id: u32, parent: u32, key: &[u8]) -> bool {
-        let i = id as usize;
-        i < self.parent.len()
-            && self.parent[i] == parent
-            && short_eq(&self.bytes[self.last[i] as usize..self.spans[i].1 as usize - 1], key)
+        match self.info.get(id as usize) {
+            Some(p) => p.parent == parent && short_eq(&self.bytes[p.last as usize..p.end as usize - 1], key),
+            None => false,
+        }
     }
 
     /// The id of encoded `path`, interned (with its ancestors) if new.
-    fn intern(&mut self, path: &[u8], info: impl FnOnce() -> PathInfo) -> u32 {
+    fn intern(&mut self, path: &[u8], facts: impl FnOnce() -> Facts) -> u32 {
         if let Some(&id) = self.map.get(path) {
             return id;
         }
         let parent = match parent_path(path) {
-            Some(p) => self.intern(p, PathInfo::default),
+            Some(p) => self.intern(p, Facts::default),
             None => ROOT,
         };
-        let id = self.spans.len() as u32;
+        let id = self.info.len() as u32;
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(path);
-        self.spans.push((start, self.bytes.len() as u32));
-        self.parent.push(parent);
-        let seg = parent_path(path).map_or(0, |p| p.len());
-        self.last.push(start + seg as u32);
-        self.info.push(info());
+        let last = start + parent_path(path).map_or(0, |p| p.len()) as u32;
+        let Facts { time, capture } = facts();
+        let end = self.bytes.len() as u32;
+        self.info.push(PathInfo { start, end, last, parent, succ: ROOT, stamp: 0, time, capture });
         self.map.insert(path.into(), id);
         id
     }
 
+    fn facts(&self, id: u32) -> Facts {
+        let p = &self.info[id as usize];
+        Facts { time: p.time, capture: p.capture }
+    }
+
     fn parent_of(&self, id: u32) -> Option<u32> {
-        Some(self.parent[id as usize]).filter(|&p| p != ROOT)
+        Some(self.info[id as usize].parent).filter(|&p| p != ROOT)
     }
 
     fn clear(&mut self) {
         self.bytes.clear();
-        self.spans.clear();
-        self.parent.clear();
-        self.last.clear();
         self.info.clear();
         self.map.clear();
     }
@@ -184,15 +204,10 @@ pub struct Batch {
     cur_id: u32,
     /// The key just entered is serde_json's number token.
     key_is_number_token: bool,
-    /// Per path (and one slot for a record's start), the path of the key that came
-    /// next last time: records of a page share their shape, so this guess spares
-    /// the hash lookup, and one record's extra key costs one miss, not the rest.
-    succ: Vec<u32>,
+    /// The path of a record's first key last time (see `PathInfo::succ`).
+    first: u32,
     /// The path of the key met last in this record (`ROOT` at its start).
     prev: u32,
-    /// Per path, the record that last met it (plus one): a path met twice in one
-    /// record means a repeated key.
-    stamps: Vec<u32>,
     has_repeats: bool,
     record_start: usize,
     spec_timestamps: Vec<String>,
@@ -209,11 +224,11 @@ impl Batch {
         self.captured.clear();
         self.bad_timestamps = 0;
         self.first_bad_timestamp = None;
-        if self.paths.spans.len() > MAX_PATHS {
+        if self.paths.len() > MAX_PATHS {
             self.paths.clear();
-            self.succ.clear();
+            self.first = ROOT;
         }
-        self.stamps.iter_mut().for_each(|s| *s = 0);
+        self.paths.info.iter_mut().for_each(|p| p.stamp = 0);
     }
 
     pub fn len(&self) -> usize {
@@ -269,20 +284,20 @@ impl Batch {
 
     /// Adds the leaf `segments` = `value` to the record built by hand.
     pub fn push_leaf(&mut self, segments: &[&str], value: &[u8]) {
-        let id = self.paths.intern(&encode(segments), PathInfo::default);
+        let id = self.paths.intern(&encode(segments), Facts::default);
         self.push_value(id, value);
     }
 
     /// Adds a derived column's cell to the record built by hand.
     pub fn push_derived(&mut self, name: &str, value: &[u8]) {
-        let id = self.paths.intern(&encode_derived(name), PathInfo::default);
+        let id = self.paths.intern(&encode_derived(name), Facts::default);
         self.push_value(id, value);
     }
 
     /// Copies the leaves of record `i` of `other` into the record built by hand.
     pub fn copy_record(&mut self, other: &Batch, i: usize) {
         for cell in other.record(i) {
-            let id = self.paths.intern(other.path(cell.path), || other.paths.info[cell.path as usize]);
+            let id = self.paths.intern(other.path(cell.path), || other.paths.facts(cell.path));
             self.push_value(id, other.value(cell));
         }
     }
@@ -305,9 +320,6 @@ impl Batch {
         self.cur_id = MARKER;
         self.prev = ROOT;
         self.has_repeats = false;
-        if self.stamps.len() < self.paths.spans.len() {
-            self.stamps.resize(self.paths.spans.len(), 0);
-        }
     }
 
     fn finish_record(&mut self) {
@@ -321,11 +333,10 @@ impl Batch {
     fn push_key(&mut self, key: &[u8]) {
         let depth = self.ids.len() + 1;
         let parent = self.ids.last().copied().unwrap_or(ROOT);
-        let slot = if self.prev == ROOT { 0 } else { self.prev as usize + 1 };
-        let guess = self.succ.get(slot).copied();
-        let id = match guess.filter(|&g| self.paths.is(g, parent, key)) {
-            Some(g) => g,
-            None => {
+        let guess = if self.prev == ROOT { self.first } else { self.paths.info[self.prev as usize].succ };
+        let id = match self.paths.is(guess, parent, key) {
+            true => guess,
+            false => {
                 let (times, captures, format) = (&self.spec_timestamps, &self.spec_capture, self.time_format);
                 let top = (depth == 1).then(|| String::from_utf8_lossy(key));
                 self.scratch.clear();
@@ -334,25 +345,21 @@ impl Batch {
                 }
                 self.scratch.extend_from_slice(key);
                 self.scratch.push(END);
-                self.paths.intern(&self.scratch, || PathInfo {
+                self.paths.intern(&self.scratch, || Facts {
                     time: format.is_some() && top.as_ref().is_some_and(|k| times.iter().any(|t| t == k)),
                     capture: top.as_ref().and_then(|k| captures.iter().position(|c| c == k)).map(|p| p as u8),
                 })
             }
         };
-        if self.succ.len() <= slot {
-            self.succ.resize(slot + 1, ROOT);
+        match self.prev {
+            ROOT => self.first = id,
+            prev => self.paths.info[prev as usize].succ = id,
         }
-        self.succ[slot] = id;
         self.prev = id;
-        if self.stamps.len() <= id as usize {
-            self.stamps.resize(id as usize + 1, 0);
-        }
         let stamp = self.ends.len() as u32 + 1;
-        if self.stamps[id as usize] == stamp {
-            self.has_repeats = true;
-        }
-        self.stamps[id as usize] = stamp;
+        let info = &mut self.paths.info[id as usize];
+        self.has_repeats |= info.stamp == stamp;
+        info.stamp = stamp;
         self.ids.push(id);
         self.cur_id = id;
         self.key_is_number_token = key == NUMBER_TOKEN.as_bytes();
@@ -458,10 +465,30 @@ impl Batch {
     }
 }
 
-/// Slice equality without a call to `memcmp`, which costs more than the compare
-/// itself for keys of a few bytes.
+/// Slice equality for keys of a few bytes, by words: a call to `memcmp`, or a loop
+/// over bytes, costs more than the compare itself.
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0..=3 => a == b,
+        4..=8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            // Whole words, then the last word again, overlapping.
+            let mut i = 0;
+            while i + 8 < n {
+                if word(a, i) != word(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
 }
 
 /// The encoded path of `segments`.
@@ -521,7 +548,7 @@ pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, Pa
         batch.spec_capture = spec.capture.iter().map(|s| s.to_string()).collect();
         batch.time_format = spec.time_format;
         batch.paths.clear();
-        batch.succ.clear();
+        batch.first = ROOT;
     }
     // UTF-8 checked once for the whole body, not string by string: serde_json then
     // reads it as a `str` (RFC 8259 allows nothing else, so nothing valid is refused).
@@ -820,3 +847,21 @@ fn integer_text(v: impl fmt::Display, buf: &mut [u8; 24]) -> &[u8] {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod short_eq_tests {
+    /// Against slice equality, for every length up to 40 and a difference at each byte.
+    #[test]
+    fn agrees_with_slice_equality() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(super::short_eq(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x40;
+                assert_eq!(super::short_eq(&a, &b), a == b, "{n} {i}");
+            }
+            assert!(!super::short_eq(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+}

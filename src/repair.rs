@@ -52,7 +52,7 @@ pub fn run(dir: &Path) -> Result<Repaired> {
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!("[year]-[month]-[day]T[hour][minute][second]Z"))
         .expect("formats");
-    for p in validate::problems(dir, def, Some(&state))? {
+    for p in validate::problems(dir, def, Some(&state), true)? {
         match p.kind {
             ProblemKind::Foreign => out.unresolved.push(format!(
                 "{}: {}; move it away (or delete it) and run the sync again",

@@ -94,7 +94,7 @@ impl Damage {
             Damage::Missing => "it was deleted".into(),
             Damage::Shorter { actual } => format!("it has {actual} bytes but {committed} were committed"),
             Damage::Header(what) => format!("its header {what}"),
-            Damage::Content => "its last committed rows differ".into(),
+            Damage::Content => "its committed rows differ".into(),
             Damage::Range { tail_start } => {
                 format!("state.json commits {committed} bytes of it, but its last commit began at byte {tail_start}")
             }
@@ -397,8 +397,8 @@ mod tests {
         let cases = [
             (format!("\u{feff}{text}"), "byte order mark"),
             (text.replace('\n', "\r\n"), "CRLF"),
-            (text.replace("Bob", "Bib"), "last committed rows"),
-            (text.replace("Ann", "Annabel"), "last committed rows"),
+            (text.replace("Bob", "Bib"), "committed rows differ"),
+            (text.replace("Ann", "Annabel"), "committed rows differ"),
             (text.replace("id,name", "id,name,extra").replace("T,false", "T,false,"), "header"),
             (text.replace("2,Bob,T,false\n", ""), "bytes but"),
         ];

@@ -42,6 +42,9 @@ pub struct Report {
     pub wrote: bool,
     /// The directory was checked and is ours: `last_sync.json` may be written.
     pub dir_ready: bool,
+    /// The directory existed with a state that passed the read-only checks: a run
+    /// that fails after that (exit 1) records it in `last_sync.json`.
+    pub dir_checked: bool,
     pub pages_committed: u64,
     pub tables: Vec<TableSummary>,
     /// The interrupted run this one continued: where it stood.
@@ -56,6 +59,7 @@ impl Default for Report {
             started_at: timestamp::now(),
             wrote: false,
             dir_ready: false,
+            dir_checked: false,
             pages_committed: 0,
             tables: Vec::new(),
             resumed: None,
@@ -102,8 +106,16 @@ pub fn run(
     if dir.is_dir() {
         validate::check_dir(dir, def, existing.as_ref())?;
     }
+    // A directory that has its lock file is locked now, which writes nothing: the
+    // line saying a run resumes comes first, and no other run starts meanwhile.
+    let mut lock = None;
     if let Some(s) = &existing {
         check_output(s, opts)?;
+        if dir.join(crate::fsio::LOCK_NAME).exists() {
+            lock = Some(DirLock::acquire(dir)?);
+            announce_resume(s, report, opts.full_refresh);
+        }
+        report.dir_checked = true;
     }
     let checked = connector.check(client)?;
     let account = Account { base_url: client.base_url().to_string(), id: checked.identity.clone() };
@@ -111,17 +123,17 @@ pub fn run(
         validate::check_account(dir, s, &account)?;
     }
     create_out_dir(dir)?;
-    let _lock = DirLock::acquire(dir)?;
+    let _lock = match lock {
+        Some(l) => l,
+        None => DirLock::acquire(dir)?,
+    };
     // Again under the lock: another process may have written since the first look.
     let mut state = State::load(dir)?.unwrap_or_else(|| State::new(def.name));
     validate::check_dir(dir, def, Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some()))?;
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
-    // A --full-refresh replaces an interrupted run that was not one (see begin_run).
-    let resumed = state.run.as_ref().filter(|r| r.full_refresh || !opts.full_refresh);
-    report.resumed = resumed.map(|r| describe_resume(&state, r));
-    if let Some(at) = &report.resumed {
-        log::info!("resuming the sync interrupted at {at}");
+    if report.resumed.is_none() {
+        announce_resume(&state, report, opts.full_refresh);
     }
     report.dir_ready = true;
     report.wrote = true;
@@ -199,6 +211,16 @@ fn check_output(state: &State, opts: &Options) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says that this run resumes an interrupted one, and where. A --full-refresh
+/// replaces an interrupted run that was not one (see `begin_run`): no resuming then.
+fn announce_resume(state: &State, report: &mut Report, full_refresh: bool) {
+    let resumed = state.run.as_ref().filter(|r| r.full_refresh || !full_refresh);
+    report.resumed = resumed.map(|r| describe_resume(state, r));
+    if let Some(at) = &report.resumed {
+        log::info!("resuming the sync interrupted at {at}");
+    }
 }
 
 /// Where an interrupted run stood, for the first line of the run that resumes it.

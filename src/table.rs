@@ -136,10 +136,11 @@ impl TableWriter {
         }
         let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
         if crc != w.file.crc {
-            return Err(Error::dir(
-                &w.path,
-                "its committed rows were changed outside api2csv (checksum differs); run `api2csv repair DIR`",
-            ));
+            let detail = format!(
+                "changed outside api2csv: its committed rows differ (checksum); run `api2csv repair {}` to set it aside and rebuild the table",
+                dir.display()
+            );
+            return Err(Error::dir(&w.path, detail));
         }
         // Journal the keys read only when something committed before this read could
         // be deleted: decided when the read starts, kept when it resumes.

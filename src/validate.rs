@@ -32,8 +32,9 @@ pub enum ProblemKind {
 }
 
 /// Every problem of the table files of `dir` for connector `def`, given its state
-/// (`None`: no state.json).
-pub fn problems(dir: &Path, def: &Def, state: Option<&State>) -> Result<Vec<Problem>> {
+/// (`None`: no state.json). With `deep`, every committed byte is checked against
+/// its CRC, not only the length, header and last commit (`repair` can afford it).
+pub fn problems(dir: &Path, def: &Def, state: Option<&State>, deep: bool) -> Result<Vec<Problem>> {
     let mut out = Vec::new();
     for spec in def.tables {
         let path = table_path(dir, spec.name);
@@ -61,7 +62,13 @@ pub fn problems(dir: &Path, def: &Def, state: Option<&State>) -> Result<Vec<Prob
             }
             let path = sink::file_path(dir, spec.name, target);
             let committed = table.file_of(target);
-            if let Err(damage) = sink::check(&path, committed, bom)? {
+            let mut checked = sink::check(&path, committed, bom)?;
+            let full = (deep && checked.is_ok() && !committed.is_empty() && committed.crc != 0)
+                .then(|| sink::crc_of(&path, 0, committed.file_len).map(|crc| crc == committed.crc));
+            if let Some(false) = full.transpose()? {
+                checked = Err(sink::Damage::Content);
+            }
+            if let Err(damage) = checked {
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
                 let detail = format!("changed outside api2csv: {}", damage.describe(committed.file_len));
                 out.push(Problem { table: spec.name.into(), file: name, kind: ProblemKind::Edited, detail });
@@ -77,7 +84,7 @@ pub fn check_dir(dir: &Path, def: &Def, state: Option<&State>) -> Result<()> {
         let detail = format!("belongs to connector {}, not {}: use another --out", s.connector, def.name);
         return Err(Error::dir(&dir.join(FILE_NAME), detail));
     }
-    let Some(p) = problems(dir, def, state)?.into_iter().next() else { return Ok(()) };
+    let Some(p) = problems(dir, def, state, false)?.into_iter().next() else { return Ok(()) };
     let remedy = match p.kind {
         ProblemKind::Edited => format!("run `api2csv repair {}` to set it aside and rebuild the table", dir.display()),
         ProblemKind::Foreign => "move it away (api2csv never overwrites a file it did not write)".to_string(),

@@ -169,3 +169,18 @@ fn a_config_with_a_byte_order_mark_is_read() {
     let out = wd.stdout(&mut wd.command(&["check", "mailerlite", "--config", "bom.json"]));
     assert!(out.contains("credentials accepted"), "{out}");
 }
+
+#[test]
+fn no_log_level_shows_the_key() {
+    let wd = Workdir::new("err-trace");
+    let server = start(&MockOptions { records: 30, ..MockOptions::default() });
+    let cfg = config(&wd, &server, "");
+    for level in ["trace", "debug", "ureq=trace,ureq_proto=trace"] {
+        let mut cmd = wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out", "-vv"]);
+        let out = wd.output(cmd.env("RUST_LOG", level));
+        assert!(out.status.success());
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains(api2csv::mock::mailerlite::API_KEY), "RUST_LOG={level} showed the key");
+        assert!(all.lines().count() > 5, "RUST_LOG={level} logged nothing to look at");
+    }
+}

@@ -144,13 +144,18 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
         }
         e => e,
     });
+    if report.dir_ready && args.verbosity != Verbosity::Quiet {
+        say(&report::summary_text(&report));
+    }
     let result = result.and_then(|()| finish(args));
-    let failure = result.err().map(|error| Failure { error, wrote: report.wrote });
-    if report.dir_ready {
-        if args.verbosity != Verbosity::Quiet {
-            say(&report::summary_text(&report));
-        }
-        let status = failure.as_ref().map_or(0, Failure::status);
+    let failure = result.err().map(|error| Failure { error, wrote: report.wrote }).map(|f| match f.status() {
+        // Rerunning is the remedy: the line says so.
+        1 => Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote },
+        _ => f,
+    });
+    let status = failure.as_ref().map_or(0, Failure::status);
+    // A run refused with 2 leaves the directory as it was, last_sync.json included.
+    if report.dir_ready || (report.dir_checked && status != 2) {
         let line = failure.as_ref().map(|f| f.error.to_string());
         if let Err(e) = report::write(&args.out, args.connector.name, &report, status, line) {
             log::warn!("{e}");

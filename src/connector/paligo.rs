@@ -137,7 +137,7 @@ impl Connector for Paligo {
         let host = crate::http::check_base_url(client.base_url()).map(|b| b.host).unwrap_or_default();
         let mut checked = Checked {
             identity: format!("user {} at {host}", self.username),
-            message: format!("credentials accepted by {}", client.base_url()),
+            message: format!("credentials of {} accepted by {}", self.username, client.base_url()),
             ..Checked::default()
         };
         if let Some(n) = users {
