@@ -4,6 +4,7 @@ mod changes;
 mod errors;
 mod expected;
 mod hostile;
+mod hostile_ml;
 mod mailerlite;
 mod paligo;
 mod workdir;
