@@ -127,7 +127,15 @@ impl TableWriter {
             pending_rows: 0,
             finished: false,
         };
-        if w.file.is_empty() {
+        // A read that began on an empty file (a first sync, a rebuild) wrote every
+        // committed row itself: resumed, it goes on telling repeats by order or set,
+        // where the index would take a record met again for a changed one.
+        let resumed_first = !w.file.is_empty() && table.resume.is_some() && table.order.is_some();
+        if resumed_first {
+            let crc = index::scan(&w.path, w.file.file_len, spec.primary_key, |_, _, _| {})?;
+            w.check_crc(crc)?;
+        }
+        if w.file.is_empty() || resumed_first {
             w.order = Some(table.order.clone().unwrap_or_default());
             if table.order.as_ref().is_some_and(|o| o.unordered) {
                 w.rebuild_set()?;
@@ -135,12 +143,7 @@ impl TableWriter {
             return Ok(w);
         }
         let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
-        if crc != w.file.crc {
-            return Err(Error::dir(
-                &w.path,
-                "its committed rows were changed outside api2csv (checksum differs); run `api2csv repair DIR`",
-            ));
-        }
+        w.check_crc(crc)?;
         // Journal the keys read only when something committed before this read could
         // be deleted: decided when the read starts, kept when it resumes.
         let journal_len = match table.resume {
@@ -157,6 +160,17 @@ impl TableWriter {
         }
         w.index = Some(index);
         Ok(w)
+    }
+
+    /// Fails unless `crc`, read from the file, is that of its committed rows.
+    fn check_crc(&self, crc: u32) -> Result<()> {
+        if crc != self.file.crc {
+            return Err(Error::dir(
+                &self.path,
+                "its committed rows were changed outside api2csv (checksum differs); run `api2csv repair DIR`",
+            ));
+        }
+        Ok(())
     }
 
     fn rebuild_set(&mut self) -> Result<()> {
