@@ -74,8 +74,7 @@ impl Reader {
         for &t in &plan.tables {
             let spec = ctx.def.table(t).expect("a table of the connector");
             let target = if run.full_refresh { Target::Refresh } else { Target::Table };
-            let journal = run.deletes && pending.contains(&t);
-            let mut w = TableWriter::open(ctx.dir, spec, state, target, journal)?;
+            let mut w = TableWriter::open(ctx.dir, spec, state, target, pending.contains(&t))?;
             if !pending.contains(&t) {
                 // Finished by the interrupted run: read along, write nothing.
                 w.summary.skipped = true;

@@ -144,8 +144,10 @@ impl TableWriter {
         }
         let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
         w.check_crc(crc)?;
-        // Journal the keys read only when something committed before this read could
-        // be deleted: decided when the read starts, kept when it resumes.
+        // Journal the keys read when something was committed before this read: a
+        // resumed read replays them, so that a record met again is a repeat and not
+        // a change, and a sync that deletes knows what it met. Decided when the read
+        // starts, kept when it resumes.
         let journal_len = match table.resume {
             None => (journal && !index.is_empty()).then_some(0),
             Some(_) => table.seen_len,
