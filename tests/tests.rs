@@ -5,6 +5,7 @@ mod errors;
 mod expected;
 mod hostile;
 mod hostile_ml;
+mod hostile_pg;
 mod mailerlite;
 mod paligo;
 mod workdir;
