@@ -271,10 +271,10 @@ fn a_first_key_starting_with_a_bom_leaves_the_directory_usable() {
             let server = account(1, move |_| Reply::ok(body.clone()));
             let wd = Workdir::new("hml-bom");
             sync_ok(&wd, "mailerlite", &config(&server, ""), flags);
-            let t = subscribers(&wd);
-            assert_eq!(t.header[..2], ["_id", "id"], "{name} {flags:?}");
             sync_ok(&wd, "mailerlite", &config(&server, ""), flags);
             assert_eq!(row_count(&wd.path("out"), "subscriber"), 1, "{name} {flags:?}: the second sync appended");
+            // A CSV reader strips a BOM from a file's first bytes: the name holds none.
+            assert_eq!(subscribers(&wd).header[..2], ["_id", "id"], "{name} {flags:?}");
             wd.stdout(&mut wd.command(&["compact", "out"]));
             sync_ok(&wd, "mailerlite", &config(&server, ""), flags);
         }
