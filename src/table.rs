@@ -208,7 +208,7 @@ impl TableWriter {
                 self.keyless += 1;
                 continue;
             }
-            let key = hashing::key(values.iter().copied());
+            let key = self.key_of(&values);
             if let Some(seen) = &mut self.seen {
                 seen.push(key);
             }
@@ -262,6 +262,16 @@ impl TableWriter {
             order.unordered = true;
         }
         self.rebuild_set()
+    }
+
+    /// The hash of a record's primary key values, as its cells hold them in the
+    /// file (guarded in a spreadsheet-safe directory): the index reads them back so.
+    fn key_of(&mut self, values: &[&[u8]]) -> u64 {
+        if !self.safe {
+            return hashing::key(values.iter().copied());
+        }
+        let cells: Vec<Vec<u8>> = values.iter().map(|v| written(v, true, &mut self.scratch).to_vec()).collect();
+        hashing::key(cells.iter().map(Vec::as_slice))
     }
 
     /// A first sync: new unless the key was written in this read already.
