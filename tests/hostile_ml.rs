@@ -372,3 +372,22 @@ fn the_demo_runs_and_leaves_compacted_tables() {
         }
     }
 }
+
+/// `--spreadsheet-safe` guards cells that a spreadsheet would run as a formula, the
+/// primary key included: the next sync must still know each record by its key.
+#[test]
+fn spreadsheet_safe_keys_and_cells_do_not_re_append() {
+    let records = r#"{"id":"-5","f":"=HYPERLINK(\"x\")","n":-12,"t":"\tx","at":"@x","p":"+1"},{"id":"=6","f":"ok"}"#;
+    let body = cursor_page(records, None);
+    let server = account(2, move |_| Reply::ok(body.clone()));
+    let wd = Workdir::new("hml-safe");
+    for _ in 0..3 {
+        sync_ok(&wd, "mailerlite", &config(&server, ""), &["--spreadsheet-safe"]);
+        let t = subscribers(&wd);
+        assert_eq!(column(&t, "id"), ["'-5", "'=6"], "a sync appended rows");
+        assert_eq!(t.rows[0][..6], ["'-5", "'=HYPERLINK(\"x\")", "'-12", "'\tx", "'@x", "'+1"]);
+    }
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &["--spreadsheet-safe"]);
+    assert_eq!(column(&subscribers(&wd), "id"), ["'-5", "'=6"]);
+}

@@ -538,3 +538,17 @@ fn a_refused_paligo_envelope_leaves_no_trace() {
     assert_eq!(t.header, ["id", "a_b", "_synced_at", "_deleted"]);
     assert_eq!(column(&t, "a_b"), ["y"]);
 }
+
+/// A spreadsheet-safe directory guards a key like `-1` as `'-1`; the next syncs
+/// still know the user by it, and do not take it for gone.
+#[test]
+fn a_guarded_key_is_the_same_record_on_the_next_sync() {
+    let server = paligo(fixed(vec![user(1), r#"{"id":-1,"name":"negative"}"#.to_string()], Tree::new()), gone);
+    let wd = Workdir::new("hpg-safe");
+    for _ in 0..3 {
+        sync_ok(&wd, "paligo", &config(&server, ""), &["--spreadsheet-safe"]);
+        let t = table(&wd, "users");
+        assert_eq!(column(&t, "id"), ["1", "'-1"]);
+        assert_eq!(tombstones(&t), Vec::<String>::new());
+    }
+}
