@@ -19,15 +19,17 @@ pub struct Reply {
     /// Send only this many bytes of the body (the `Content-Length` still announces
     /// all of it) and close: a connection dropped mid-body.
     pub cut: Option<usize>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
     pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status: 200, body: body.into(), cut: None }
+        Reply { status: 200, body: body.into(), cut: None, headers: Vec::new() }
     }
 
     pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, body: body.into(), cut: None }
+        Reply { status, body: body.into(), cut: None, headers: Vec::new() }
     }
 
     pub fn not_found() -> Reply {
@@ -40,8 +42,11 @@ impl Reply {
 pub struct Server {
     pub origin: String,
     count: Arc<AtomicUsize>,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<Seen>>>,
 }
+
+/// A request as the server saw it: its target and its `Authorization` header.
+type Seen = (String, Option<String>);
 
 impl Server {
     pub fn requests(&self) -> usize {
@@ -50,7 +55,12 @@ impl Server {
 
     /// The targets (path and query, as sent) of every request so far.
     pub fn targets(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.log.lock().unwrap().iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The `Authorization` header of every request so far.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.log.lock().unwrap().iter().map(|(_, a)| a.clone()).collect()
     }
 
     /// Requests whose target starts with `prefix`.
@@ -76,14 +86,21 @@ pub fn serve_with(mut answer: impl FnMut(&str) -> Reply + Send + 'static) -> Ser
             }
             let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
             let mut header = String::new();
+            let mut authorization = None;
             while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        authorization = Some(value.trim().to_string());
+                    }
+                }
                 header.clear();
             }
-            log.lock().unwrap().push(target.clone());
+            log.lock().unwrap().push((target.clone(), authorization));
             count.fetch_add(1, Ordering::SeqCst);
             let reply = answer(&target);
+            let extra: String = reply.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
             let head = format!(
-                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
                 reply.status,
                 reply.body.len()
             );

@@ -391,3 +391,58 @@ fn spreadsheet_safe_keys_and_cells_do_not_re_append() {
     sync_ok(&wd, "mailerlite", &config(&server, ""), &["--spreadsheet-safe"]);
     assert_eq!(column(&subscribers(&wd), "id"), ["'-5", "'=6"]);
 }
+
+/// A server that redirects every request to another one: the key goes to the
+/// configured server only, never along a redirect.
+#[test]
+fn a_redirect_never_carries_the_key_elsewhere() {
+    for status in [301, 302, 307, 308] {
+        let other = account(1, |_| Reply::ok(cursor_page(r#"{"id":"1"}"#, None)));
+        let elsewhere = other.origin.clone();
+        let server = serve_with(move |target| Reply {
+            headers: vec![("Location".into(), format!("{elsewhere}{target}"))],
+            ..Reply::status(status, "{}")
+        });
+        let wd = Workdir::new("hml-redirect");
+        wd.write("c.json", &config(&server, r#","api_key":"SEKRIT""#));
+        let out = wd.output(&mut wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out"]));
+        assert_eq!(server.authorizations().first(), Some(&Some("Bearer SEKRIT".to_string())), "{status}");
+        assert!(other.authorizations().iter().all(Option::is_none), "{status}: the key followed the redirect");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("SEKRIT"), "{status}");
+    }
+}
+
+/// Column names given on one sync are kept on the next, whatever order the keys
+/// come in then; a new key that looks like a given name gets a name of its own.
+#[test]
+fn column_names_survive_across_runs() {
+    let second = Arc::new(AtomicU32::new(0));
+    let phase = Arc::clone(&second);
+    let server = account(1, move |_| {
+        Reply::ok(cursor_page(
+            match phase.load(Ordering::SeqCst) {
+                0 => r#"{"id":"1","a_b":"x","a":{"b":"y"}}"#,
+                _ => r#"{"id":"1","a":{"b":"y2"},"a_b__2":"literal","a_b":"x"}"#,
+            },
+            None,
+        ))
+    });
+    let wd = Workdir::new("hml-names");
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    assert_eq!(subscribers(&wd).header, ["id", "a_b", "a_b__2", "_synced_at", "_deleted"]);
+    second.store(1, Ordering::SeqCst);
+    // The changed record is appended once; after compaction, nothing is.
+    for rows in [2, 1] {
+        sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+        let t = subscribers(&wd);
+        assert_eq!(t.header, ["id", "a_b", "a_b__2", "a_b__2__2", "_synced_at", "_deleted"]);
+        assert_eq!(t.rows.len(), rows, "the same record again was appended");
+        assert_eq!(t.rows[rows - 1][..4], ["1", "x", "y2", "literal"]);
+        let paths = column_paths(&wd.path("out"), "subscriber");
+        assert_eq!(
+            (&paths["a_b"][..], &paths["a_b__2"][..], &paths["a_b__2__2"][..]),
+            (&["a_b".to_string()][..], &["a".to_string(), "b".to_string()][..], &["a_b__2".to_string()][..])
+        );
+        wd.stdout(&mut wd.command(&["compact", "out"]));
+    }
+}
