@@ -242,13 +242,6 @@ impl Reader {
             {
                 Ok(None)
             }
-            Err(Error::Auth { url, status, message }) if self.writers.iter().any(|w| w.summary.pages > 0) => {
-                Err(Error::Auth {
-                    url,
-                    status,
-                    message: format!("{message} (the key stopped working during the sync)"),
-                })
-            }
             Err(e) => Err(e),
         }
     }
