@@ -162,6 +162,13 @@ pub fn sync_fails(wd: &Workdir, connector: &str, config: &str, status: i32) -> S
     one_line(&wd.fails(&mut cmd, status))
 }
 
+/// The one error line of `stderr` (progress lines may come before it).
+pub fn error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+    errors[0].to_string()
+}
+
 /// Writes `config` to `c.json` and runs `sync <connector>` into `out` (plus `args`),
 /// which must succeed; returns its stdout.
 pub fn sync_ok(wd: &Workdir, connector: &str, config: &str, args: &[&str]) -> String {

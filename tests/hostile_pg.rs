@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::expected::{read_table, row_count, Table};
-use crate::hostile::{one_line, param, serve_with, sync_fails, sync_ok, Reply, Server};
+use crate::hostile::{error_line, one_line, param, serve_with, sync_fails, sync_ok, Reply, Server};
 use crate::hostile_ml::{column, last_sync};
 use crate::workdir::Workdir;
 
@@ -551,4 +551,38 @@ fn a_guarded_key_is_the_same_record_on_the_next_sync() {
         assert_eq!(column(&t, "id"), ["1", "'-1"]);
         assert_eq!(tombstones(&t), Vec::<String>::new());
     }
+}
+
+/// A key that stops working after a table was committed, when the next table (or
+/// the deletion check) asks: still exit 1, and the line says what happened.
+#[test]
+fn a_key_that_stops_working_between_tables_says_so() {
+    let revoked = Arc::new(AtomicU32::new(0));
+    let gone_now = Arc::clone(&revoked);
+    let shown = Arc::clone(&revoked);
+    let server = paligo(
+        move |get| match get.resource.as_str() {
+            "users" if gone_now.load(Ordering::SeqCst) == 2 => paged(get, &[user(1)]),
+            "users" => paged(get, &[user(1), user(2)]),
+            _ if gone_now.load(Ordering::SeqCst) == 1 => Reply::status(401, r#"{"message":"Unauthorized"}"#),
+            _ => paged(get, &[]),
+        },
+        move |_, _| match shown.load(Ordering::SeqCst) {
+            2 => Reply::status(401, r#"{"message":"Unauthorized"}"#),
+            _ => Reply::not_found(),
+        },
+    );
+    // The taxonomies' first page, after the users were committed.
+    let wd = Workdir::new("hpg-revoked-between");
+    wd.write("c.json", &config(&server, ""));
+    let sync = || wd.command(&["sync", "paligo", "--config", "c.json", "--out", "out"]);
+    revoked.store(1, Ordering::SeqCst);
+    let line = error_line(&wd.fails(&mut sync(), 1));
+    assert!(line.contains("taxonomies") && line.contains("stopped working"), "{line}");
+    // The show route of the deletion check, after the users were read again.
+    revoked.store(0, Ordering::SeqCst);
+    wd.stdout(&mut sync());
+    revoked.store(2, Ordering::SeqCst);
+    let line = error_line(&wd.fails(&mut sync(), 1));
+    assert!(line.contains("/users/2/") && line.contains("stopped working"), "{line}");
 }
