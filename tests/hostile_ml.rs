@@ -446,3 +446,29 @@ fn column_names_survive_across_runs() {
         wd.stdout(&mut wd.command(&["compact", "out"]));
     }
 }
+
+/// The cursor a failed run committed is unknown to the server when it is run again
+/// (404): the listing starts over, and no record is written twice.
+#[test]
+fn an_expired_cursor_restarts_the_listing() {
+    let second = Arc::new(AtomicU32::new(0));
+    let phase = Arc::clone(&second);
+    let server = account(3, move |cursor| {
+        let later = phase.load(Ordering::SeqCst) == 1;
+        match (cursor.as_deref(), later) {
+            (None, false) => Reply::ok(cursor_page(r#"{"id":"1"},{"id":"2"}"#, Some("old"))),
+            (Some("old"), false) => Reply::status(500, r#"{"message":"Server Error"}"#),
+            (Some("old"), true) => Reply::not_found(),
+            (None, true) => Reply::ok(cursor_page(r#"{"id":"1"},{"id":"2"}"#, Some("new"))),
+            (Some(_), true) => Reply::ok(cursor_page(r#"{"id":"3"}"#, None)),
+            (Some(other), false) => panic!("cursor {other}"),
+        }
+    });
+    let wd = Workdir::new("hml-expired");
+    sync_fails(&wd, "mailerlite", &config(&server, r#","retry_attempts":1"#), 1);
+    second.store(1, Ordering::SeqCst);
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    assert_eq!(column(&subscribers(&wd), "id"), ["1", "2", "3"]);
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    assert_eq!(column(&subscribers(&wd), "id"), ["1", "2", "3"]);
+}
