@@ -21,15 +21,18 @@ pub struct Reply {
     pub cut: Option<usize>,
     /// Extra response headers.
     pub headers: Vec<(String, String)>,
+    /// Send the body a byte at a time with this pause between bytes: a server that
+    /// trickles.
+    pub pause: Option<std::time::Duration>,
 }
 
 impl Reply {
     pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status: 200, body: body.into(), cut: None, headers: Vec::new() }
+        Reply { status: 200, body: body.into(), cut: None, headers: Vec::new(), pause: None }
     }
 
     pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, body: body.into(), cut: None, headers: Vec::new() }
+        Reply { status, body: body.into(), cut: None, headers: Vec::new(), pause: None }
     }
 
     pub fn not_found() -> Reply {
@@ -105,7 +108,15 @@ pub fn serve_with(mut answer: impl FnMut(&str) -> Reply + Send + 'static) -> Ser
                 reply.body.len()
             );
             let body = &reply.body[..reply.cut.unwrap_or(reply.body.len()).min(reply.body.len())];
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
+            let _ = match reply.pause {
+                None => stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)),
+                Some(pause) => stream.write_all(head.as_bytes()).and_then(|_| {
+                    body.chunks(1).try_for_each(|b| {
+                        std::thread::sleep(pause);
+                        stream.write_all(b).and_then(|_| stream.flush())
+                    })
+                }),
+            };
             let _ = stream.flush();
         }
     });

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -471,4 +472,20 @@ fn an_expired_cursor_restarts_the_listing() {
     assert_eq!(column(&subscribers(&wd), "id"), ["1", "2", "3"]);
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     assert_eq!(column(&subscribers(&wd), "id"), ["1", "2", "3"]);
+}
+
+/// A server that answers but sends its page a byte at a time, slower than the
+/// configured timeout allows: the request times out, is retried, and the sync
+/// ends in one line instead of waiting forever.
+#[test]
+fn a_trickling_body_times_out() {
+    let body = cursor_page(r#"{"id":"1","pad":"0123456789012345678901234567890123456789"}"#, None);
+    let server = account(1, move |_| Reply { pause: Some(Duration::from_millis(50)), ..Reply::ok(body.clone()) });
+    let wd = Workdir::new("hml-trickle");
+    // Whole, the page takes over 10 s: without the timeout the sync would succeed.
+    let config = config(&server, r#","retry_attempts":1,"request_timeout_seconds":1"#);
+    let line = sync_fails(&wd, "mailerlite", &config, 1);
+    assert!(line.contains("/api/subscribers"), "{line}");
+    assert_eq!(pages_asked(&server), 2);
+    assert!(!wd.path("out/subscriber.csv").exists());
 }
