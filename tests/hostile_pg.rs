@@ -3,8 +3,12 @@
 //! or shrink between runs, and whose records carry the columns the walk derives.
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::expected::{read_table, row_count, Table};
 use crate::hostile::{error_line, one_line, param, serve_with, sync_fails, sync_ok, Reply, Server};
@@ -585,4 +589,47 @@ fn a_key_that_stops_working_between_tables_says_so() {
     revoked.store(2, Ordering::SeqCst);
     let line = error_line(&wd.fails(&mut sync(), 1));
     assert!(line.contains("/users/2/") && line.contains("stopped working"), "{line}");
+}
+
+/// `kill -9` while the walk waits for B's children in a cycle A → B → A: the rerun
+/// resumes from what was committed and writes no lap.
+#[test]
+fn a_walk_killed_in_a_cycle_resumes_without_a_lap() {
+    let hold = Arc::new(AtomicU32::new(1));
+    let held = Arc::clone(&hold);
+    let server = paligo(
+        move |get| {
+            // The first ask for B's children waits until the test has killed the sync.
+            while get.parent.as_deref() == Some("2") && held.load(Ordering::SeqCst) == 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let tree = tree_of([
+                (None, vec![taxonomy(1, "A", 0)]),
+                (Some(1), vec![taxonomy(2, "B", 1)]),
+                (Some(2), vec![taxonomy(1, "A", 2)]),
+            ]);
+            fixed(vec![user(1)], tree)(get)
+        },
+        gone,
+    );
+    let wd = Workdir::new("hpg-cycle-killed");
+    wd.write("c.json", &config(&server, ""));
+    let sync = || wd.command(&["sync", "paligo", "--config", "c.json", "--out", "out"]);
+    let mut child = sync().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Killed once it asks for B's children and has committed B's row.
+    let committed = || {
+        let state: Value = serde_json::from_slice(&std::fs::read(wd.path("out/state.json")).ok()?).ok()?;
+        (state["tables"]["taxonomies"]["file"]["rows"].as_u64()? == 2).then_some(())
+    };
+    while server.hits("/api/v2/taxonomies/?per_page=1000&page=1&parent=2") == 0 || committed().is_none() {
+        assert!(child.try_wait().unwrap().is_none(), "the sync ended before it was killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    hold.store(0, Ordering::SeqCst);
+    for _ in 0..2 {
+        wd.stdout(&mut sync());
+        assert_eq!(tree_rows(&wd), [row("1", "", "1", "A"), row("2", "1", "2", "A / B")]);
+    }
 }
