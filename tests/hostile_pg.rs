@@ -16,11 +16,11 @@ use crate::hostile_ml::{column, last_sync};
 use crate::workdir::Workdir;
 
 /// One listing request: the resource, its page, page size and `parent`.
-pub struct Get {
-    pub resource: String,
-    pub page: usize,
-    pub per_page: usize,
-    pub parent: Option<String>,
+struct Get {
+    resource: String,
+    page: usize,
+    per_page: usize,
+    parent: Option<String>,
 }
 
 /// A Paligo envelope for `records` (JSON objects), `page` of `total_pages`.
@@ -99,7 +99,7 @@ fn gone(_: &str, _: &str) -> Reply {
     Reply::not_found()
 }
 
-pub fn config(server: &Server, extra: &str) -> String {
+fn config(server: &Server, extra: &str) -> String {
     format!(r#"{{"username":"u","api_key":"k","base_url":"{}/api/v2","retry_attempts":2{extra}}}"#, server.origin)
 }
 
@@ -107,7 +107,7 @@ fn table(wd: &Workdir, name: &str) -> Table {
     read_table(&wd.path(&format!("out/{name}.csv")))
 }
 
-/// Per taxonomy id: (parent_id, level, path), in file order.
+/// Each taxonomy row's (id, parent_id, level, path), in file order.
 fn tree_rows(wd: &Workdir) -> Vec<(String, String, String, String)> {
     let t = table(wd, "taxonomies");
     let cols = ["id", "parent_id", "level", "path"].map(|c| column(&t, c));
