@@ -75,7 +75,7 @@ impl Reader {
             let spec = ctx.def.table(t).expect("a table of the connector");
             let target = if run.full_refresh { Target::Refresh } else { Target::Table };
             let w = if pending.contains(&t) {
-                TableWriter::open(ctx.dir, spec, state, target, run.deletes)?
+                TableWriter::open(ctx.dir, spec, state, target, true)?
             } else {
                 // Finished by the interrupted run: read along, write nothing.
                 TableWriter::skipped(spec, target)
@@ -251,13 +251,6 @@ impl Reader {
                 if about_page_size(message) && stream.shrink_page_size() =>
             {
                 Ok(None)
-            }
-            Err(Error::Auth { url, status, message }) if self.writers.iter().any(|w| w.summary.pages > 0) => {
-                Err(Error::Auth {
-                    url,
-                    status,
-                    message: format!("{message} (the key stopped working during the sync)"),
-                })
             }
             Err(e) => Err(e),
         }

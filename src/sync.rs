@@ -155,7 +155,7 @@ pub fn run(
     state.save(dir)?;
     let ctx = Ctx { def, connector, client, dir, interrupt: &opts.interrupt, checked };
     let mut committer = Committer::start(dir.to_path_buf());
-    let result = read_all(&ctx, &mut state, &mut committer, report, progress);
+    let result = read_all(&ctx, &mut state, &mut committer, report, progress).map_err(stopped_working);
     let durable = committer.barrier();
     report.pages_committed = committer.committed;
     report.stats = client.stats();
@@ -190,6 +190,17 @@ fn read_all(
         result?;
     }
     Ok(())
+}
+
+/// The credentials were accepted when the run began: refused now, on any page or
+/// show route of any table, the key stopped working during the sync.
+fn stopped_working(e: Error) -> Error {
+    match e {
+        Error::Auth { url, status, message } => {
+            Error::Auth { url, status, message: format!("{message} (the key stopped working during the sync)") }
+        }
+        e => e,
+    }
 }
 
 /// `--bom` and `--spreadsheet-safe` change every file: on a directory written without

@@ -127,7 +127,15 @@ impl TableWriter {
             pending_rows: 0,
             finished: false,
         };
-        if w.file.is_empty() {
+        // A read that began on an empty file (a first sync, a rebuild) wrote every
+        // committed row itself: resumed, it goes on telling repeats by order or set,
+        // where the index would take a record met again for a changed one.
+        let resumed_first = !w.file.is_empty() && table.resume.is_some() && table.order.is_some();
+        if resumed_first {
+            let crc = index::scan(&w.path, w.file.file_len, spec.primary_key, |_, _, _| {})?;
+            w.check_crc(crc)?;
+        }
+        if w.file.is_empty() || resumed_first {
             w.order = Some(table.order.clone().unwrap_or_default());
             if table.order.as_ref().is_some_and(|o| o.unordered) {
                 w.rebuild_set()?;
@@ -135,15 +143,11 @@ impl TableWriter {
             return Ok(w);
         }
         let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
-        if crc != w.file.crc {
-            let detail = format!(
-                "changed outside api2csv: its committed rows differ (checksum); run `api2csv repair {}` to set it aside and rebuild the table",
-                dir.display()
-            );
-            return Err(Error::dir(&w.path, detail));
-        }
-        // Journal the keys read only when something committed before this read could
-        // be deleted: decided when the read starts, kept when it resumes.
+        w.check_crc(crc)?;
+        // Journal the keys read when something was committed before this read: a
+        // resumed read replays them, so that a record met again is a repeat and not
+        // a change, and a sync that deletes knows what it met. Decided when the read
+        // starts, kept when it resumes.
         let journal_len = match table.resume {
             None => (journal && !index.is_empty()).then_some(0),
             Some(_) => table.seen_len,
@@ -190,6 +194,19 @@ impl TableWriter {
         }
     }
 
+    /// Fails unless `crc`, read from the file, is that of its committed rows.
+    fn check_crc(&self, crc: u32) -> Result<()> {
+        if crc != self.file.crc {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            let detail = format!(
+                "changed outside api2csv: its committed rows differ (checksum); run `api2csv repair {}` to set it aside and rebuild the table",
+                dir.display()
+            );
+            return Err(Error::dir(&self.path, detail));
+        }
+        Ok(())
+    }
+
     fn rebuild_set(&mut self) -> Result<()> {
         let mut set = HashSet::default();
         if !self.file.is_empty() {
@@ -223,7 +240,7 @@ impl TableWriter {
                 self.keyless += 1;
                 continue;
             }
-            let key = hashing::key(values.iter().copied());
+            let key = self.key_of(&values);
             if let Some(seen) = &mut self.seen {
                 seen.push(key);
             }
@@ -277,6 +294,16 @@ impl TableWriter {
             order.unordered = true;
         }
         self.rebuild_set()
+    }
+
+    /// The hash of a record's primary key values, as its cells hold them in the
+    /// file (guarded in a spreadsheet-safe directory): the index reads them back so.
+    fn key_of(&mut self, values: &[&[u8]]) -> u64 {
+        if !self.safe {
+            return hashing::key(values.iter().copied());
+        }
+        let cells: Vec<Vec<u8>> = values.iter().map(|v| written(v, true, &mut self.scratch).to_vec()).collect();
+        hashing::key(cells.iter().map(Vec::as_slice))
     }
 
     /// A first sync: new unless the key was written in this read already.

@@ -1,20 +1,84 @@
 //! APIs that misbehave: a cursor that repeats, a page number that does not move,
 //! garbage bodies. Each must end in one clear line, never an endless loop.
+//!
+//! The server here is the one the hostile tests share: one thread answering each
+//! request with what a closure makes of its target, counting and logging requests,
+//! and able to cut a body short on the wire.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::workdir::Workdir;
 
-/// A one-thread HTTP server answering every request with `answer(path)`; returns its
-/// origin and a request counter.
-fn serve(answer: fn(&str) -> (u16, String)) -> (String, Arc<AtomicUsize>) {
+/// One answer of the hostile server.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Send only this many bytes of the body (the `Content-Length` still announces
+    /// all of it) and close: a connection dropped mid-body.
+    pub cut: Option<usize>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// Send the body a byte at a time with this pause between bytes: a server that
+    /// trickles.
+    pub pause: Option<std::time::Duration>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply { status: 200, body: body.into(), cut: None, headers: Vec::new(), pause: None }
+    }
+
+    pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply { status, body: body.into(), cut: None, headers: Vec::new(), pause: None }
+    }
+
+    pub fn not_found() -> Reply {
+        Reply::status(404, r#"{"message":"Not found"}"#)
+    }
+}
+
+/// A running hostile server: its origin, how many requests it answered, and their targets.
+#[derive(Clone)]
+pub struct Server {
+    pub origin: String,
+    count: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// A request as the server saw it: its target and its `Authorization` header.
+type Seen = (String, Option<String>);
+
+impl Server {
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// The targets (path and query, as sent) of every request so far.
+    pub fn targets(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The `Authorization` header of every request so far.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.log.lock().unwrap().iter().map(|(_, a)| a.clone()).collect()
+    }
+
+    /// Requests whose target starts with `prefix`.
+    pub fn hits(&self, prefix: &str) -> usize {
+        self.targets().iter().filter(|t| t.starts_with(prefix)).count()
+    }
+}
+
+/// Starts a one-thread HTTP server on loopback answering each request with
+/// `answer(target)`; the closure may keep state (it runs on the server's thread).
+pub fn serve_with(mut answer: impl FnMut(&str) -> Reply + Send + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
+    let server = Server { origin, count: Arc::default(), log: Arc::default() };
+    let (count, log) = (Arc::clone(&server.count), Arc::clone(&server.log));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -23,32 +87,105 @@ fn serve(answer: fn(&str) -> (u16, String)) -> (String, Arc<AtomicUsize>) {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut header = String::new();
+            let mut authorization = None;
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        authorization = Some(value.trim().to_string());
+                    }
+                }
+                header.clear();
             }
-            seen.fetch_add(1, Ordering::SeqCst);
-            let (status, body) = answer(&path);
+            log.lock().unwrap().push((target.clone(), authorization));
+            count.fetch_add(1, Ordering::SeqCst);
+            let reply = answer(&target);
+            let extra: String = reply.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
             let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
+                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+                reply.status,
+                reply.body.len()
             );
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+            let body = &reply.body[..reply.cut.unwrap_or(reply.body.len()).min(reply.body.len())];
+            let _ = match reply.pause {
+                None => stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)),
+                Some(pause) => stream.write_all(head.as_bytes()).and_then(|_| {
+                    body.chunks(1).try_for_each(|b| {
+                        std::thread::sleep(pause);
+                        stream.write_all(b).and_then(|_| stream.flush())
+                    })
+                }),
+            };
+            let _ = stream.flush();
         }
     });
-    (origin, count)
+    server
 }
 
-fn one_line(stderr: &str) -> String {
+/// A server answering every request with `answer(target)`; its origin and a request counter.
+fn serve(answer: fn(&str) -> (u16, String)) -> (String, Arc<AtomicUsize>) {
+    let server = serve_with(move |target| {
+        let (status, body) = answer(target);
+        Reply::status(status, body)
+    });
+    (server.origin.clone(), server.count)
+}
+
+/// The value of query parameter `key` in `target` (percent-decoded enough for the
+/// values the connectors send: ids, cursors, numbers).
+pub fn param(target: &str, key: &str) -> Option<String> {
+    let query = target.split_once('?')?.1;
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| decode(k) == key).map(|(_, v)| decode(v))
+}
+
+fn decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The one non-empty line of `stderr`.
+pub fn one_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
     lines[0].to_string()
 }
 
-fn sync_fails(wd: &Workdir, connector: &str, config: &str, status: i32) -> String {
+/// Writes `config` to `c.json` and runs `sync <connector>` into `out`, which must
+/// fail with `status`; returns the one line it printed.
+pub fn sync_fails(wd: &Workdir, connector: &str, config: &str, status: i32) -> String {
     wd.write("c.json", config);
     let mut cmd = wd.command(&["sync", connector, "--config", "c.json", "--out", "out"]);
     one_line(&wd.fails(&mut cmd, status))
+}
+
+/// The one error line of `stderr` (progress lines may come before it).
+pub fn error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+    errors[0].to_string()
+}
+
+/// Writes `config` to `c.json` and runs `sync <connector>` into `out` (plus `args`),
+/// which must succeed; returns its stdout.
+pub fn sync_ok(wd: &Workdir, connector: &str, config: &str, args: &[&str]) -> String {
+    wd.write("c.json", config);
+    let mut cmd = wd.command(&["sync", connector, "--config", "c.json", "--out", "out"]);
+    wd.stdout(cmd.args(args))
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
 mod changes;
+mod differential;
 mod directory;
 mod errors;
 mod expected;
 mod hostile;
+mod hostile_ml;
+mod hostile_pg;
 mod mailerlite;
 mod observe;
 mod paligo;
