@@ -597,30 +597,109 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
         if !self.spec.bare_array {
             return Err(de::Error::custom("expected a JSON object, found an array"));
         }
-        Records { batch: self.batch }.visit_seq(seq)?;
+        if (Records { batch: self.batch }).visit_seq(seq)? {
+            return Err(de::Error::custom("a record is not a JSON object"));
+        }
         Ok(true)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        // The index in `spec.records` of the key the records came from.
-        let mut from: Option<usize> = None;
+        // The most preferred records key met so far (its index in `spec.records`)
+        // decides, as serde_json's last value of it: whether it holds records, and
+        // whether one of them is not an object.
+        let (mut best, mut holds, mut stray): (Option<usize>, bool, bool) = (None, false, false);
         while let Some(key) = map.next_key::<String>()? {
             let rank = self.spec.records.iter().position(|k| *k == key);
-            match rank {
-                Some(r) if from.is_none_or(|f| r <= f) => {
-                    // A repeated key keeps its last value, as serde_json does.
-                    self.batch.clear();
-                    map.next_value_seed(Records { batch: self.batch })?;
-                    from = Some(r);
-                    self.envelope.records_key = Some(key);
+            let value = match rank {
+                Some(r) if best.is_none_or(|b| r <= b) => {
+                    best = Some(r);
+                    match map.next_value_seed(MaybeRecords { batch: self.batch })? {
+                        Found::Records { stray: s } => {
+                            (holds, stray) = (true, s);
+                            self.envelope.records_key = Some(key);
+                            continue;
+                        }
+                        Found::Other(value) => {
+                            // The records replaced by something else: there are none.
+                            self.batch.clear();
+                            (holds, stray) = (false, false);
+                            self.envelope.records_key = None;
+                            value
+                        }
+                    }
                 }
-                _ => {
-                    let value: Value = map.next_value()?;
-                    self.envelope.fields.insert(key, value);
-                }
-            }
+                _ => map.next_value()?,
+            };
+            self.envelope.fields.insert(key, value);
         }
-        Ok(from.is_some())
+        if holds && stray {
+            return Err(de::Error::custom("a record is not a JSON object"));
+        }
+        Ok(holds)
+    }
+}
+
+/// What a records key held: records (with whether one of them is not an object),
+/// or another value, kept for the envelope.
+enum Found {
+    Records { stray: bool },
+    Other(Value),
+}
+
+/// The value of a records key: an array is read as the records (replacing those of
+/// an earlier key); anything else is read as a value, as serde_json reads it, since
+/// a later key may replace it.
+struct MaybeRecords<'b> {
+    batch: &'b mut Batch,
+}
+
+impl<'de> DeserializeSeed<'de> for MaybeRecords<'_> {
+    type Value = Found;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MaybeRecords<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Found, A::Error> {
+        self.batch.clear();
+        let stray = Records { batch: self.batch }.visit_seq(seq)?;
+        Ok(Found::Records { stray })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Found::Other)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Found, E> {
+        Ok(Found::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Found, E> {
+        Ok(Found::Other(Value::Null))
     }
 }
 
@@ -629,42 +708,85 @@ struct Records<'b> {
     batch: &'b mut Batch,
 }
 
-impl<'de> DeserializeSeed<'de> for Records<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Records<'_> {
-    type Value = ();
+    /// Whether an element was not an object (read, and not a record).
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of records")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut stray = false;
         loop {
             self.batch.start_record();
-            if seq.next_element_seed(Record { batch: self.batch })?.is_none() {
-                return Ok(());
+            match seq.next_element_seed(Record { batch: self.batch })? {
+                None => return Ok(stray),
+                Some(true) => self.batch.finish_record(),
+                Some(false) => {
+                    // Not an object: read, then forgotten, leaves included.
+                    self.batch.cells.truncate(self.batch.record_start);
+                    stray = true;
+                }
             }
-            self.batch.finish_record();
         }
     }
 }
 
-/// One record: an object, flattened.
+/// One record: an object, flattened; anything else is read and reported.
 struct Record<'b> {
     batch: &'b mut Batch,
 }
 
 impl<'de> DeserializeSeed<'de> for Record<'_> {
-    type Value = ();
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(Object { batch: self.batch, top: true }).map(drop)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Record<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        // A one-entry map holding a number's text is serde_json's number, not a record.
+        match (Object { batch: self.batch, top: true }).visit_map(map)? {
+            Outcome::Done => Ok(true),
+            Outcome::Number(_) => Ok(false),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|_| false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
@@ -694,13 +816,19 @@ impl<'de> Visitor<'de> for Object<'_> {
         let start = b.cells.len();
         let mut first = true;
         while map.next_key_seed(Key { batch: b })?.is_some() {
-            if first && !self.top && b.key_is_number_token {
+            if first && b.key_is_number_token {
                 match map.next_value_seed(Value_ { batch: b, maybe_number: true })? {
+                    Outcome::Number(text) if self.top => {
+                        // A number where a record should be: not a record.
+                        b.pop_key();
+                        return Ok(Outcome::Number(text));
+                    }
                     Outcome::Number(text) => {
                         b.pop_key();
                         b.number_leaf(text.as_bytes());
                         return Ok(Outcome::Done);
                     }
+                    Outcome::Done if self.top => {}
                     Outcome::Done => {
                         // A real object whose first key happens to be the token.
                         let marker = b.marker(own);
