@@ -9,7 +9,8 @@
 //! - [`parse`]: page bodies read once with serde_json into column-free batches.
 //! - [`flatten`]: the columns of a table; [`timestamp`]: RFC 3339 for known fields.
 //! - [`table`]: a table being written: new, changed, repeated; [`index`]: what each
-//!   key looked like; [`seen`]: the journal of keys read; [`hashing`]: stable hashes.
+//!   key looked like; [`order`]: a first sync's repeats without memory per key;
+//!   [`seen`]: the journal of keys read; [`hashing`]: stable hashes.
 //! - [`sink`]: CSV encoding, header and checksum checks, rewrites.
 //! - [`commit`]: the committer thread; [`state`] (and [`state_v1`]): `state.json`;
 //!   [`replace`]: the one file-replacement protocol; [`fsio`]: durable file steps.
@@ -33,6 +34,7 @@ pub mod index;
 pub mod log_setup;
 pub mod manifest;
 pub mod mock;
+pub mod order;
 pub mod pace;
 pub mod paginate;
 pub mod parse;
