@@ -73,7 +73,11 @@ impl Reader {
         let mut writers = Vec::new();
         for &t in &plan.tables {
             let spec = ctx.def.table(t).expect("a table of the connector");
-            let target = if run.full_refresh { Target::Refresh } else { Target::Table };
+            // The table's own state says which file it is written to: in a
+            // `--full-refresh` run, a table whose rebuild is already in place, or one a
+            // plain sync added to the run, has no `.refresh` file.
+            let rebuilding = state.tables.get(t).is_some_and(|s| s.refresh.is_some());
+            let target = if rebuilding { Target::Refresh } else { Target::Table };
             let journal = run.deletes && pending.contains(&t);
             let mut w = TableWriter::open(ctx.dir, spec, state, target, journal)?;
             if !pending.contains(&t) {

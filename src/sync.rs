@@ -214,7 +214,8 @@ fn describe_resume(state: &State, run: &Run) -> String {
 }
 
 /// The run to carry out: a new one over `selected`, or the interrupted one, which
-/// is finished first with any table of `selected` it lacked added to it. A
+/// is finished first with any table of `selected` it lacked added to it (rebuilt if
+/// this run asks for `--full-refresh`, else synced incrementally). A
 /// `--full-refresh` replaces an interrupted run that was not one.
 fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: Vec<&'static str>, full: bool) {
     let interrupted = state.run.take();
@@ -231,6 +232,9 @@ fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: 
                 if !run.tables.iter().any(|r| r == t) {
                     run.tables.push(t.to_string());
                     state.table(t).resume = None;
+                    if full {
+                        state.table(t).start_refresh();
+                    }
                 }
             }
             let order = |t: &String| def.tables.iter().position(|s| s.name == t);
