@@ -43,6 +43,11 @@ pub struct Reader {
     stats_before: crate::http::Stats,
     /// Which tables the last page brought rows to.
     fed: Vec<bool>,
+    /// The state as last made durable (the last commit, once the committer is idle,
+    /// or the last save): what a widening commits with its replacement. The state in
+    /// hand may be ahead of it: a page that wrote no row moves the read position
+    /// without a commit, and the keys it read reach the journal only with the next.
+    durable: State,
 }
 
 /// Where a position stands, for the line that says a run resumes.
@@ -96,6 +101,7 @@ impl Reader {
             bad_times: HashMap::new(),
             stats_before: ctx.client.stats(),
             fed: Vec::new(),
+            durable: state.clone(),
         })
     }
 
@@ -272,7 +278,7 @@ impl Reader {
         only: Option<usize>,
     ) -> Result<(u64, u64)> {
         let (mut total, mut fresh) = (0, 0);
-        let Reader { writers, batch, synced_at, fed, .. } = self;
+        let Reader { writers, batch, synced_at, fed, durable, .. } = self;
         fed.clear();
         fed.resize(writers.len(), false);
         for (i, w) in writers.iter_mut().enumerate() {
@@ -291,7 +297,7 @@ impl Reader {
             }
             if w.classify(&rows)? {
                 committer.barrier()?;
-                w.widen(ctx.dir, state)?;
+                w.widen(ctx.dir, durable)?;
             }
             w.encode(&rows, synced_at);
             w.summary.pages += u64::from(fed[i]);
@@ -336,6 +342,7 @@ impl Reader {
             table.seen_len = w.seen_len;
             table.order = w.order();
         }
+        self.durable = state.clone();
         committer.send(Commit { appends, state: state.clone() })?;
         self.last_commit = Instant::now();
         Ok(())
@@ -378,9 +385,11 @@ impl Reader {
             let rebuilt = state.table(table).refresh.clone().unwrap_or_default();
             state.run.as_mut().expect("a run").done.push(table.to_string());
             replace::replace(ctx.dir, state, table, crate::state::ReplaceKind::Refresh, rebuilt)?;
+            self.durable = state.clone();
         } else {
             state.run.as_mut().expect("a run").done.push(table.to_string());
             state.save(ctx.dir)?;
+            self.durable = state.clone();
         }
         self.writers[i].finished = true;
         let _ = crate::fsio::remove_if_present(&crate::seen::seen_path(ctx.dir, table));
