@@ -89,6 +89,41 @@ fn crash_compact_twice() {
     }
 }
 
+/// A compact killed once its state says "replace" but before the rename; then the
+/// recovery at the start of the next compact killed at that rename (before it, and
+/// after it); or `repair` finishing the compaction. Then a finishing run.
+#[test]
+fn crash_compact_then_its_recovery() {
+    let opts = MockOptions { records: 40, seed: 29, ..MockOptions::default() };
+    let lab = Lab::new("crash-recovery", "mailerlite", ml_expected(&opts, 2));
+    let (_g1, cfg1) = mailerlite(&lab, &opts, 1, "");
+    let (_g2, cfg2) = mailerlite(&lab, &opts, 2, "");
+    lab.ok(lab.sync(&cfg1, &[]));
+    lab.ok(lab.sync(&cfg2, &[]));
+    lab.save("base");
+    let side = lab.file("group.csv.new");
+    let first = pick(lab.rewrite_steps(&lab.compact(), &side), &["state says replace, not renamed"]);
+    for f1 in &first {
+        lab.restore("base");
+        let before = lab.committed();
+        lab.fault(&lab.compact(), f1, &before, Change::Compact);
+        lab.save("mid");
+        let mid = lab.committed();
+        for f2 in lab.rename_steps(&lab.compact(), &side) {
+            lab.restore("mid");
+            lab.fault(&lab.compact(), &f2, &mid, Change::Compact);
+            lab.finish(&cfg2, &format!("{} then recovery: {}", f1.step, f2.step));
+        }
+        lab.restore("mid");
+        let mut repair = lab.wd.command(&["repair"]);
+        repair.arg(lab.out());
+        let said = lab.ok(repair);
+        assert!(said.contains("finished the interrupted compaction of group.csv"), "{said}");
+        committed::assert_follows("mailerlite", &mid, &lab.committed(), Change::Compact, "repair");
+        lab.finish(&cfg2, &format!("{} then repair", f1.step));
+    }
+}
+
 /// Scenario 2: a `--full-refresh` that fails twice for transient reasons (killed in the
 /// middle of its rebuild, then the API dropping requests when it is rerun as a plain
 /// sync), then finishes. No table file ever becomes empty or loses committed rows.
@@ -250,6 +285,13 @@ fn crash_widening_then_compact() {
     let side = lab.file("subscriber.csv.new");
     let paths = [side.clone(), lab.file("subscriber.csv")];
     let mut first = lab.rewrite_steps(&lab.sync("w.json", &[]), &side);
+    lab.restore("base");
+    let tmp = lab.file("state.json.tmp");
+    let saves = ["ENOSPC writing the state that says replace", "state that says replaced written, not renamed"];
+    first.extend(pick(
+        state_steps(&lab.trace(&lab.sync("w.json", &[]), &[side.clone(), tmp.clone()]), &side, &tmp),
+        &saves,
+    ));
     lab.restore("base");
     let events = lab.trace(&lab.sync("w.json", &[]), &paths);
     let renamed = events.iter().position(|e| e.main && e.syscall == "rename").expect("the widening");

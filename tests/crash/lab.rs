@@ -77,7 +77,8 @@ impl Lab {
         rewrite_steps(&self.trace(cmd, &[side.to_path_buf()]), side)
     }
 
-    /// The steps of renaming `side`, written before, in a clean run of `cmd`.
+    /// The steps of renaming `side`, written before, in a clean run of `cmd`: its
+    /// first rename, which is the recovery's when an earlier run left it pending.
     pub fn rename_steps(&self, cmd: &Command, side: &Path) -> Vec<Fault> {
         rename_only_steps(&self.trace(cmd, &[side.to_path_buf()]), side)
     }
