@@ -102,8 +102,9 @@ fn crash_compact_then_its_recovery() {
     lab.ok(lab.sync(&cfg2, &[]));
     lab.save("base");
     let side = lab.file("group.csv.new");
-    let first = pick(lab.rewrite_steps(&lab.compact(), &side), &["state says replace, not renamed"]);
-    for f1 in &first {
+    // This step alone leaves a rename for the next start to do, in any mode.
+    let steps = lab.rewrite_steps(&lab.compact(), &side);
+    for f1 in steps.iter().filter(|s| s.step.ends_with("state says replace, not renamed")) {
         lab.restore("base");
         let before = lab.committed();
         lab.fault(&lab.compact(), f1, &before, Change::Compact);
