@@ -43,6 +43,12 @@ pub struct Reader {
     stats_before: crate::http::Stats,
     /// Which tables the last page brought rows to.
     fed: Vec<bool>,
+    /// The state as last made durable (the last commit, once the committer is idle,
+    /// or the last save), serialized: what a widening commits with its replacement.
+    /// The state in hand may be ahead of it: a page that wrote no row moves the read
+    /// position without a commit, and the keys it read reach the journal only with
+    /// the next.
+    durable: Vec<u8>,
 }
 
 /// Where a position stands, for the line that says a run resumes.
@@ -69,11 +75,14 @@ impl Reader {
         pending: &[&'static str],
     ) -> Result<Reader> {
         committer.barrier()?;
-        let run = state.run.clone().expect("a run");
         let mut writers = Vec::new();
         for &t in &plan.tables {
             let spec = ctx.def.table(t).expect("a table of the connector");
-            let target = if run.full_refresh { Target::Refresh } else { Target::Table };
+            // The table's own state says which file it is written to: in a
+            // `--full-refresh` run, a table whose rebuild is already in place, or one a
+            // plain sync added to the run, has no `.refresh` file.
+            let rebuilding = state.tables.get(t).is_some_and(|s| s.refresh.is_some());
+            let target = if rebuilding { Target::Refresh } else { Target::Table };
             let w = if pending.contains(&t) {
                 TableWriter::open(ctx.dir, spec, state, target, true)?
             } else {
@@ -92,6 +101,7 @@ impl Reader {
             bad_times: HashMap::new(),
             stats_before: ctx.client.stats(),
             fed: Vec::new(),
+            durable: state.to_bytes(),
         })
     }
 
@@ -270,7 +280,7 @@ impl Reader {
         only: Option<usize>,
     ) -> Result<(u64, u64)> {
         let (mut total, mut fresh) = (0, 0);
-        let Reader { writers, batch, synced_at, fed, .. } = self;
+        let Reader { writers, batch, synced_at, fed, durable, .. } = self;
         fed.clear();
         fed.resize(writers.len(), false);
         for (i, w) in writers.iter_mut().enumerate() {
@@ -289,7 +299,9 @@ impl Reader {
             }
             if w.classify(&rows)? {
                 committer.barrier()?;
-                w.widen(ctx.dir, state)?;
+                let mut last = State::from_bytes(durable).expect("the state this process wrote reads back");
+                w.widen(ctx.dir, &mut last)?;
+                *durable = last.to_bytes();
             }
             w.encode(&rows, synced_at);
             w.summary.pages += u64::from(fed[i]);
@@ -335,6 +347,8 @@ impl Reader {
             table.order = w.order();
         }
         let commit = Commit::new(appends, state, committer.buffer());
+        self.durable.clear();
+        self.durable.extend_from_slice(&commit.state);
         committer.send(commit)?;
         self.last_commit = Instant::now();
         Ok(())
@@ -377,9 +391,11 @@ impl Reader {
             let rebuilt = state.table(table).refresh.clone().unwrap_or_default();
             state.run.as_mut().expect("a run").done.push(table.to_string());
             replace::replace(ctx.dir, state, table, crate::state::ReplaceKind::Refresh, rebuilt)?;
+            self.durable = state.to_bytes();
         } else {
             state.run.as_mut().expect("a run").done.push(table.to_string());
             state.save(ctx.dir)?;
+            self.durable = state.to_bytes();
         }
         self.writers[i].finished = true;
         let _ = crate::fsio::remove_if_present(&crate::seen::seen_path(ctx.dir, table));

@@ -260,6 +260,11 @@ impl State {
         write_atomic(&dir.join(FILE_NAME), &self.to_bytes())
     }
 
+    /// A state this process serialized, read back.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<State, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec(self).expect("state serializes");
         bytes.push(b'\n');

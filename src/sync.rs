@@ -249,7 +249,8 @@ fn describe_resume(state: &State, run: &Run) -> String {
 }
 
 /// The run to carry out: a new one over `selected`, or the interrupted one, which
-/// is finished first with any table of `selected` it lacked added to it. A
+/// is finished first with any table of `selected` it lacked added to it (rebuilt if
+/// this run asks for `--full-refresh`, else synced incrementally). A
 /// `--full-refresh` replaces an interrupted run that was not one.
 fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: Vec<&'static str>, full: bool) {
     let interrupted = state.run.take();
@@ -265,10 +266,9 @@ fn begin_run(def: &Def, connector: &dyn Connector, state: &mut State, selected: 
             for t in &selected {
                 if !run.tables.iter().any(|r| r == t) {
                     run.tables.push(t.to_string());
-                    let table = state.table(t);
-                    table.resume = None;
-                    if run.full_refresh {
-                        table.start_refresh();
+                    state.table(t).resume = None;
+                    if full {
+                        state.table(t).start_refresh();
                     }
                 }
             }

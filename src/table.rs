@@ -357,7 +357,8 @@ impl TableWriter {
     }
 
     /// Rewrites the committed file with every registered column; the committer must
-    /// be idle (all earlier pages durable).
+    /// be idle (all earlier pages durable) and `state` the state last made durable,
+    /// which the replacement commits.
     pub fn widen(&mut self, dir: &Path, state: &mut State) -> Result<()> {
         let kind = match self.target {
             Target::Table => ReplaceKind::Widen,

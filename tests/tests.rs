@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
 mod changes;
+mod crash;
 mod differential;
 mod directory;
 mod errors;
