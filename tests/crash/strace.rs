@@ -180,6 +180,7 @@ fn traced(cmd: &Command, paths: &[PathBuf], trace: &str, fault: Option<&Fault>, 
     let (out, err) = (log.with_extension("stdout"), log.with_extension("stderr"));
     s.stdout(File::create(&out).unwrap()).stderr(File::create(&err).unwrap());
     let mut child = s.spawn().unwrap_or_else(|e| panic!("cannot run strace: {e}"));
+    let mut killed_pid = None;
     if fault.is_some_and(|f| f.act == Act::KillAfter) {
         let started = Instant::now();
         loop {
@@ -194,6 +195,7 @@ fn traced(cmd: &Command, paths: &[PathBuf], trace: &str, fault: Option<&Fault>, 
                 // The tracee runs no more code once SIGKILL is queued; strace would sit
                 // out its delay before reaping it, so it goes too.
                 let _ = child.kill();
+                killed_pid = Some(pid);
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(60), "the delayed call never came");
@@ -201,10 +203,29 @@ fn traced(cmd: &Command, paths: &[PathBuf], trace: &str, fault: Option<&Fault>, 
         }
     }
     let status = child.wait().unwrap();
+    if let Some(pid) = killed_pid {
+        wait_gone(pid);
+    }
     let events = parse(&fs::read_to_string(log).unwrap());
     let stdout = fs::read_to_string(out).unwrap();
     let stderr = fs::read_to_string(err).unwrap();
     Run { status, stdout, stderr, events }
+}
+
+/// Waits until process `pid` has exited (gone, or a zombie: either way its files,
+/// and so the directory lock, are closed). Without strace to reap it, a killed
+/// tracee can outlive strace by a moment under load.
+fn wait_gone(pid: u32) {
+    let started = Instant::now();
+    loop {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        if status.is_empty() || zombie {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "process {pid} outlived its SIGKILL");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The calls of an strace `-f` log, each with its per-thread count; the thread that
