@@ -11,9 +11,12 @@
 //! Files are opened for each round, so a file renamed over in between (widening) is
 //! never appended to through a stale handle.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -53,11 +56,15 @@ struct Ack {
 /// Commits waiting at most; beyond, the main thread waits for the disk.
 const QUEUE: usize = 2;
 
+/// The SHA-256 of files written from their first byte by this committer, for the
+/// manifest: file, length hashed, digest.
+pub type Digests = Vec<(PathBuf, u64, String)>;
+
 pub struct Committer {
     dir: PathBuf,
     tx: Option<SyncSender<Commit>>,
     acks: Receiver<Ack>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Digests>>,
     /// Commits sent and not yet answered.
     pending: usize,
     /// Commits that stuck.
@@ -106,6 +113,14 @@ impl Committer {
         self.collect(true)
     }
 
+    /// Stops the committer once every commit is durable; the SHA-256 of each file it
+    /// wrote from the first byte (a first sync, a rebuild), computed on the way.
+    pub fn finish(mut self) -> Result<Digests> {
+        self.barrier()?;
+        drop(self.tx.take());
+        Ok(self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default())
+    }
+
     fn collect(&mut self, wait: bool) -> Result<()> {
         loop {
             let ack = if wait && self.pending > 0 { self.acks.recv().ok() } else { self.acks.try_recv().ok() };
@@ -138,14 +153,15 @@ impl Drop for Committer {
     }
 }
 
-fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) {
+fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) -> Digests {
     let mut broken = false;
+    let mut hashing = Hashing::default();
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
         while let Ok(more) = rx.try_recv() {
             round.push(more);
         }
-        let result = if broken { Err(stopped()) } else { durable(&round, &state_path) };
+        let result = if broken { Err(stopped()) } else { durable(&round, &state_path, &mut hashing) };
         broken |= result.is_err();
         let mut result = Some(result);
         for commit in round {
@@ -155,6 +171,35 @@ fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) {
             let _ = acks.send(Ack { buffers, result: r });
         }
     }
+    hashing.digests()
+}
+
+/// SHA-256 of files followed from their first byte: kept only while every byte of
+/// the file went through here (a file replaced in between, by a widening, is dropped).
+#[derive(Default)]
+struct Hashing {
+    files: HashMap<PathBuf, (Sha256, u64)>,
+}
+
+impl Hashing {
+    /// Notes `bytes` appended to `path`, which had `len` bytes before.
+    fn appended(&mut self, path: &std::path::Path, len: u64, bytes: &[u8]) {
+        if len == 0 {
+            self.files.insert(path.to_path_buf(), (Sha256::new(), 0));
+        }
+        match self.files.get_mut(path) {
+            Some((h, hashed)) if *hashed == len => {
+                h.update(bytes);
+                *hashed += bytes.len() as u64;
+            }
+            Some(_) => drop(self.files.remove(path)),
+            None => {}
+        }
+    }
+
+    fn digests(self) -> Digests {
+        self.files.into_iter().map(|(path, (h, len))| (path, len, format!("{:x}", h.finalize()))).collect()
+    }
 }
 
 fn stopped() -> Error {
@@ -162,26 +207,27 @@ fn stopped() -> Error {
 }
 
 /// Appends, syncs each file once, then writes the latest state.
-fn durable(round: &[Commit], state_path: &std::path::Path) -> Result<()> {
-    let mut touched: Vec<(PathBuf, std::fs::File)> = Vec::new();
+fn durable(round: &[Commit], state_path: &std::path::Path, hashing: &mut Hashing) -> Result<()> {
+    let mut touched: Vec<(PathBuf, std::fs::File, u64)> = Vec::new();
     for commit in round {
         for a in commit.appends.iter().filter(|a| !a.bytes.is_empty()) {
-            let i = match touched.iter().position(|(p, _)| *p == a.path) {
+            let i = match touched.iter().position(|(p, _, _)| *p == a.path) {
                 Some(i) => i,
                 None => {
-                    let f = OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(&a.path)
-                        .map_err(|e| Error::io("open", &a.path, e))?;
-                    touched.push((a.path.clone(), f));
+                    let open = OpenOptions::new().append(true).create(true).open(&a.path);
+                    let f = open.map_err(|e| Error::io("open", &a.path, e))?;
+                    let len = f.metadata().map_err(|e| Error::io("stat", &a.path, e))?.len();
+                    touched.push((a.path.clone(), f, len));
                     touched.len() - 1
                 }
             };
-            touched[i].1.write_all(&a.bytes).map_err(|e| Error::io("write", &a.path, e))?;
+            let (_, f, len) = &mut touched[i];
+            f.write_all(&a.bytes).map_err(|e| Error::io("write", &a.path, e))?;
+            hashing.appended(&a.path, *len, &a.bytes);
+            *len += a.bytes.len() as u64;
         }
     }
-    for (path, f) in &touched {
+    for (path, f, _) in &touched {
         f.sync_data().map_err(|e| Error::io("sync", path, e))?;
     }
     let last = round.last().expect("a round has a commit");

@@ -31,6 +31,23 @@ pub struct FileEntry {
     pub columns: u64,
     /// Lowercase hex SHA-256 of the file's bytes.
     pub sha256: String,
+    /// CRC-32 of the same bytes, as `state.json` keeps it: a later manifest reuses
+    /// the SHA-256 of a file whose length and CRC did not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
+}
+
+/// What the writer of a manifest knows of a table file.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// Plain file name inside the directory.
+    pub name: String,
+    pub rows: u64,
+    pub columns: u64,
+    /// Length and CRC-32 of its committed bytes, from `state.json`.
+    pub committed: Option<(u64, u32)>,
+    /// Length and SHA-256 already computed while the file was written, if any.
+    pub hashed: Option<(u64, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,15 +88,26 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Computes the entry of each `(file name in dir, rows, columns)` and writes
-/// `dir/manifest.json` atomically.
-pub fn write(dir: &Path, connector: &str, files: &[(String, u64, u64)]) -> Result<Manifest> {
+/// Computes the entry of each file and writes `dir/manifest.json` atomically. A file
+/// is hashed only if no SHA-256 is known for its bytes: not computed while it was
+/// written, and not in the previous manifest with the same length and CRC-32.
+pub fn write(dir: &Path, connector: &str, files: &[Source]) -> Result<Manifest> {
     let path = dir.join(FILE_NAME);
+    let previous = load(dir).ok();
     let mut entries = BTreeMap::new();
-    for (name, rows, columns) in files {
-        check_name(&path, name)?;
-        let (sha256, bytes) = hash_file(&dir.join(name))?;
-        entries.insert(name.clone(), FileEntry { bytes, rows: *rows, columns: *columns, sha256 });
+    for f in files {
+        check_name(&path, &f.name)?;
+        let len = std::fs::metadata(dir.join(&f.name)).map(|m| m.len()).ok();
+        let crc32 = f.committed.filter(|&(l, _)| Some(l) == len).map(|(_, c)| c);
+        let known = f.hashed.clone().filter(|(l, _)| Some(*l) == len).or_else(|| {
+            let old = previous.as_ref()?.files.get(&f.name)?;
+            (crc32.is_some() && old.crc32 == crc32 && Some(old.bytes) == len).then(|| (old.bytes, old.sha256.clone()))
+        });
+        let (sha256, bytes) = match known {
+            Some((bytes, sha)) => (sha, bytes),
+            None => hash_file(&dir.join(&f.name))?,
+        };
+        entries.insert(f.name.clone(), FileEntry { bytes, rows: f.rows, columns: f.columns, sha256, crc32 });
     }
     let manifest =
         Manifest { version: VERSION, connector: connector.to_string(), written_at: now_rfc3339(), files: entries };
@@ -190,7 +218,8 @@ mod tests {
         let dir = tempdir(name);
         fs::write(dir.join("subscriber.csv"), "id,email\n1,a@example.com\n2,b@example.com\n").unwrap();
         fs::write(dir.join("group.csv"), "id,name\n7,news\n").unwrap();
-        let files = [("subscriber.csv".to_string(), 2, 2), ("group.csv".to_string(), 1, 2)];
+        let source = |name: &str, rows, columns| Source { name: name.into(), rows, columns, ..Source::default() };
+        let files = [source("subscriber.csv", 2, 2), source("group.csv", 1, 2)];
         write(&dir, "mailerlite", &files).unwrap();
         dir
     }
@@ -250,7 +279,7 @@ mod tests {
             let err = verify(&dir).unwrap_err().to_string();
             assert!(err.contains("manifest.json") && err.contains("not a plain name"), "{name:?}: {err}");
         }
-        assert!(write(&dir, "x", &[("../group.csv".to_string(), 0, 0)]).is_err());
+        assert!(write(&dir, "x", &[Source { name: "../group.csv".into(), ..Source::default() }]).is_err());
     }
 
     #[test]
@@ -262,6 +291,22 @@ mod tests {
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(sha256_file(&dir.join("empty")).unwrap(), empty);
         assert_eq!(sha256_file(&dir.join("abc")).unwrap(), abc);
+    }
+
+    #[test]
+    fn known_hashes_are_reused_only_for_the_same_bytes() {
+        let dir = tempdir("reuse");
+        fs::write(dir.join("t.csv"), "id\n1\n").unwrap();
+        let real = sha256_file(&dir.join("t.csv")).unwrap();
+        let committed = Some((5, 42));
+        // Hashed while written: taken as is when the length matches.
+        let hashed = Source { name: "t.csv".into(), committed, hashed: Some((5, "feed".into())), ..Source::default() };
+        assert_eq!(write(&dir, "x", &[hashed]).unwrap().files["t.csv"].sha256, "feed");
+        // Same length and CRC as the last manifest: reused; another CRC: hashed anew.
+        let same = Source { name: "t.csv".into(), committed, ..Source::default() };
+        assert_eq!(write(&dir, "x", std::slice::from_ref(&same)).unwrap().files["t.csv"].sha256, "feed");
+        let other = Source { committed: Some((5, 43)), ..same };
+        assert_eq!(write(&dir, "x", &[other]).unwrap().files["t.csv"].sha256, real);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Report {
     /// The interrupted run this one continued: where it stood.
     pub resumed: Option<String>,
     pub stats: Stats,
+    /// SHA-256 of the files the run wrote from their first byte, for the manifest.
+    pub digests: crate::commit::Digests,
 }
 
 impl Default for Report {
@@ -64,6 +66,7 @@ impl Default for Report {
             tables: Vec::new(),
             resumed: None,
             stats: Stats::default(),
+            digests: Vec::new(),
         }
     }
 }
@@ -161,6 +164,7 @@ pub fn run(
     report.stats = client.stats();
     result?;
     durable?;
+    report.digests = committer.finish()?;
     state.run = None;
     state.save(dir)
 }

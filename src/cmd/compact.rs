@@ -17,7 +17,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     quiet_logging();
     let (state, done) = crate::compact::run(&dir).map_err(|e| Failure { wrote: false, error: e })?;
     say(&text(&done));
-    super::sync::write_manifest(&dir, &state).map_err(|e| Failure { error: e, wrote: true })
+    super::sync::write_manifest(&dir, &state, &[]).map_err(|e| Failure { error: e, wrote: true })
 }
 
 pub fn text(done: &[Compacted]) -> String {

@@ -147,7 +147,7 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     if report.dir_ready && args.verbosity != Verbosity::Quiet {
         say(&report::summary_text(&report));
     }
-    let result = result.and_then(|()| finish(args));
+    let result = result.and_then(|()| finish(args, &report.digests));
     let failure = result.err().map(|error| Failure { error, wrote: report.wrote }).map(|f| match f.status() {
         // Rerunning is the remedy: the line says so.
         1 => Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote },
@@ -165,24 +165,38 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
 }
 
 /// After a successful sync: compaction if asked, and the manifest of what is there.
-fn finish(args: &Args) -> Result<()> {
-    let state = if args.compact {
+fn finish(args: &Args, digests: &[(std::path::PathBuf, u64, String)]) -> Result<()> {
+    if args.compact {
         let (state, done) = crate::compact::run(&args.out)?;
         say(&super::compact::text(&done));
-        state
-    } else {
-        crate::state::State::load(&args.out)?.expect("a state after a sync")
-    };
-    write_manifest(&args.out, &state)
+        return write_manifest(&args.out, &state, &[]);
+    }
+    let state = crate::state::State::load(&args.out)?.expect("a state after a sync");
+    write_manifest(&args.out, &state, digests)
 }
 
-/// Writes `DIR/manifest.json` for the table files `state` describes.
-pub fn write_manifest(dir: &std::path::Path, state: &crate::state::State) -> Result<()> {
-    let files: Vec<(String, u64, u64)> = state
+/// Writes `DIR/manifest.json` for the table files `state` describes, with the
+/// SHA-256 already computed of some of them (`digests`).
+pub fn write_manifest(
+    dir: &std::path::Path,
+    state: &crate::state::State,
+    digests: &[(std::path::PathBuf, u64, String)],
+) -> Result<()> {
+    let files: Vec<manifest::Source> = state
         .tables
         .iter()
         .filter(|(_, t)| !t.file.is_empty())
-        .map(|(name, t)| (format!("{name}.csv"), t.file.rows, t.file.columns.len() as u64 + 2))
+        .map(|(name, t)| {
+            let name = format!("{name}.csv");
+            let hashed = digests.iter().find(|(p, _, _)| p.file_name().is_some_and(|f| f == name.as_str()));
+            manifest::Source {
+                rows: t.file.rows,
+                columns: t.file.columns.len() as u64 + 2,
+                committed: Some((t.file.file_len, t.file.crc)),
+                hashed: hashed.map(|(_, len, sha)| (*len, sha.clone())),
+                name,
+            }
+        })
         .collect();
     manifest::write(dir, &state.connector, &files).map(drop)
 }
