@@ -275,16 +275,18 @@ impl TableWriter {
         let batch = rows.batch();
         let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
         let mut order = order.clone();
+        let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
         for n in 0..rows.len() {
             let i = rows.record(n);
-            let values: Vec<&[u8]> = pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")).collect();
+            values.clear();
+            values.extend(pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")));
             if values.iter().any(|v| v.is_empty()) {
                 continue;
             }
             if !follows(&mut order, &values) {
                 return true;
             }
-            order.last = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+            set_last(&mut order, &values);
         }
         false
     }
@@ -319,7 +321,7 @@ impl TableWriter {
                 detail: "keys went back without a barrier (a bug)".into(),
             });
         }
-        order.last = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        set_last(order, values);
         Ok(Change::New)
     }
 
@@ -480,6 +482,15 @@ impl TableWriter {
 
     pub fn journaled(&self) -> bool {
         self.seen.is_some()
+    }
+}
+
+/// Makes `values` the last key of `order`, reusing its strings.
+fn set_last(order: &mut Order, values: &[&[u8]]) {
+    order.last.resize_with(values.len(), String::new);
+    for (last, v) in order.last.iter_mut().zip(values) {
+        last.clear();
+        last.push_str(&String::from_utf8_lossy(v));
     }
 }
 
