@@ -6,11 +6,10 @@
 //! check refuses (not JSON, no records array) is retried like a 503; the check only
 //! reads the body into page-local buffers, so a refused body leaves no trace.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -172,15 +171,26 @@ pub struct Reply<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// A blocking API client bound to one base URL and one credential.
+/// A blocking API client bound to one base URL and one credential. It is shared
+/// with the thread that fetches the next page, one request at a time: the locks
+/// are never contended.
 pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
     backoff_base: Duration,
-    body: RefCell<Vec<u8>>,
-    rng: Cell<u64>,
-    stats: Cell<Stats>,
-    pacer: RefCell<Pacer>,
+    body: Mutex<Vec<u8>>,
+    rng: AtomicU64,
+    stats: Mutex<Stats>,
+    pacer: Mutex<Pacer>,
+    /// Set when the page being fetched is no longer wanted (the read ended on an
+    /// error): waits end at once, like on a signal.
+    cancel: AtomicBool,
+}
+
+/// The lock's value; a thread that panicked holding it left nothing half-updated
+/// that matters (counters, a buffer cleared before each use).
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Client {
@@ -203,25 +213,31 @@ impl Client {
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(BACKOFF_BASE, Duration::from_millis);
-        let pacer = RefCell::new(Pacer::new(config.budget));
+        let pacer = Mutex::new(Pacer::new(config.budget));
         Client {
             agent,
             config,
             backoff_base,
-            body: RefCell::new(Vec::new()),
-            rng: Cell::new(seed | 1),
-            stats: Cell::new(Stats::default()),
+            body: Mutex::new(Vec::new()),
+            rng: AtomicU64::new(seed | 1),
+            stats: Mutex::new(Stats::default()),
             pacer,
+            cancel: AtomicBool::new(false),
         }
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats.get()
+        *locked(&self.stats)
+    }
+
+    /// Ends (`true`) the waits of a fetch in flight, or (`false`) allows waits again.
+    pub fn cancel(&self, on: bool) {
+        self.cancel.store(on, Ordering::SeqCst);
     }
 
     /// The budget this client paces to, if any: (requests, window).
     pub fn budget(&self) -> Option<(usize, Duration)> {
-        self.pacer.borrow().budget()
+        locked(&self.pacer).budget()
     }
 
     pub fn base_url(&self) -> &str {
@@ -252,7 +268,7 @@ impl Client {
         let mut retry = 0;
         loop {
             let (outcome, detail) = match self.attempt(&url) {
-                Ok(headers) => match check(&Reply { body: &self.body.borrow(), headers: &headers }) {
+                Ok(headers) => match check(&Reply { body: &locked(&self.body), headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
                 },
@@ -286,9 +302,7 @@ impl Client {
     }
 
     fn count(&self, f: impl FnOnce(&mut Stats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
+        f(&mut locked(&self.stats));
     }
 
     fn attempt(&self, url: &str) -> std::result::Result<HeaderMap, Failure> {
@@ -310,8 +324,8 @@ impl Client {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        self.pacer.borrow_mut().announced(number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
-        let mut body = self.body.borrow_mut();
+        locked(&self.pacer).announced(number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
+        let mut body = locked(&self.body);
         body.clear();
         let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(&mut body);
         log::debug!("GET {url} -> {status} ({} bytes, {} ms)", body.len(), started.elapsed().as_millis());
@@ -328,7 +342,7 @@ impl Client {
             .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
         if status == 429 {
             self.count(|s| s.refused += 1);
-            self.pacer.borrow_mut().refused(Instant::now(), retry_after);
+            locked(&self.pacer).refused(Instant::now(), retry_after);
         }
         match status {
             401 | 403 => Err(Failure::Final(Error::Auth { url: url.to_string(), status, message })),
@@ -342,7 +356,7 @@ impl Client {
     /// Waits until the next request keeps within the rate limit, and counts it;
     /// false when interrupted.
     fn pace(&self) -> bool {
-        let wait = self.pacer.borrow().delay(Instant::now());
+        let wait = locked(&self.pacer).delay(Instant::now());
         if !wait.is_zero() {
             log::debug!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
             let (slept, done) = self.sleep(wait);
@@ -351,7 +365,7 @@ impl Client {
                 return false;
             }
         }
-        self.pacer.borrow_mut().sent(Instant::now());
+        locked(&self.pacer).sent(Instant::now());
         true
     }
 
@@ -361,7 +375,9 @@ impl Client {
         let start = Instant::now();
         let until = start + d;
         loop {
-            if self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0) {
+            if self.cancel.load(Ordering::SeqCst)
+                || self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0)
+            {
                 return (start.elapsed(), false);
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -374,11 +390,11 @@ impl Client {
 
     fn jitter(&self) -> f64 {
         // xorshift64*: enough to spread retries, no dependency.
-        let mut x = self.rng.get();
+        let mut x = self.rng.load(Ordering::Relaxed);
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
-        self.rng.set(x);
+        self.rng.store(x, Ordering::Relaxed);
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 }

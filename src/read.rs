@@ -4,14 +4,17 @@
 //! Per page: fetch (retries end there), parse into a batch and check the envelope
 //! (a refused body is retried and leaves no trace), let the stream accept it (paging
 //! signals), classify and encode each table's rows, and hand the commit to the
-//! committer while the next page is fetched.
+//! committer. Three threads overlap: the fetcher fetches and parses page n+1 while
+//! this one writes page n and the committer makes page n-1 durable.
 
 use std::collections::HashMap;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::commit::{Append, Commit, Committer};
-use crate::connector::{Confirm, Request, Rows, Stream, StreamPlan};
+use crate::connector::{Confirm, Reading, Request, Rows, Stream, StreamPlan};
 use crate::error::{Error, Result};
+use crate::http::Client;
 use crate::paginate::Position;
 use crate::parse::{self, Batch};
 use crate::progress::{Progress, Snapshot};
@@ -33,7 +36,10 @@ const CHECKS_PER_COMMIT: usize = 20;
 pub struct Reader {
     plan: StreamPlan,
     writers: Vec<TableWriter>,
+    /// The page being written, and the buffers of the one before it, which the
+    /// next page is parsed into.
     batch: Batch,
+    spare: Batch,
     envelope: parse::Envelope,
     synced_at: String,
     last_commit: Instant,
@@ -95,6 +101,7 @@ impl Reader {
             plan: plan.clone(),
             writers,
             batch: Batch::default(),
+            spare: Batch::default(),
             envelope: parse::Envelope::default(),
             synced_at: timestamp::now(),
             last_commit: Instant::now(),
@@ -189,6 +196,11 @@ impl Reader {
 
     /// Reads pages until the stream is done. With `only`, a re-read for the deletion
     /// check of that writer: its rows alone, and repeats are expected.
+    ///
+    /// The next page is fetched and parsed on a thread of its own while this one is
+    /// written: as soon as a page is accepted the stream knows its next request.
+    /// Nothing of a page reaches a file or the state before it is accepted here, so
+    /// a page fetched ahead of an error or a signal is simply dropped.
     fn pages(
         &mut self,
         ctx: &Ctx,
@@ -198,14 +210,77 @@ impl Reader {
         stream: &mut dyn Stream,
         only: Option<usize>,
     ) -> Result<()> {
+        let client = ctx.client;
+        let result = std::thread::scope(|scope| {
+            let (jobs, inbox) = mpsc::channel::<Job>();
+            let (outbox, done) = mpsc::channel::<Fetched>();
+            let worker = std::thread::Builder::new().name("fetcher".into()).spawn_scoped(scope, move || {
+                for job in inbox {
+                    if outbox.send(fetch(client, job)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let thread = worker.is_ok().then_some((jobs, done));
+            let mut ahead = Prefetch { client, thread, waiting: None, in_flight: false };
+            let result = self.read(ctx, state, committer, progress, stream, only, &mut ahead);
+            if result.is_err() {
+                // A page in flight is not wanted: its backoff or pacing wait ends now.
+                client.cancel(true);
+            }
+            drop(ahead);
+            result
+        });
+        client.cancel(false);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        ctx: &Ctx,
+        state: &mut State,
+        committer: &mut Committer,
+        progress: &mut Progress,
+        stream: &mut dyn Stream,
+        only: Option<usize>,
+        ahead: &mut Prefetch,
+    ) -> Result<()> {
         let mut stale = 0u32;
         let bound = ctx.checked.totals.get(self.plan.tables[0]).map(|n| n.saturating_mul(2) + 1000);
-        while let Some(request) = stream.request() {
+        let mut spare = std::mem::take(&mut self.spare);
+        if let Some(request) = stream.request() {
+            ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+        }
+        while let Some(fetched) = ahead.take()? {
             if ctx.interrupt.received().is_some() {
                 return Err(Error::Interrupted);
             }
-            let requests_before = ctx.client.stats().requests;
-            let Some(url) = self.fetch(ctx, stream, &request)? else { continue };
+            let Fetched { request, url, result, batch, requests } = fetched;
+            spare = std::mem::replace(&mut self.batch, batch);
+            let page_of = only.unwrap_or(0);
+            match result {
+                Ok(envelope) => self.envelope = envelope,
+                // The stream moved on instead: a 404 for a position the server no
+                // longer knows, a refused page size.
+                Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => {
+                    self.writers[page_of].summary.requests += requests;
+                    if let Some(request) = stream.request() {
+                        ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+                    }
+                    continue;
+                }
+                Err(Error::Api { status: 422, ref message, .. })
+                    if about_page_size(message) && stream.shrink_page_size() =>
+                {
+                    self.writers[page_of].summary.requests += requests;
+                    if let Some(request) = stream.request() {
+                        ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             let mut counts = state.run.as_mut().map(|r| std::mem::take(&mut r.counts)).unwrap_or_default();
             let accepted = stream.accept(&self.envelope, &self.batch, &mut counts);
             if let Some(run) = state.run.as_mut() {
@@ -213,11 +288,23 @@ impl Reader {
             }
             accepted.map_err(|detail| Error::Response { url: url.clone(), detail })?;
             self.note_bad_times(only);
+            let next = stream.request();
+            let mut deferred = None;
+            if let Some(next) = &next {
+                let job = Job { request: next.clone(), reading: stream.reading(), batch: std::mem::take(&mut spare) };
+                // A listing that brought nothing new lately may be given up after this
+                // page: its next page waits for the verdict, so that giving up costs
+                // no request.
+                if stale == 0 {
+                    ahead.start(job);
+                } else {
+                    deferred = Some(job);
+                }
+            }
             let (rows, fresh) = self.write_page(ctx, state, committer, stream, only)?;
-            let requests = ctx.client.stats().requests - requests_before;
             let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
-            self.writers[fed.unwrap_or(only.unwrap_or(0))].summary.requests += requests;
-            let continues = stream.request().is_some_and(|next| same_listing(&request, &next));
+            self.writers[fed.unwrap_or(page_of)].summary.requests += requests;
+            let continues = next.is_some_and(|next| same_listing(&request, &next));
             // Records a stream filters out (initial_sync_days) are neither fresh nor stale.
             let nothing_new = (rows > 0 && fresh == 0) || self.batch.is_empty();
             stale = if nothing_new && only.is_none() && continues { stale + 1 } else { 0 };
@@ -234,35 +321,85 @@ impl Reader {
                     return Err(Error::Response { url, detail });
                 }
             }
+            if let Some(job) = deferred {
+                ahead.start(job);
+            }
             progress.update(&self.snapshot(ctx));
         }
+        self.spare = spare;
         Ok(())
     }
+}
 
-    /// Fetches and parses the page of `request`; `None` when the stream moved on
-    /// instead (a 404 for a position the server no longer knows, a refused page size).
-    fn fetch(&mut self, ctx: &Ctx, stream: &mut dyn Stream, request: &Request) -> Result<Option<String>> {
-        let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let url = ctx.client.url(&request.path, &query);
-        let spec = stream.spec();
-        let batch = &mut self.batch;
-        let checked = ctx.client.get(&request.path, &query, |reply| {
-            let envelope = parse::parse(reply.body, &spec, batch).map_err(|e| e.0)?;
-            stream.check(&envelope, batch)?;
-            Ok(envelope)
-        });
-        match checked {
-            Ok(envelope) => {
-                self.envelope = envelope;
-                Ok(Some(url))
-            }
-            Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => Ok(None),
-            Err(Error::Api { status: 422, ref message, .. })
-                if about_page_size(message) && stream.shrink_page_size() =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
+/// A page for the fetcher: the request, how to read its body, and the buffers to
+/// parse it into.
+struct Job {
+    request: Request,
+    reading: Reading,
+    batch: Batch,
+}
+
+/// A fetched page: its parsed body or why there is none, and the requests it took.
+struct Fetched {
+    request: Request,
+    url: String,
+    result: Result<parse::Envelope>,
+    batch: Batch,
+    requests: u64,
+}
+
+/// Fetches and parses the page of `job`, retrying what the client retries and
+/// bodies that do not parse or whose envelope the check refuses.
+fn fetch(client: &Client, job: Job) -> Fetched {
+    let Job { request, reading, mut batch } = job;
+    let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = client.url(&request.path, &query);
+    let before = client.stats().requests;
+    let result = client.get(&request.path, &query, |reply| {
+        let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
+        (reading.check)(&envelope)?;
+        Ok(envelope)
+    });
+    let requests = client.stats().requests - before;
+    Fetched { request, url, result, batch, requests }
+}
+
+/// The one page fetched ahead: on the fetcher thread, or, if it could not be
+/// started, here when the page is taken.
+struct Prefetch<'c> {
+    client: &'c Client,
+    thread: Option<(mpsc::Sender<Job>, mpsc::Receiver<Fetched>)>,
+    waiting: Option<Job>,
+    in_flight: bool,
+}
+
+impl Prefetch<'_> {
+    fn start(&mut self, job: Job) {
+        debug_assert!(!self.in_flight && self.waiting.is_none(), "one page ahead at most");
+        match &self.thread {
+            Some((jobs, _)) => match jobs.send(job) {
+                Ok(()) => self.in_flight = true,
+                Err(mpsc::SendError(job)) => self.waiting = Some(job),
+            },
+            None => self.waiting = Some(job),
+        }
+    }
+
+    /// The page started last, once fetched; `None` if none was started.
+    fn take(&mut self) -> Result<Option<Fetched>> {
+        if let Some(job) = self.waiting.take() {
+            return Ok(Some(fetch(self.client, job)));
+        }
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(None);
+        }
+        let (_, done) = self.thread.as_ref().expect("a page in flight has a thread");
+        match done.recv() {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(_) => Err(Error::Request {
+                url: self.client.base_url().to_string(),
+                detail: "the thread fetching pages stopped".into(),
+            }),
         }
     }
 }

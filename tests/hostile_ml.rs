@@ -489,3 +489,27 @@ fn a_trickling_body_times_out() {
     assert_eq!(pages_asked(&server), 2);
     assert!(!wd.path("out/subscriber.csv").exists());
 }
+
+#[test]
+fn a_page_fetched_ahead_does_not_hold_up_an_error() {
+    // The account announces 5 subscribers and lists 100 new ones a page without
+    // end: the read gives up after 11 pages. The 12th, already being fetched, is
+    // refused with a long Retry-After that nobody needs to wait for.
+    let server = account(5, |cursor| {
+        let page: usize = cursor.as_deref().and_then(|c| c.strip_prefix('p')?.parse().ok()).unwrap_or(0);
+        if page >= 11 {
+            let mut reply = Reply::status(429, r#"{"message":"Too Many Attempts."}"#);
+            reply.headers.push(("Retry-After".into(), "120".into()));
+            return reply;
+        }
+        let records: Vec<String> =
+            (0..100).map(|i| format!(r#"{{"id":"{}","email":"s{i}@x.org"}}"#, page * 100 + i + 1)).collect();
+        Reply::ok(cursor_page(&records.join(","), Some(&format!("p{}", page + 1))))
+    });
+    let wd = Workdir::new("hml-ahead");
+    let started = std::time::Instant::now();
+    let line = sync_fails(&wd, "mailerlite", &config(&server, ""), 1);
+    assert!(line.contains("more records than the 5 the account announced"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(60), "waited {:?} for a page nobody needed", started.elapsed());
+    assert_eq!(row_count(&wd.path("out"), "subscriber"), 1100);
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Checked, Confirm, Connector, Counts, Def, Request, Rows, Stream, StreamPlan, TableSpec};
+use super::{Checked, Confirm, Connector, Counts, Def, Reading, Request, Rows, Stream, StreamPlan, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::Result;
 use crate::http::{Client, Secret};
@@ -234,10 +234,10 @@ fn advance(pos: &mut Position, env: &Envelope, seen: &mut HashSet<u64>) -> std::
     }
 }
 
-fn check_envelope(pos: &Position, env: &Envelope) -> std::result::Result<(), String> {
+fn check_envelope(pos: &Position) -> fn(&Envelope) -> std::result::Result<(), String> {
     match pos {
-        Position::Cursor(_) => cursor_signals(env).map(drop),
-        _ => page_signals(env).map(drop),
+        Position::Cursor(_) => |env| cursor_signals(env).map(drop),
+        _ => |env| page_signals(env).map(drop),
     }
 }
 
@@ -304,18 +304,15 @@ impl Stream for Listing<'_> {
         Some(Request { path: self.path.to_string(), query: query(pos, &extra) })
     }
 
-    fn spec(&self) -> Spec<'static> {
-        Spec {
+    fn reading(&self) -> Reading {
+        let spec = Spec {
             records: &["data"],
             bare_array: false,
             timestamps: self.timestamps,
             time_format: Some(TimeFormat::SpaceSeparatedUtc),
             capture: &[],
-        }
-    }
-
-    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
-        check_envelope(self.current().0, envelope)
+        };
+        Reading { spec, check: check_envelope(self.current().0) }
     }
 
     fn accept(&mut self, env: &Envelope, _batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {

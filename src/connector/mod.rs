@@ -172,6 +172,16 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// How to read the body of one request: what to parse out of it, and the check of
+/// its envelope. Plain data, so the page can be fetched and parsed on another thread
+/// while the stream's previous page is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    pub spec: Spec<'static>,
+    /// An error refuses the body, which is retried and leaves no trace.
+    pub check: fn(&Envelope) -> std::result::Result<(), String>,
+}
+
 /// The run's counters that streams keep across pages and restarts.
 pub type Counts = BTreeMap<String, BTreeMap<String, u64>>;
 
@@ -180,9 +190,7 @@ pub trait Stream {
     /// The request for the next page; `None` once the stream is done.
     fn request(&self) -> Option<Request>;
     /// How to read the body of that request.
-    fn spec(&self) -> Spec<'static>;
-    /// Checks a parsed body's envelope; an error refuses the body, which is retried.
-    fn check(&self, envelope: &Envelope, batch: &Batch) -> std::result::Result<(), String>;
+    fn reading(&self) -> Reading;
     /// Takes an accepted page and moves on; an error ends the sync (a listing that
     /// does not move, runs past what the account holds).
     fn accept(&mut self, envelope: &Envelope, batch: &Batch, counts: &mut Counts) -> std::result::Result<(), String>;

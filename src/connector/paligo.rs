@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Checked, Confirm, Connector, Counts, Def, Request, Rows, Stream, StreamPlan, TableSpec};
+use super::{Checked, Confirm, Connector, Counts, Def, Reading, Request, Rows, Stream, StreamPlan, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
 use crate::http::{Client, Secret};
@@ -249,12 +249,8 @@ impl Stream for Listing<'_> {
         Some(Request { path: format!("/{}/", self.resource), query: query(p, None) })
     }
 
-    fn spec(&self) -> Spec<'static> {
-        spec(self.resource, self.timestamps)
-    }
-
-    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
-        signals(envelope).map(drop)
+    fn reading(&self) -> Reading {
+        Reading { spec: spec(self.resource, self.timestamps), check: |env| signals(env).map(drop) }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
@@ -347,12 +343,8 @@ impl Stream for Taxonomies<'_> {
         })
     }
 
-    fn spec(&self) -> Spec<'static> {
-        spec("taxonomies", &[])
-    }
-
-    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
-        signals(envelope).map(drop)
+    fn reading(&self) -> Reading {
+        Reading { spec: spec("taxonomies", &[]), check: |env| signals(env).map(drop) }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {

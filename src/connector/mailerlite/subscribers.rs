@@ -11,7 +11,7 @@ use super::{
     advance, check_envelope, count_group_members, query, restart_listing, shrink, MailerLite, GROUP_MEMBERS,
     MEMBERS_SEEN, STATUSES, SUBSCRIBER_TIMES,
 };
-use crate::connector::{Counts, Request, Rows, Stream, StreamPlan};
+use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
 use crate::paginate::{Next, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
 use crate::timestamp::TimeFormat;
@@ -175,7 +175,7 @@ impl Stream for Subscribers<'_> {
         }
     }
 
-    fn spec(&self) -> Spec<'static> {
+    fn reading(&self) -> Reading {
         let step = self.steps().current();
         let timestamps: &'static [&'static str] = match step {
             Some(PASS) => SUBSCRIBER_TIMES,
@@ -183,17 +183,14 @@ impl Stream for Subscribers<'_> {
             _ => &[],
         };
         let capture: &'static [&'static str] = if step == Some(PASS) { &["groups"] } else { &[] };
-        Spec {
+        let spec = Spec {
             records: &["data"],
             bare_array: false,
             timestamps,
             time_format: Some(TimeFormat::SpaceSeparatedUtc),
             capture,
-        }
-    }
-
-    fn check(&self, envelope: &Envelope, _batch: &Batch) -> std::result::Result<(), String> {
-        check_envelope(&self.steps().inner, envelope)
+        };
+        Reading { spec, check: check_envelope(&self.steps().inner) }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> std::result::Result<(), String> {
