@@ -259,27 +259,27 @@ impl Reader {
             let Fetched { request, url, result, batch, requests } = fetched;
             spare = std::mem::replace(&mut self.batch, batch);
             let page_of = only.unwrap_or(0);
-            match result {
-                Ok(envelope) => self.envelope = envelope,
-                // The stream moved on instead: a 404 for a position the server no
-                // longer knows, a refused page size.
-                Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => {
-                    self.writers[page_of].summary.requests += requests;
-                    if let Some(request) = stream.request() {
-                        ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
-                    }
-                    continue;
+            let moved_on = match result {
+                Ok(envelope) => {
+                    self.envelope = envelope;
+                    false
                 }
+                // The stream moves on instead: a 404 for a position the server no
+                // longer knows, a refused page size.
+                Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => true,
                 Err(Error::Api { status: 422, ref message, .. })
                     if about_page_size(message) && stream.shrink_page_size() =>
                 {
-                    self.writers[page_of].summary.requests += requests;
-                    if let Some(request) = stream.request() {
-                        ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
-                    }
-                    continue;
+                    true
                 }
                 Err(e) => return Err(e),
+            };
+            if moved_on {
+                self.writers[page_of].summary.requests += requests;
+                if let Some(request) = stream.request() {
+                    ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+                }
+                continue;
             }
             let mut counts = state.run.as_mut().map(|r| std::mem::take(&mut r.counts)).unwrap_or_default();
             let accepted = stream.accept(&self.envelope, &self.batch, &mut counts);

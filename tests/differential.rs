@@ -22,7 +22,7 @@ use api2csv::mock::{mailerlite, paligo, MockApi, MockOptions, MockRequest};
 use api2csv::parse::{self, Batch, KeyPath, Spec};
 use serde_json::Value;
 
-use crate::expected::assert_table;
+use crate::expected::{assert_table, leaves_of};
 use crate::hostile::{one_line, param, serve_with, Reply, Server};
 use crate::workdir::Workdir;
 
@@ -54,25 +54,6 @@ fn iterations() -> usize {
 }
 
 // ---- the oracle ----
-
-fn leaves_of(v: &Value, path: &mut Vec<String>, out: &mut Leaves) {
-    let text = match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                path.push(k.clone());
-                leaves_of(child, path, out);
-                path.pop();
-            }
-            return;
-        }
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Array(_) => serde_json::to_string(v).unwrap(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-    };
-    out.push((path.clone(), text));
-}
 
 /// What serde_json reads from `body` under `spec`; `None` when the body must be refused.
 fn oracle(body: &[u8], spec: &Spec) -> Option<Page> {

@@ -34,8 +34,9 @@ pub fn column_paths(dir: &Path, table: &str) -> HashMap<String, Vec<String>> {
 
 /// The non-empty cells a record must produce, keyed by key path.
 pub fn flatten(record: &Value, timestamps: &[&str], unix: bool) -> BTreeMap<Vec<String>, String> {
-    let mut out = BTreeMap::new();
-    walk(record, &mut Vec::new(), &mut out);
+    let mut leaves = Vec::new();
+    leaves_of(record, &mut Vec::new(), &mut leaves);
+    let mut out: BTreeMap<Vec<String>, String> = leaves.into_iter().collect();
     for (path, v) in out.iter_mut() {
         if path.len() == 1 && timestamps.contains(&path[0].as_str()) && !v.is_empty() {
             *v = timestamp(v, unix);
@@ -45,12 +46,14 @@ pub fn flatten(record: &Value, timestamps: &[&str], unix: bool) -> BTreeMap<Vec<
     out
 }
 
-fn walk(v: &Value, path: &mut Vec<String>, out: &mut BTreeMap<Vec<String>, String>) {
+/// The leaves of `v` below `path`: (key path, cell text), in the order serde_json
+/// keeps them.
+pub fn leaves_of(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
     let cell = match v {
         Value::Object(m) => {
             for (k, child) in m {
                 path.push(k.clone());
-                walk(child, path, out);
+                leaves_of(child, path, out);
                 path.pop();
             }
             return;
@@ -61,7 +64,7 @@ fn walk(v: &Value, path: &mut Vec<String>, out: &mut BTreeMap<Vec<String>, Strin
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
     };
-    out.insert(path.clone(), cell);
+    out.push((path.clone(), cell));
 }
 
 fn timestamp(v: &str, unix: bool) -> String {

@@ -3,11 +3,11 @@
 //! Unlike the mock's generations, a test can add a key to a record on page 3, or a
 //! draft campaign at the front of its listing, exactly between two runs.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+
+use crate::hostile::{serve_with, Reply};
 
 /// Records per page, whatever `limit` asks: the real API caps it too.
 pub const PAGE: usize = 2;
@@ -58,31 +58,14 @@ pub struct World {
 
 impl World {
     pub fn serve(account: Account) -> World {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
         let account = Arc::new(Mutex::new(account));
         let shared = Arc::clone(&account);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let body = answer(&shared.lock().unwrap(), &target).to_string();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-account_id: 4711\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
-            }
+        let server = serve_with(move |target| {
+            let mut reply = Reply::ok(answer(&shared.lock().unwrap(), target).to_string());
+            reply.headers.push(("x-account_id".into(), "4711".into()));
+            reply
         });
-        World { origin, account }
+        World { origin: server.origin, account }
     }
 
     /// A configuration for the account.
