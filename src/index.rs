@@ -4,8 +4,8 @@
 //! A row's fingerprint is a hash of what its CSV row shows: every non-empty data cell
 //! with its column name, combined order-independently, so a column that appears empty
 //! everywhere changes nothing. The index is rebuilt from the committed CSV at the
-//! start of every table sync (so it can never disagree with the file) and holds 16
-//! bytes per key: a sorted array found through a bucket directory, plus a small hash
+//! start of every table sync (so it can never disagree with the file) and holds about
+//! 17 bytes per key: a sorted array (16) found through a bucket directory (1), plus a small hash
 //! table for keys added during this sync, merged in as it grows.
 
 use std::fs::File;
@@ -62,8 +62,14 @@ pub struct KeyIndex {
 
 impl KeyIndex {
     /// Builds the index from `(key, fingerprint or tombstone)` pairs in file order.
-    fn from_rows(rows: Vec<Entry>) -> KeyIndex {
-        let mut main = latest_per_key(rows);
+    fn from_rows(mut rows: Vec<Entry>) -> KeyIndex {
+        let mut main = Vec::new();
+        merge_later(&mut main, &mut rows);
+        KeyIndex::from_latest(main)
+    }
+
+    /// Builds the index from the latest entry per key, sorted by key.
+    fn from_latest(mut main: Vec<Entry>) -> KeyIndex {
         main.retain(|e| e.val != TOMBSTONE);
         let mut index = KeyIndex { main, ..KeyIndex::default() };
         index.rebuild_dir();
@@ -80,7 +86,9 @@ impl KeyIndex {
     }
 
     fn rebuild_dir(&mut self) {
-        let bits = (usize::BITS - self.main.len().leading_zeros()).clamp(8, 22);
+        // A bucket per 2 to 4 keys: a lookup scans a cache line or two, and the
+        // directory costs about a byte per key.
+        let bits = (usize::BITS - (self.main.len() / 4).leading_zeros()).clamp(8, 22);
         self.shift = 64 - bits;
         let buckets = 1usize << bits;
         self.dir = Vec::with_capacity(buckets + 1);
@@ -150,19 +158,7 @@ impl KeyIndex {
     fn grow(&mut self) {
         if self.added_len >= (self.main.len() / 8).max(1 << 16) {
             let mut added: Vec<Entry> = self.added.iter().copied().filter(|e| e.key != 0).collect();
-            added.sort_unstable_by_key(|e| e.key);
-            let mut merged = Vec::with_capacity(self.main.len() + added.len());
-            let (mut a, mut b) = (self.main.iter().peekable(), added.iter().peekable());
-            while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-                if x.key < y.key {
-                    merged.push(*a.next().unwrap());
-                } else {
-                    merged.push(*b.next().unwrap());
-                }
-            }
-            merged.extend(a);
-            merged.extend(b);
-            self.main = merged;
+            merge_later(&mut self.main, &mut added);
             self.rebuild_dir();
             self.added = vec![Entry { key: 0, val: 0 }; 1024];
             self.added_len = 0;
@@ -190,12 +186,39 @@ fn update(e: &mut Entry, f: u64, changed: bool) -> Change {
     }
 }
 
-/// Sorts by key keeping, for each key, the last entry in file order.
-fn latest_per_key(mut rows: Vec<Entry>) -> Vec<Entry> {
-    rows.reverse();
-    rows.sort_by_key(|e| e.key); // stable: the first of equal keys is now the latest
-    rows.dedup_by_key(|e| e.key);
-    rows
+/// Rows read per chunk while an index is loaded: each chunk is sorted and merged in
+/// place, so loading needs the index and one chunk, never twice the index.
+const LOAD_CHUNK: usize = 1 << 16;
+
+/// Merges `later` (entries read after all of `main`'s, in file order) into `main`,
+/// which is sorted by key with one entry per key and stays so: for a key in both,
+/// or twice in `later`, the last read wins. In place from the back: `main` grows by
+/// the new keys only. Leaves `later` empty, its allocation kept for the next chunk.
+fn merge_later(main: &mut Vec<Entry>, later: &mut Vec<Entry>) {
+    later.reverse();
+    later.sort_by_key(|e| e.key); // stable: the first of equal keys is the latest
+    later.dedup_by_key(|e| e.key);
+    let (m, n) = (main.len(), later.len());
+    main.resize(m + n, Entry { key: 0, val: 0 });
+    // main[..i] and later[..j] are still to merge; main[k..] is merged.
+    let (mut i, mut j, mut k) = (m, n, m + n);
+    while j > 0 {
+        let y = later[j - 1];
+        if i > 0 && main[i - 1].key > y.key {
+            main[k - 1] = main[i - 1];
+            i -= 1;
+        } else {
+            if i > 0 && main[i - 1].key == y.key {
+                i -= 1; // replaced by the later entry
+            }
+            main[k - 1] = y;
+            j -= 1;
+        }
+        k -= 1;
+    }
+    // Each replaced key left one slot between the unmoved part and the merged one.
+    main.drain(i..k);
+    later.clear();
 }
 
 /// Reads the committed rows of a table file into an index; `primary_key` names the
@@ -205,16 +228,15 @@ pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<(KeyIndex, u3
     if len == 0 {
         return Ok((KeyIndex::from_rows(Vec::new()), 0));
     }
-    let mut rows = Vec::new();
-    let mut limit = 1 << 16;
+    let (mut main, mut chunk) = (Vec::new(), Vec::with_capacity(LOAD_CHUNK));
     let crc = scan(path, len, primary_key, |key, fingerprint, _| {
-        rows.push(Entry { key, val: fingerprint });
-        if rows.len() >= limit {
-            rows = latest_per_key(std::mem::take(&mut rows));
-            limit = (rows.len() * 2).max(1 << 16);
+        chunk.push(Entry { key, val: fingerprint });
+        if chunk.len() == LOAD_CHUNK {
+            merge_later(&mut main, &mut chunk);
         }
     })?;
-    Ok((KeyIndex::from_rows(rows), crc))
+    merge_later(&mut main, &mut chunk);
+    Ok((KeyIndex::from_latest(main), crc))
 }
 
 /// Reads through, keeping the CRC-32 of what was read.
@@ -344,6 +366,37 @@ mod tests {
         assert_eq!(index.unseen(), [20]);
         assert_eq!(index.observe(20, 204, false), Change::Changed);
         assert!(index.unseen().is_empty());
+    }
+
+    /// The oracle: a stable sort of the reversed rows keeps the last of each key.
+    fn latest_per_key(mut rows: Vec<Entry>) -> Vec<Entry> {
+        rows.reverse();
+        rows.sort_by_key(|e| e.key);
+        rows.dedup_by_key(|e| e.key);
+        rows
+    }
+
+    #[test]
+    fn merging_chunk_by_chunk_keeps_the_last_entry_per_key_as_a_stable_sort_does() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let n = (next() % 400) as usize;
+            let keys = 1 + next() % if round % 2 == 0 { 20 } else { 1000 };
+            let rows: Vec<Entry> = (0..n).map(|i| Entry { key: 1 + next() % keys, val: (i as u64) << 1 }).collect();
+            for chunk in [1, 2, 3, 7, 64, 500] {
+                let mut main = Vec::new();
+                for part in rows.chunks(chunk) {
+                    merge_later(&mut main, &mut part.to_vec());
+                }
+                assert_eq!(main, latest_per_key(rows.clone()), "round {round}, chunks of {chunk}");
+            }
+        }
     }
 
     #[test]

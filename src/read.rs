@@ -26,6 +26,9 @@ use crate::{replace, timestamp};
 /// A page that appends nothing only moves the resume position; losing it to a crash
 /// costs a re-read, never a row, so such pages are committed at most this often.
 const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+/// Journaled keys (8 bytes each) an idle commit waits for at most: the journal
+/// held in memory stays small however fast unchanged pages arrive.
+const IDLE_JOURNAL_LIMIT: usize = 256 << 10;
 /// Pages in a row of one listing that bring no record new to this read: the listing
 /// repeats itself or never ends.
 const STALE_PAGES: u32 = 10;
@@ -472,7 +475,9 @@ impl Reader {
     /// A page that wrote no row is committed only every few seconds (or when forced).
     fn commit(&mut self, state: &mut State, committer: &mut Committer, force: bool) -> Result<()> {
         let rows = self.writers.iter().any(TableWriter::has_pending);
-        if !rows && !force && self.last_commit.elapsed() < IDLE_COMMIT_INTERVAL {
+        let journal: usize = self.writers.iter().map(TableWriter::journal_pending).sum();
+        let idle = self.last_commit.elapsed() < IDLE_COMMIT_INTERVAL && journal < IDLE_JOURNAL_LIMIT;
+        if !rows && !force && idle {
             return Ok(());
         }
         let mut appends: Vec<Append> = Vec::new();

@@ -48,6 +48,11 @@ impl SeenLog {
         Ok((SeenLog { path: path.to_path_buf(), pending: Vec::new(), len }, keys))
     }
 
+    /// Bytes pushed and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn push(&mut self, key: u64) {
         self.pending.extend_from_slice(&key.to_le_bytes());
     }

@@ -454,6 +454,11 @@ impl TableWriter {
         self.pending_rows > 0
     }
 
+    /// Bytes of journal waiting for a commit (keys read on pages that wrote no row).
+    pub fn journal_pending(&self) -> usize {
+        self.seen.as_ref().map_or(0, SeenLog::pending)
+    }
+
     /// Whether some committed key was not read in this sync.
     pub fn has_unseen(&self) -> bool {
         self.index.as_ref().is_some_and(|i| !i.unseen().is_empty())
