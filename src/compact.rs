@@ -5,14 +5,12 @@
 //! last row of every key, the second copies exactly those rows into a side file,
 //! which replaces the table file through the one replacement protocol (`replace.rs`).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::connector;
 use crate::error::{Error, Result};
 use crate::fsio::DirLock;
-use crate::hashing::{self, FxBuild};
-use crate::index::KeyedRows;
+use crate::index::{KeyedRows, Latest};
 use crate::sink::{self, header_of, side_and_target, table_path};
 use crate::state::{ReplaceKind, State, FILE_NAME};
 use crate::{replace, validate};
@@ -63,10 +61,9 @@ pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
         let last = last_rows(&path, file.file_len, spec.primary_key)?;
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
-        let key_cols = key_columns(&file.columns, spec.primary_key);
         let mut compacted = sink::rewrite(&path, file.file_len, &side, &header, 0, |i, record| {
-            let key = hashing::key(key_cols.iter().map(|&c| &record[c]));
-            last.get(&key) == Some(&i) && record.get(record.len() - 1) != Some(b"true")
+            let is_last = last.get((i / 64) as usize).is_some_and(|w| w & (1 << (i % 64)) != 0);
+            is_last && record.get(record.len() - 1) != Some(b"true")
         })?;
         compacted.columns = file.columns.clone();
         compacted.derived = file.derived.clone();
@@ -77,18 +74,18 @@ pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
     Ok((state, done))
 }
 
-/// For each key, the index of its last row.
-fn last_rows(path: &Path, len: u64, primary_key: &[&str]) -> Result<HashMap<u64, u64, FxBuild>> {
-    let mut last = HashMap::default();
+/// Which rows are the last of their key: a bit per row, in file order.
+fn last_rows(path: &Path, len: u64, primary_key: &[&str]) -> Result<Vec<u64>> {
+    let mut latest = Latest::default();
     let mut rows = KeyedRows::open(path, len, primary_key)?;
     let mut i = 0u64;
     while let Some((key, _)) = rows.next_row()? {
-        last.insert(key, i);
+        latest.push(key, i);
         i += 1;
     }
+    let mut last = vec![0u64; i.div_ceil(64) as usize];
+    for row in latest.values() {
+        last[(row / 64) as usize] |= 1 << (row % 64);
+    }
     Ok(last)
-}
-
-fn key_columns(columns: &[(String, Vec<String>)], primary_key: &[&str]) -> Vec<usize> {
-    primary_key.iter().filter_map(|k| columns.iter().position(|(n, _)| n == k)).collect()
 }

@@ -228,15 +228,40 @@ pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<(KeyIndex, u3
     if len == 0 {
         return Ok((KeyIndex::from_rows(Vec::new()), 0));
     }
-    let (mut main, mut chunk) = (Vec::new(), Vec::with_capacity(LOAD_CHUNK));
-    let crc = scan(path, len, primary_key, |key, fingerprint, _| {
-        chunk.push(Entry { key, val: fingerprint });
-        if chunk.len() == LOAD_CHUNK {
-            merge_later(&mut main, &mut chunk);
+    let mut latest = Latest::default();
+    let crc = scan(path, len, primary_key, |key, fingerprint, _| latest.push(key, fingerprint))?;
+    Ok((KeyIndex::from_latest(latest.finish()), crc))
+}
+
+/// The last value pushed for each key, gathered a chunk at a time: 16 bytes per key
+/// plus one chunk, however many rows repeat a key.
+#[derive(Default)]
+pub struct Latest {
+    main: Vec<Entry>,
+    chunk: Vec<Entry>,
+}
+
+impl Latest {
+    pub fn push(&mut self, key: u64, val: u64) {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(LOAD_CHUNK);
         }
-    })?;
-    merge_later(&mut main, &mut chunk);
-    Ok((KeyIndex::from_latest(main), crc))
+        self.chunk.push(Entry { key, val });
+        if self.chunk.len() == LOAD_CHUNK {
+            merge_later(&mut self.main, &mut self.chunk);
+        }
+    }
+
+    /// The last entry of each key, sorted by key.
+    fn finish(mut self) -> Vec<Entry> {
+        merge_later(&mut self.main, &mut self.chunk);
+        self.main
+    }
+
+    /// The last value of each key, in no particular order.
+    pub fn values(self) -> impl Iterator<Item = u64> {
+        self.finish().into_iter().map(|e| e.val)
+    }
 }
 
 /// Reads through, keeping the CRC-32 of what was read.
