@@ -63,6 +63,16 @@ pub fn written<'v>(value: &'v [u8], safe: bool, scratch: &'v mut Vec<u8>) -> &'v
     }
 }
 
+/// `cell` as the API sent it, from a file written with `safe`: without the guard
+/// [`written`] added. (A value the API sent as `'=…` reads back as `=…`: the guard
+/// cannot tell them apart.)
+pub fn unguarded(cell: &[u8], safe: bool) -> &[u8] {
+    match cell.split_first() {
+        Some((b'\'', rest)) if safe && needs_guard(rest) => rest,
+        _ => cell,
+    }
+}
+
 /// The header line of a file with data columns `names`. Names are never guarded:
 /// they are keys the API chose, and reading the file back must give them exactly.
 pub fn header_of<'n>(names: impl Iterator<Item = &'n str>, bom: bool) -> Vec<u8> {
@@ -251,10 +261,12 @@ impl Encoder {
         self.end_row(synced_at, false);
     }
 
-    /// Appends a tombstone: the primary key cells `(column, value)`, `_deleted` true.
+    /// Appends a tombstone: the primary key cells `(column, value)` as the API sent
+    /// them, `_deleted` true.
     pub fn tombstone(&mut self, key: &[(usize, &[u8])], width: usize, synced_at: &str) {
         for c in 0..width {
             let v = key.iter().find(|(k, _)| *k == c).map_or(&b""[..], |(_, v)| v);
+            let v = written(v, self.safe, &mut self.scratch);
             push_field(&mut self.out, v);
             self.out.push(b',');
         }
@@ -369,6 +381,21 @@ pub fn matches(path: &Path, file: &FileState, bom: bool) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guarded_cell_reads_back_as_sent() {
+        let mut scratch = Vec::new();
+        for v in ["", "1", "-2", "=SUM(A1)", "+x", "@a", "\tx", "\rx", "'", "'1", "a'", "-"] {
+            for safe in [false, true] {
+                let w = written(v.as_bytes(), safe, &mut scratch).to_vec();
+                assert_eq!(w.starts_with(b"'") && !v.starts_with('\''), safe && needs_guard(v.as_bytes()), "{v:?}");
+                assert_eq!(unguarded(&w, safe), v.as_bytes(), "{v:?}, safe {safe}");
+            }
+        }
+        // Only what the guard could have added is taken off.
+        assert_eq!(unguarded(b"'1", true), b"'1");
+        assert_eq!(unguarded(b"'-2", false), b"'-2");
+    }
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("api2csv-sink-{name}-{}", std::process::id()));

@@ -23,7 +23,7 @@ use crate::index::{self, Change, KeyIndex};
 use crate::order::follows;
 use crate::parse::{Batch, Cell};
 use crate::seen::{seen_path, SeenLog};
-use crate::sink::{self, header_of, written, Encoder};
+use crate::sink::{self, header_of, unguarded, written, Encoder};
 use crate::state::{FileState, Order, ReplaceKind, State, Target};
 
 /// What one table's sync did.
@@ -477,7 +477,8 @@ impl TableWriter {
         let mut keys: HashMap<u64, Vec<Vec<u8>>, FxBuild> = HashMap::default();
         index::scan(&self.path, self.file.file_len, self.spec.primary_key, |key, _, record| {
             if unseen.contains(&key) {
-                keys.insert(key, key_cols.iter().map(|&c| record[c].to_vec()).collect());
+                // The API knows the key as it sent it, not as the file guards it.
+                keys.insert(key, key_cols.iter().map(|&c| unguarded(&record[c], self.safe).to_vec()).collect());
             }
         })?;
         let mut sorted: Vec<(u64, Vec<Vec<u8>>)> = keys.into_iter().collect();

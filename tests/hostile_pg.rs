@@ -633,3 +633,44 @@ fn a_walk_killed_in_a_cycle_resumes_without_a_lap() {
         assert_eq!(tree_rows(&wd), [row("1", "", "1", "A"), row("2", "1", "2", "A / B")]);
     }
 }
+
+#[test]
+fn a_guarded_key_is_shown_to_the_api_as_it_sent_it() {
+    // In a spreadsheet-safe directory the id "-2" is written "'-2"; the deletion
+    // check must ask the show route for "-2".
+    let second = Arc::new(AtomicU32::new(0));
+    let phase = Arc::clone(&second);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&asked);
+    let minus_two = r#"{"id":"-2","username":"m@x.org","name":"M","email":"m@x.org","type":"admin"}"#.to_string();
+    let server = paligo(
+        move |get| {
+            let users = match phase.load(Ordering::SeqCst) {
+                0 => vec![user(1), minus_two.clone()],
+                _ => vec![user(1)],
+            };
+            match get.resource.as_str() {
+                "users" => paged(get, &users),
+                _ => paged(get, &[]),
+            }
+        },
+        move |_, id| {
+            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy().into_owned();
+            log.lock().unwrap().push(id.clone());
+            if id == "-2" {
+                Reply::not_found()
+            } else {
+                Reply::ok(user(1))
+            }
+        },
+    );
+    let wd = Workdir::new("hpg-guarded-show");
+    let cfg = config(&server, r#","spreadsheet_safe":true"#);
+    sync_ok(&wd, "paligo", &cfg, &[]);
+    second.store(1, Ordering::SeqCst);
+    sync_ok(&wd, "paligo", &cfg, &[]);
+    assert_eq!(*asked.lock().unwrap(), ["-2"]);
+    let t = table(&wd, "users");
+    assert_eq!(column(&t, "id"), ["1", "'-2", "'-2"]);
+    assert_eq!(column(&t, "_deleted"), ["false", "false", "true"]);
+}
