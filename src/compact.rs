@@ -1,9 +1,10 @@
 //! `compact`: rewrites each changelog CSV to one row per primary key, the latest,
 //! without tombstoned keys: the file a spreadsheet user wants.
 //!
-//! Two streaming passes keep memory at one map entry per key: the first finds the
-//! last row of every key, the second copies exactly those rows into a side file,
-//! which replaces the table file through the one replacement protocol (`replace.rs`).
+//! Two streaming passes keep memory at a sorted 16-byte entry per key, then a bit
+//! per row: the first finds the last row of every key, the second copies exactly
+//! those rows into a side file, which replaces the table file through the one
+//! replacement protocol (`replace.rs`).
 
 use std::path::Path;
 

@@ -38,7 +38,6 @@ const KNOWN: &[&str] = &[
 /// What a connector needs from the configuration beyond the common keys.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements {
-    pub connector: &'static str,
     /// Environment variable for `api_key`.
     pub api_key_env: &'static str,
     /// Environment variable for `username`, if the connector needs one.

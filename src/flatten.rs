@@ -149,7 +149,7 @@ impl Columns {
 }
 
 /// The name of JSON key path `segs`.
-pub fn name_of(segs: &[String]) -> String {
+fn name_of(segs: &[String]) -> String {
     segs.join("_").chars().map(|c| if c.is_control() || c == '\u{feff}' { '_' } else { c }).collect()
 }
 

@@ -235,11 +235,6 @@ impl Client {
         self.cancel.store(on, Ordering::SeqCst);
     }
 
-    /// The budget this client paces to, if any: (requests, window).
-    pub fn budget(&self) -> Option<(usize, Duration)> {
-        locked(&self.pacer).budget()
-    }
-
     pub fn base_url(&self) -> &str {
         &self.config.base_url
     }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 use crate::flatten::cell_hash;
-pub use crate::hashing::key as key_hash;
+use crate::hashing::key as key_hash;
 use crate::hashing::stable as hash;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
@@ -62,6 +62,7 @@ pub struct KeyIndex {
 
 impl KeyIndex {
     /// Builds the index from `(key, fingerprint or tombstone)` pairs in file order.
+    #[cfg(test)]
     fn from_rows(mut rows: Vec<Entry>) -> KeyIndex {
         let mut main = Vec::new();
         merge_later(&mut main, &mut rows);
@@ -226,7 +227,7 @@ fn merge_later(main: &mut Vec<Entry>, later: &mut Vec<Entry>) {
 /// Returns the CRC-32 of the bytes read too, to hold against the committed one.
 pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<(KeyIndex, u32)> {
     if len == 0 {
-        return Ok((KeyIndex::from_rows(Vec::new()), 0));
+        return Ok((KeyIndex::from_latest(Vec::new()), 0));
     }
     let mut latest = Latest::default();
     let crc = scan(path, len, primary_key, |key, fingerprint, _| latest.push(key, fingerprint))?;
@@ -304,10 +305,6 @@ impl KeyedRows {
             .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
         let names = header.iter().map(|n| hash(0, n)).collect();
         Ok(KeyedRows { path: path.to_path_buf(), reader, header, keys, names, record: csv::ByteRecord::new() })
-    }
-
-    pub fn header(&self) -> &csv::ByteRecord {
-        &self.header
     }
 
     /// The CRC-32 of the bytes read, once every row was read.

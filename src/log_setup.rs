@@ -15,9 +15,7 @@ use std::io::{self, Write};
 
 use env_logger::fmt::style::Style;
 use log::{Level, Log, Metadata, Record};
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::progress;
 
@@ -100,8 +98,6 @@ impl Log for SharesStderr {
     }
 }
 
-const STAMP: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-
 /// Writes one log line: `2026-11-27T16:45:03Z warning: <message>`, with `target`
 /// before the message when the line comes from another crate. `style` colours the
 /// level word; a plain style writes no escape codes.
@@ -113,7 +109,7 @@ fn write_line(
     message: &dyn Display,
     style: Style,
 ) -> io::Result<()> {
-    let stamp = at.to_offset(UtcOffset::UTC).format(STAMP).map_err(io::Error::other)?;
+    let stamp = crate::timestamp::rfc3339(at);
     write!(out, "{stamp} {style}{}{style:#}: ", level_word(level))?;
     if !is_ours(target) {
         write!(out, "{target}: ")?;

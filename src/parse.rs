@@ -69,8 +69,8 @@ impl fmt::Display for ParseError {
 }
 
 /// Parses `body` per `spec`: records into `batch` (cleared first), the rest into
-/// the envelope. Fails, leaving `batch` to be cleared, when the body is not valid
-/// JSON or holds no records array.
+/// the envelope. Fails, with `batch` emptied, when the body is not valid JSON or
+/// holds no records array.
 pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, ParseError> {
     batch.clear();
     let same = batch.time_format == spec.time_format

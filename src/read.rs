@@ -7,7 +7,6 @@
 //! committer. Three threads overlap: the fetcher fetches and parses page n+1 while
 //! this one writes page n and the committer makes page n-1 durable.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -46,8 +45,9 @@ pub struct Reader {
     envelope: parse::Envelope,
     synced_at: String,
     last_commit: Instant,
-    /// Timestamps that were not valid date-times, per table.
-    bad_times: HashMap<String, (u64, Option<String>)>,
+    /// Timestamps of the stream's records that were not valid date-times: how many,
+    /// and the first.
+    bad_times: (u64, Option<String>),
     /// The client's figures when the stream started, for its own.
     stats_before: crate::http::Stats,
     /// Which tables the last page brought rows to.
@@ -108,7 +108,7 @@ impl Reader {
             envelope: parse::Envelope::default(),
             synced_at: timestamp::now(),
             last_commit: Instant::now(),
-            bad_times: HashMap::new(),
+            bad_times: (0, None),
             stats_before: ctx.client.stats(),
             fed: Vec::new(),
             durable: state.to_bytes(),
@@ -145,14 +145,12 @@ impl Reader {
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
             self.pages(ctx, state, committer, progress, stream.as_mut(), None)?;
             let deletes = state.run.as_ref().is_some_and(|r| r.deletes);
-            let pending: Vec<&'static str> =
-                self.writers.iter().filter(|w| !w.summary.skipped).map(|w| w.spec.name).collect();
-            for t in &pending {
-                let spec = ctx.def.table(t).expect("a table");
-                let writer = self.writers.iter().find(|w| w.spec.name == *t);
-                let unseen = writer.is_some_and(TableWriter::has_unseen);
-                let after = match spec.confirm {
-                    Confirm::Reread if deletes && unseen => Resume::Verify(ctx.connector.reread(t, None).position()),
+            for w in self.writers.iter().filter(|w| !w.summary.skipped) {
+                let t = w.spec.name;
+                let after = match w.spec.confirm {
+                    Confirm::Reread if deletes && w.has_unseen() => {
+                        Resume::Verify(ctx.connector.reread(t, None).position())
+                    }
                     _ => Resume::Confirm,
                 };
                 state.table(t).resume = Some(after);
@@ -164,10 +162,11 @@ impl Reader {
             }
         }
         progress.finish_table(&self.snapshot(ctx));
-        for (table, (n, first)) in &self.bad_times {
+        if let (n @ 1.., first) = &self.bad_times {
             log::warn!(
-                "{table}: {n} timestamps were not valid date-times and are written as sent (the first: {:?})",
-                first.as_deref().unwrap_or("")
+                "{first_table}: {n} timestamps were not valid date-times and are written as sent (the first: {:?})",
+                first.as_deref().unwrap_or(""),
+                first_table = self.plan.tables[0],
             );
         }
         for w in &self.writers {
@@ -290,7 +289,7 @@ impl Reader {
                 run.counts = counts;
             }
             accepted.map_err(|detail| Error::Response { url: url.clone(), detail })?;
-            self.note_bad_times(only);
+            self.note_bad_times();
             let next = stream.request();
             let mut deferred = None;
             if let Some(next) = &next {
@@ -460,14 +459,11 @@ impl Reader {
         Ok((total, fresh))
     }
 
-    fn note_bad_times(&mut self, _only: Option<usize>) {
-        if self.batch.bad_timestamps == 0 {
-            return;
-        }
-        let entry = self.bad_times.entry(self.plan.tables[0].to_string()).or_default();
-        entry.0 += self.batch.bad_timestamps;
-        if entry.1.is_none() {
-            entry.1 = self.batch.first_bad_timestamp.clone();
+    fn note_bad_times(&mut self) {
+        let (n, first) = &mut self.bad_times;
+        *n += self.batch.bad_timestamps;
+        if first.is_none() {
+            first.clone_from(&self.batch.first_bad_timestamp);
         }
     }
 

@@ -51,15 +51,11 @@ pub fn recover(dir: &Path, state: &mut State) -> Result<Recovered> {
             out.finished.push((name.clone(), kind_name(pending.kind)));
         } else if matches(&target, &pending.file, bom)? {
             // Renamed before the crash; only the state was behind.
-            if remove_if_present(&side)? {
-                out.removed.push(file_name(&side));
-            }
+            remove(&side, &mut out.removed)?;
             state.table(name).finish_replace();
             out.finished.push((name.clone(), kind_name(pending.kind)));
         } else {
-            if remove_if_present(&side)? {
-                out.removed.push(file_name(&side));
-            }
+            remove(&side, &mut out.removed)?;
             state.table(name).abandon_replace();
         }
         changed = true;
@@ -72,21 +68,23 @@ pub fn recover(dir: &Path, state: &mut State) -> Result<Recovered> {
         let t = &state.tables[name];
         for kind in [ReplaceKind::Widen, ReplaceKind::WidenRefresh] {
             let (side, _) = side_and_target(dir, name, kind);
-            if remove_if_present(&side)? {
-                out.removed.push(file_name(&side));
-            }
+            remove(&side, &mut out.removed)?;
         }
         if t.refresh.is_none() {
             let refresh = crate::sink::file_path(dir, name, Target::Refresh);
-            if remove_if_present(&refresh)? {
-                out.removed.push(file_name(&refresh));
-            }
+            remove(&refresh, &mut out.removed)?;
         }
     }
-    if remove_if_present(&crate::fsio::tmp_path(&dir.join(crate::state::FILE_NAME)))? {
-        out.removed.push(format!("{}.tmp", crate::state::FILE_NAME));
-    }
+    remove(&crate::fsio::tmp_path(&dir.join(crate::state::FILE_NAME)), &mut out.removed)?;
     Ok(out)
+}
+
+/// Removes `path` if it is there, and notes its name in `removed`.
+fn remove(path: &Path, removed: &mut Vec<String>) -> Result<()> {
+    if remove_if_present(path)? {
+        removed.push(file_name(path));
+    }
+    Ok(())
 }
 
 fn kind_name(kind: ReplaceKind) -> &'static str {

@@ -8,7 +8,7 @@
 //! CSV's, and anything past it is cut off on open, exactly like a table file. The
 //! committer appends the journal before it writes the state that counts it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ impl SeenLog {
         }
         file.set_len(len).map_err(|e| Error::io("truncate", path, e))?;
         let mut bytes = Vec::with_capacity(len as usize);
-        File::open(path).and_then(|f| f.take(len).read_to_end(&mut bytes)).map_err(|e| Error::io("read", path, e))?;
+        (&file).take(len).read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
         let keys = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
         Ok((SeenLog { path: path.to_path_buf(), pending: Vec::new(), len }, keys))
     }

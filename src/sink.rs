@@ -16,7 +16,7 @@ use crate::parse::{Batch, Cell};
 use crate::state::{FileState, ReplaceKind, Target};
 
 /// A UTF-8 byte order mark, which Excel wants at the start of a CSV file.
-pub const BOM: &[u8] = b"\xef\xbb\xbf";
+const BOM: &[u8] = b"\xef\xbb\xbf";
 /// A column not in the file's header.
 const NONE: u32 = u32::MAX;
 /// How much of a rewritten file's end its tail checksum covers.
@@ -361,11 +361,6 @@ impl Write for Crc {
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
-}
-
-/// Removes a file that no state describes (a side file of a crashed rewrite).
-pub fn remove_stray(path: &Path) -> Result<bool> {
-    crate::fsio::remove_if_present(path)
 }
 
 /// True if `path` holds exactly what `file` describes (length, header, tail).

@@ -274,15 +274,10 @@ impl State {
     pub fn table(&mut self, name: &str) -> &mut TableState {
         self.tables.entry(name.to_string()).or_default()
     }
-
-    /// The counter `name` of the run in progress.
-    pub fn counts(&mut self, name: &str) -> &mut BTreeMap<String, u64> {
-        self.run.as_mut().expect("a run in progress").counts.entry(name.to_string()).or_default()
-    }
 }
 
 impl FileState {
-    /// The file of `target`.
+    /// Whether the file holds no committed byte.
     pub fn is_empty(&self) -> bool {
         self.file_len == 0
     }

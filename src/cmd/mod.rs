@@ -43,22 +43,21 @@ anything was written; 130 / 143 interrupted by SIGINT / SIGTERM after committing
 what it had (run it again to resume).
 ";
 
-/// One command: its name, what `--help` prints, and how it runs.
+/// One command: its name and how it runs (each prints its own `--help`).
 struct Command {
     name: &'static str,
-    usage: &'static str,
     run: fn(&mut lexopt::Parser) -> std::result::Result<(), Failure>,
 }
 
 static COMMANDS: &[Command] = &[
-    Command { name: "sync", usage: sync::USAGE, run: sync::run },
-    Command { name: "compact", usage: compact::USAGE, run: compact::run },
-    Command { name: "tables", usage: tables::USAGE, run: tables::run },
-    Command { name: "check", usage: check::USAGE, run: check::run },
-    Command { name: "mock", usage: mock::USAGE, run: mock::run },
-    Command { name: "demo", usage: demo::USAGE, run: demo::run },
-    Command { name: "repair", usage: repair::USAGE, run: repair::run },
-    Command { name: "verify", usage: verify::USAGE, run: verify::run },
+    Command { name: "sync", run: sync::run },
+    Command { name: "compact", run: compact::run },
+    Command { name: "tables", run: tables::run },
+    Command { name: "check", run: check::run },
+    Command { name: "mock", run: mock::run },
+    Command { name: "demo", run: demo::run },
+    Command { name: "repair", run: repair::run },
+    Command { name: "verify", run: verify::run },
 ];
 
 /// Runs the command line `args` (without the program name).
@@ -80,11 +79,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> std::result::Result<(), 
         .find(|c| c.name == name)
         .ok_or_else(|| usage(format!("unknown command {name:?} (try --help)")))?;
     (command.run)(&mut p)
-}
-
-/// The usage text of `name`, for tests and `--help`.
-pub fn usage_of(name: &str) -> Option<&'static str> {
-    COMMANDS.iter().find(|c| c.name == name).map(|c| c.usage)
 }
 
 pub fn usage(msg: impl Into<String>) -> Error {

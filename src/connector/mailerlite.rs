@@ -40,7 +40,6 @@ pub static DEF: Def = Def {
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
-    connector: "mailerlite",
     api_key_env: "MAILERLITE_API_KEY",
     username_env: None,
     default_base_url: Some("https://connect.mailerlite.com/api"),

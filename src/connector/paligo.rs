@@ -36,7 +36,6 @@ pub static DEF: Def = Def {
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
-    connector: "paligo",
     api_key_env: "PALIGO_API_KEY",
     username_env: Some("PALIGO_USERNAME"),
     default_base_url: None,

@@ -202,6 +202,7 @@ impl Batch {
     }
 
     /// The id of a column the connector derives (see [`Batch::push_derived`]).
+    #[cfg(test)]
     pub fn derived_id(&self, name: &str) -> Option<u32> {
         self.paths.map.get(encode_derived(name).as_slice()).copied()
     }
