@@ -380,7 +380,12 @@ impl<'de> Visitor<'de> for Object<'_> {
                     Some(index) => {
                         let value: Value = map.next_value()?;
                         let record = b.ends.len() as u32;
-                        b.captured.retain(|(r, k, _)| !(*r == record && *k == index));
+                        // A key repeated in the record: the last value stands. Values
+                        // come in record order, so only this record's are looked at.
+                        let mut mine = b.captured.iter().rev().take_while(|(r, _, _)| *r == record);
+                        if let Some(back) = mine.position(|(_, k, _)| *k == index) {
+                            b.captured.remove(b.captured.len() - 1 - back);
+                        }
                         b.captured.push((record, index, value));
                     }
                     None => drop(map.next_value_seed(Value_ { batch: b, maybe_number: false })?),

@@ -432,11 +432,11 @@ impl Reader {
             };
             fed[i] = !rows.is_empty();
             total += rows.len() as u64;
-            if w.needs_set(&rows) {
+            if !w.advance_order(&rows) {
                 committer.barrier()?;
                 w.switch_to_set()?;
             }
-            if w.classify(&rows)? {
+            if w.classify(&rows) {
                 committer.barrier()?;
                 let mut last = State::from_bytes(durable).expect("the state this process wrote reads back");
                 w.widen(ctx.dir, &mut last)?;

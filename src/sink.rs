@@ -47,7 +47,7 @@ pub fn side_and_target(dir: &Path, name: &str, kind: ReplaceKind) -> (PathBuf, P
 }
 
 /// Whether a cell must be guarded for spreadsheets (OWASP's CSV-injection rule).
-fn needs_guard(v: &[u8]) -> bool {
+pub fn needs_guard(v: &[u8]) -> bool {
     matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
 }
 

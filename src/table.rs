@@ -225,7 +225,7 @@ impl TableWriter {
 
     /// Decides which records of `rows` to write; true if the file must be widened
     /// before they can be encoded.
-    pub fn classify(&mut self, rows: &Rows) -> Result<bool> {
+    pub fn classify(&mut self, rows: &Rows) -> bool {
         let batch = rows.batch();
         self.kept.clear();
         self.fresh = 0;
@@ -250,7 +250,7 @@ impl TableWriter {
                     let (fp, unregistered) = self.fingerprint(batch, i);
                     self.index.as_mut().expect("an index").observe(key, fp, unregistered)
                 }
-                false => self.first_sync(&values, key)?,
+                false => self.first_sync(key),
             };
             match change {
                 Change::New => self.summary.new += 1,
@@ -265,13 +265,14 @@ impl TableWriter {
                 self.kept.push(Kept { record: i });
             }
         }
-        Ok(self.register(batch))
+        self.register(batch)
     }
 
-    /// True when the keys of `rows` do not keep a first sync's order: the caller then
-    /// makes every page durable and calls [`TableWriter::switch_to_set`] first.
-    pub fn needs_set(&self, rows: &Rows) -> bool {
-        let (Some(order), None) = (&self.order, &self.set) else { return false };
+    /// Moves a first sync's order on over the keys of `rows`. False, with the order
+    /// as it was, when they do not keep it: the caller then makes every page durable
+    /// and calls [`TableWriter::switch_to_set`].
+    pub fn advance_order(&mut self, rows: &Rows) -> bool {
+        let (Some(order), None) = (&self.order, &self.set) else { return true };
         let batch = rows.batch();
         let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
         let mut order = order.clone();
@@ -284,11 +285,12 @@ impl TableWriter {
                 continue;
             }
             if !follows(&mut order, &values) {
-                return true;
+                return false;
             }
             set_last(&mut order, &values);
         }
-        false
+        self.order = Some(order);
+        true
     }
 
     /// From now on a set tells repeats, starting with every key written so far.
@@ -302,27 +304,20 @@ impl TableWriter {
     /// The hash of a record's primary key values, as its cells hold them in the
     /// file (guarded in a spreadsheet-safe directory): the index reads them back so.
     fn key_of(&mut self, values: &[&[u8]]) -> u64 {
-        if !self.safe {
+        if !self.safe || !values.iter().any(|v| sink::needs_guard(v)) {
             return hashing::key(values.iter().copied());
         }
         let cells: Vec<Vec<u8>> = values.iter().map(|v| written(v, true, &mut self.scratch).to_vec()).collect();
         hashing::key(cells.iter().map(Vec::as_slice))
     }
 
-    /// A first sync: new unless the key was written in this read already.
-    fn first_sync(&mut self, values: &[&[u8]], key: u64) -> Result<Change> {
-        if let Some(set) = &mut self.set {
-            return Ok(if set.insert(key) { Change::New } else { Change::Duplicate });
+    /// A first sync: new unless the key was written in this read already. Without a
+    /// set, [`TableWriter::advance_order`] found every key of the page moving on.
+    fn first_sync(&mut self, key: u64) -> Change {
+        match self.set.as_mut().map(|set| set.insert(key)) {
+            Some(false) => Change::Duplicate,
+            _ => Change::New,
         }
-        let order = self.order.get_or_insert_with(Order::default);
-        if !follows(order, values) {
-            return Err(Error::Response {
-                url: self.spec.name.to_string(),
-                detail: "keys went back without a barrier (a bug)".into(),
-            });
-        }
-        set_last(order, values);
-        Ok(Change::New)
     }
 
     /// The record's fingerprint over its non-empty cells as they would be written,
@@ -433,12 +428,17 @@ impl TableWriter {
     pub fn take(&mut self, recycled: &mut impl FnMut() -> Vec<u8>, appends: &mut Vec<Append>) {
         let bytes = self.encoder.take(recycled());
         if !bytes.is_empty() {
-            let mut h = crc32fast::Hasher::new_with_initial_len(self.file.crc, self.file.file_len);
-            h.update(&bytes);
+            let mut tail = crc32fast::Hasher::new();
+            tail.update(&bytes);
+            let mut whole = crc32fast::Hasher::new_with_initial_len(self.file.crc, self.file.file_len);
+            whole.combine(&tail);
             let start = self.file.file_len;
-            let tail = crc32fast::hash(&bytes);
-            self.file.append_committed(start + bytes.len() as u64, self.pending_rows, h.finalize(), start, tail);
-            (self.file.columns, self.file.derived) = self.cols.committed(self.width);
+            let (len, crc) = (start + bytes.len() as u64, whole.finalize());
+            self.file.append_committed(len, self.pending_rows, crc, start, tail.finalize());
+            // Columns are only ever added: the list changes when the width does.
+            if self.file.columns.len() != self.width {
+                (self.file.columns, self.file.derived) = self.cols.committed(self.width);
+            }
             appends.push(Append { path: self.path.clone(), bytes });
         }
         self.pending_rows = 0;

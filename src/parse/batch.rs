@@ -215,9 +215,11 @@ impl Batch {
 
     /// The [`Spec::capture`] value `index` of record `i`.
     pub fn captured(&self, i: usize, index: usize) -> Option<&Value> {
-        let i = i as u32;
-        let index = index as u8;
-        self.captured.iter().find(|(r, k, _)| *r == i && *k == index).map(|(_, _, v)| v)
+        let (i, index) = (i as u32, index as u8);
+        // Captured values are kept in record order.
+        let from = self.captured.partition_point(|(r, _, _)| *r < i);
+        let mut of_record = self.captured[from..].iter().take_while(|(r, _, _)| *r == i);
+        of_record.find(|(_, k, _)| *k == index).map(|(_, _, v)| v)
     }
 
     /// Starts a record built by hand (rows a connector makes from other records).
@@ -227,13 +229,15 @@ impl Batch {
 
     /// Adds the leaf `segments` = `value` to the record built by hand.
     pub fn push_leaf(&mut self, segments: &[&str], value: &[u8]) {
-        let id = self.paths.intern(&encode(segments), Facts::default);
+        encode_into(segments, &mut self.scratch);
+        let id = self.paths.intern(&self.scratch, Facts::default);
         self.push_value(id, value);
     }
 
     /// Adds a derived column's cell to the record built by hand.
     pub fn push_derived(&mut self, name: &str, value: &[u8]) {
-        let id = self.paths.intern(&encode_derived(name), Facts::default);
+        encode_derived_into(name, &mut self.scratch);
+        let id = self.paths.intern(&self.scratch, Facts::default);
         self.push_value(id, value);
     }
 
@@ -437,19 +441,30 @@ pub(super) fn short_eq(a: &[u8], b: &[u8]) -> bool {
 /// The encoded path of `segments`.
 pub fn encode(segments: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
+    encode_into(segments, &mut out);
+    out
+}
+
+fn encode_into(segments: &[&str], out: &mut Vec<u8>) {
+    out.clear();
     for s in segments {
         out.extend_from_slice(s.as_bytes());
         out.push(END);
     }
-    out
 }
 
 /// The encoded path of the derived column `name`.
 pub fn encode_derived(name: &str) -> Vec<u8> {
-    let mut out = vec![DERIVED];
+    let mut out = Vec::new();
+    encode_derived_into(name, &mut out);
+    out
+}
+
+fn encode_derived_into(name: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(DERIVED);
     out.extend_from_slice(name.as_bytes());
     out.push(END);
-    out
 }
 
 /// A decoded key path: JSON key segments, or a derived column's name.
