@@ -64,6 +64,6 @@ impl SeenLog {
         recycled.clear();
         let bytes = std::mem::replace(&mut self.pending, recycled);
         self.len += bytes.len() as u64;
-        (Append { path: self.path.clone(), bytes }, self.len)
+        (Append { path: self.path.clone(), bytes, hashed: false }, self.len)
     }
 }

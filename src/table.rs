@@ -439,7 +439,7 @@ impl TableWriter {
             if self.file.columns.len() != self.width {
                 (self.file.columns, self.file.derived) = self.cols.committed(self.width);
             }
-            appends.push(Append { path: self.path.clone(), bytes });
+            appends.push(Append { path: self.path.clone(), bytes, hashed: true });
         }
         self.pending_rows = 0;
         if let Some(seen) = &mut self.seen {

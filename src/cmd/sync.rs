@@ -188,7 +188,12 @@ pub fn write_manifest(
         .filter(|(_, t)| !t.file.is_empty())
         .map(|(name, t)| {
             let name = format!("{name}.csv");
-            let hashed = digests.iter().find(|(p, _, _)| p.file_name().is_some_and(|f| f == name.as_str()));
+            // The table file, or the rebuild of a full refresh renamed to it; the
+            // manifest trusts a digest only if its length is the file's.
+            let rebuilt = format!("{name}.refresh");
+            let hashed = digests.iter().find(|(p, len, _)| {
+                *len == t.file.file_len && p.file_name().is_some_and(|f| f == name.as_str() || f == rebuilt.as_str())
+            });
             manifest::Source {
                 rows: t.file.rows,
                 columns: t.file.columns.len() as u64 + 2,
