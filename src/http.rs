@@ -257,12 +257,16 @@ impl Client {
         &self,
         path: &str,
         query: &[(&str, &str)],
-        mut check: impl FnMut(&Reply) -> std::result::Result<T, String>,
+        check: impl FnMut(&Reply) -> std::result::Result<T, String>,
     ) -> Result<T> {
-        let url = self.url(path, query);
+        self.get_url(&self.url(path, query), check)
+    }
+
+    /// [`Client::get`] of a URL made by [`Client::url`].
+    pub fn get_url<T>(&self, url: &str, mut check: impl FnMut(&Reply) -> std::result::Result<T, String>) -> Result<T> {
         let mut retry = 0;
         loop {
-            let (outcome, detail) = match self.attempt(&url) {
+            let (outcome, detail) = match self.attempt(url) {
                 Ok(headers) => match check(&Reply { body: &locked(&self.body), headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
@@ -271,6 +275,7 @@ impl Client {
                 Err(Failure::Retryable(o, d)) => (o, d),
             };
             let Some(wait) = decide(retry, self.config.retries, &outcome, self.jitter(), self.backoff_base) else {
+                let url = url.to_string();
                 return Err(match outcome {
                     Outcome::BadBody => Error::Response { url, detail },
                     _ if retry == 0 => Error::Request { url, detail },

@@ -357,7 +357,7 @@ fn fetch(client: &Client, job: Job) -> Fetched {
     let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = client.url(&request.path, &query);
     let before = client.stats().requests;
-    let result = client.get(&request.path, &query, |reply| {
+    let result = client.get_url(&url, |reply| {
         let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
         (reading.check)(&envelope)?;
         Ok(envelope)

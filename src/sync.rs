@@ -161,7 +161,6 @@ pub fn run(
     let result = read_all(&ctx, &mut state, &mut committer, report, progress).map_err(stopped_working);
     let durable = committer.barrier();
     report.pages_committed = committer.committed;
-    report.stats = client.stats();
     result?;
     durable?;
     report.digests = committer.finish()?;

@@ -8,13 +8,14 @@
 //! `groups` of each subscriber (`include=groups`) at no request of their own; a group
 //! whose counters disagree with what that pass saw is read member by member.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Checked, Confirm, Connector, Counts, Def, Reading, Request, Rows, Stream, StreamPlan, TableSpec};
+use super::{
+    Checked, Confirm, Connector, Counts, Def, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
+};
 use crate::config::{Config, Requirements};
 use crate::error::Result;
 use crate::http::{Client, Secret};
@@ -113,16 +114,13 @@ const COUNTERS: [&str; 5] = ["active_count", "unsubscribed_count", "unconfirmed_
 /// Run counters: memberships per group by its counters, and as the subscriber pass saw them.
 const GROUP_MEMBERS: &str = "group_members";
 const MEMBERS_SEEN: &str = "members_seen";
-/// The page size to fall back to when the API refuses a larger one.
-const FALLBACK_PAGE_SIZE: u32 = 100;
-
 pub struct MailerLite {
-    page_size: Cell<u32>,
+    page_size: PageSize,
 }
 
 impl MailerLite {
     pub fn new(config: &Config) -> MailerLite {
-        MailerLite { page_size: Cell::new(config.page_size) }
+        MailerLite { page_size: PageSize::new(config.page_size) }
     }
 }
 
@@ -183,10 +181,10 @@ impl Connector for MailerLite {
         match table {
             "campaign" => {
                 let start = || Steps::start(CAMPAIGN_STATUSES.map(String::from).to_vec(), self.page());
-                Box::new(Listing::steps(self, "/campaigns", CAMPAIGN_TIMES, position, start))
+                Box::new(Listing::steps(self, "/campaigns", DEF.timestamps("campaign"), position, start))
             }
-            "group" => Box::new(Listing::pages(self, "/groups", &["created_at"], position)),
-            _ => Box::new(Listing::pages(self, "/fields", &[], position)),
+            "group" => Box::new(Listing::pages(self, "/groups", DEF.timestamps("group"), position)),
+            _ => Box::new(Listing::pages(self, "/fields", DEF.timestamps("field"), position)),
         }
     }
 }
@@ -308,7 +306,7 @@ impl Stream for Listing<'_> {
             records: &["data"],
             bare_array: false,
             timestamps: self.timestamps,
-            time_format: Some(TimeFormat::SpaceSeparatedUtc),
+            time_format: Some(DEF.time_format),
             capture: &[],
         };
         Reading { spec, check: check_envelope(self.current().0) }
@@ -369,14 +367,9 @@ fn restart_listing(pos: &mut Position, start: Position) -> bool {
 
 /// The API refused the page size: fall back to 100 for the rest of the run.
 fn shrink(ml: &MailerLite, pos: &mut Position) -> bool {
-    if ml.page_size.get() <= FALLBACK_PAGE_SIZE {
+    if !ml.page_size.fall_back() {
         return false;
     }
-    log::warn!(
-        "the API refused {} records per page; using {FALLBACK_PAGE_SIZE} for the rest of the run",
-        ml.page_size.get()
-    );
-    ml.page_size.set(FALLBACK_PAGE_SIZE);
     let inner = match pos {
         Position::Steps(s) => &mut *s.inner,
         p => p,

@@ -61,6 +61,39 @@ impl Def {
     pub fn table(&self, name: &str) -> Option<&'static TableSpec> {
         self.tables.iter().find(|t| t.name == name)
     }
+
+    /// The timestamp keys of table `name` (none for a table it does not have).
+    pub fn timestamps(&self, name: &str) -> &'static [&'static str] {
+        self.table(name).map_or(&[], |t| t.timestamps)
+    }
+}
+
+/// The page size a connector asks for: the configured one until the API refuses
+/// it (a 422 about the limit), then the fallback for the rest of the run.
+#[derive(Debug)]
+pub struct PageSize(std::cell::Cell<u32>);
+
+impl PageSize {
+    /// The page size to fall back to when the API refuses a larger one.
+    const FALLBACK: u32 = 100;
+
+    pub fn new(configured: u32) -> PageSize {
+        PageSize(std::cell::Cell::new(configured))
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.get()
+    }
+
+    /// Falls back after a refusal; false when already there, and the refusal stands.
+    pub fn fall_back(&self) -> bool {
+        if self.get() <= Self::FALLBACK {
+            return false;
+        }
+        log::warn!("the API refused {} records per page; using {} for the rest of the run", self.get(), Self::FALLBACK);
+        self.0.set(Self::FALLBACK);
+        true
+    }
 }
 
 /// How a key that a complete read did not see is confirmed gone before it gets a

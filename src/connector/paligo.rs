@@ -7,13 +7,14 @@
 //! taxonomy listing returns one level at a time, so the tree is walked depth first
 //! with `parent=<id>`, adding `parent_id`, `level` and `path` to each taxonomy.
 
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Checked, Confirm, Connector, Counts, Def, Reading, Request, Rows, Stream, StreamPlan, TableSpec};
+use super::{
+    Checked, Confirm, Connector, Counts, Def, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
+};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
 use crate::http::{Client, Secret};
@@ -86,11 +87,8 @@ pub const TABLES: &[TableSpec] = &[
     },
 ];
 
-/// The page size to fall back to when the API refuses a larger one.
-const FALLBACK_PAGE_SIZE: u32 = 100;
-
 pub struct Paligo {
-    page_size: Cell<u32>,
+    page_size: PageSize,
     initial_sync_days: Option<u32>,
     username: String,
 }
@@ -98,7 +96,7 @@ pub struct Paligo {
 impl Paligo {
     pub fn new(config: &Config) -> Paligo {
         Paligo {
-            page_size: Cell::new(config.page_size),
+            page_size: PageSize::new(config.page_size),
             initial_sync_days: config.initial_sync_days,
             username: config.username.clone().unwrap_or_default(),
         }
@@ -106,18 +104,6 @@ impl Paligo {
 
     fn page(&self) -> Page {
         Page::start(self.page_size.get())
-    }
-
-    fn shrink(&self) -> bool {
-        if self.page_size.get() <= FALLBACK_PAGE_SIZE {
-            return false;
-        }
-        log::warn!(
-            "the API refused {} records per page; using {FALLBACK_PAGE_SIZE} for the rest of the run",
-            self.page_size.get()
-        );
-        self.page_size.set(FALLBACK_PAGE_SIZE);
-        true
     }
 }
 
@@ -157,8 +143,8 @@ impl Connector for Paligo {
     fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
         match table {
             "taxonomies" => Box::new(Taxonomies::new(self, position)),
-            "assignments" => Box::new(Listing::new(self, "assignments", ASSIGNMENT_TIMES, position)),
-            _ => Box::new(Listing::new(self, "users", &[], position)),
+            "assignments" => Box::new(Listing::new(self, "assignments", DEF.timestamps("assignments"), position)),
+            _ => Box::new(Listing::new(self, "users", DEF.timestamps("users"), position)),
         }
     }
 
@@ -188,7 +174,7 @@ fn spec(resource: &'static str, timestamps: &'static [&'static str]) -> Spec<'st
         "taxonomies" => &["taxonomies", "data", "items"],
         _ => &["assignments", "data", "items"],
     };
-    Spec { records, bare_array: true, timestamps, time_format: Some(TimeFormat::UnixSeconds), capture: &[] }
+    Spec { records, bare_array: true, timestamps, time_format: Some(DEF.time_format), capture: &[] }
 }
 
 /// A number the API may send as a JSON number or a numeric string.
@@ -301,7 +287,7 @@ impl Stream for Listing<'_> {
     }
 
     fn shrink_page_size(&mut self) -> bool {
-        if !self.paligo.shrink() {
+        if !self.paligo.page_size.fall_back() {
             return false;
         }
         self.position = Position::Page(self.paligo.page());
@@ -412,7 +398,7 @@ impl Stream for Taxonomies<'_> {
     }
 
     fn shrink_page_size(&mut self) -> bool {
-        if !self.paligo.shrink() {
+        if !self.paligo.page_size.fall_back() {
             return false;
         }
         self.position = Position::Tree(Tree::start(self.paligo.page_size.get()));

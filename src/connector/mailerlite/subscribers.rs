@@ -8,13 +8,12 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::Value;
 
 use super::{
-    advance, check_envelope, count_group_members, query, restart_listing, shrink, MailerLite, GROUP_MEMBERS,
-    MEMBERS_SEEN, STATUSES, SUBSCRIBER_TIMES,
+    advance, check_envelope, count_group_members, query, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
+    MEMBERS_SEEN, STATUSES,
 };
 use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
 use crate::paginate::{Next, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
-use crate::timestamp::TimeFormat;
 
 /// The subscriber pass (`include=groups` when memberships are wanted), then the
 /// groups (their rows, and their counters for the memberships), then the member
@@ -178,18 +177,13 @@ impl Stream for Subscribers<'_> {
     fn reading(&self) -> Reading {
         let step = self.steps().current();
         let timestamps: &'static [&'static str] = match step {
-            Some(PASS) => SUBSCRIBER_TIMES,
-            Some(GROUPS) => &["created_at"],
+            Some(PASS) => DEF.timestamps("subscriber"),
+            Some(GROUPS) => DEF.timestamps("group"),
             _ => &[],
         };
         let capture: &'static [&'static str] = if step == Some(PASS) { &["groups"] } else { &[] };
-        let spec = Spec {
-            records: &["data"],
-            bare_array: false,
-            timestamps,
-            time_format: Some(TimeFormat::SpaceSeparatedUtc),
-            capture,
-        };
+        let spec =
+            Spec { records: &["data"], bare_array: false, timestamps, time_format: Some(DEF.time_format), capture };
         Reading { spec, check: check_envelope(&self.steps().inner) }
     }
 
