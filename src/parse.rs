@@ -360,7 +360,7 @@ impl<'de> Visitor<'de> for Object<'_> {
                     }
                     Outcome::Number(text) => {
                         b.pop_key();
-                        b.number_leaf(text.as_bytes());
+                        b.leaf(text.as_bytes(), true);
                         return Ok(Outcome::Done);
                     }
                     Outcome::Done if self.top => {}
@@ -451,28 +451,28 @@ impl<'de> Visitor<'de> for Value_<'_> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Outcome, E> {
-        self.batch.leaf(if v { b"true" } else { b"false" });
+        self.batch.leaf(if v { b"true" } else { b"false" }, false);
         Ok(Outcome::Done)
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Outcome, E> {
-        self.batch.number_leaf(integer_text(v, &mut [0; 24]));
+        self.batch.leaf(integer_text(v, &mut [0; 24]), true);
         Ok(Outcome::Done)
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Outcome, E> {
-        self.batch.number_leaf(integer_text(v, &mut [0; 24]));
+        self.batch.leaf(integer_text(v, &mut [0; 24]), true);
         Ok(Outcome::Done)
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Outcome, E> {
         // Not reached with `arbitrary_precision`, which hands floats over as text.
-        self.batch.number_leaf(v.to_string().as_bytes());
+        self.batch.leaf(v.to_string().as_bytes(), true);
         Ok(Outcome::Done)
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Outcome, E> {
-        self.batch.leaf(v.as_bytes());
+        self.batch.leaf(v.as_bytes(), false);
         Ok(Outcome::Done)
     }
 
@@ -482,12 +482,12 @@ impl<'de> Visitor<'de> for Value_<'_> {
         if self.maybe_number {
             return Ok(Outcome::Number(v));
         }
-        self.batch.leaf(v.as_bytes());
+        self.batch.leaf(v.as_bytes(), false);
         Ok(Outcome::Done)
     }
 
     fn visit_unit<E>(self) -> Result<Outcome, E> {
-        self.batch.leaf(b"");
+        self.batch.leaf(b"", false);
         Ok(Outcome::Done)
     }
 
@@ -495,7 +495,7 @@ impl<'de> Visitor<'de> for Value_<'_> {
         let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
         let mut text = Vec::new();
         serde_json::to_writer(&mut text, &value).map_err(de::Error::custom)?;
-        self.batch.leaf(&text);
+        self.batch.leaf(&text, false);
         Ok(Outcome::Done)
     }
 

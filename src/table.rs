@@ -104,29 +104,14 @@ impl TableWriter {
         let width = if file.is_empty() { 0 } else { file.columns.len() };
         let (bom, safe) = (state.output.bom, state.output.spreadsheet_safe);
         let mut w = TableWriter {
-            spec,
-            target,
             path,
             cols,
             width,
             file,
-            index: None,
-            order: None,
-            set: None,
-            seen: None,
-            seen_len: None,
             encoder: Encoder::new(safe),
-            kept: Vec::new(),
-            cells: Vec::new(),
-            cols_buf: Vec::new(),
-            scratch: Vec::new(),
             safe,
             bom,
-            summary: TableSummary { table: spec.name.to_string(), ..TableSummary::default() },
-            fresh: 0,
-            keyless: 0,
-            pending_rows: 0,
-            finished: false,
+            ..TableWriter::blank(spec, target)
         };
         // A read that began on an empty file (a first sync, a rebuild) wrote every
         // committed row itself: resumed, it goes on telling repeats by order or set,
@@ -168,6 +153,13 @@ impl TableWriter {
     /// A table an interrupted run had finished, read along with its stream: it
     /// touches no file.
     pub fn skipped(spec: &'static TableSpec, target: Target) -> TableWriter {
+        let blank = TableWriter::blank(spec, target);
+        let summary = TableSummary { skipped: true, ..blank.summary.clone() };
+        TableWriter { summary, finished: true, ..blank }
+    }
+
+    /// A writer of no file, with nothing read yet.
+    fn blank(spec: &'static TableSpec, target: Target) -> TableWriter {
         TableWriter {
             spec,
             target,
@@ -187,11 +179,11 @@ impl TableWriter {
             scratch: Vec::new(),
             safe: false,
             bom: false,
-            summary: TableSummary { table: spec.name.to_string(), skipped: true, ..TableSummary::default() },
+            summary: TableSummary { table: spec.name.to_string(), ..TableSummary::default() },
             fresh: 0,
             keyless: 0,
             pending_rows: 0,
-            finished: true,
+            finished: false,
         }
     }
 

@@ -317,30 +317,25 @@ impl Batch {
         self.cur_id = self.ids.last().copied().unwrap_or(MARKER);
     }
 
-    pub(super) fn leaf(&mut self, bytes: &[u8]) {
+    /// The value of the current path: `bytes` as the cell shows them, or a JSON
+    /// number's text (`number`); a timestamp key's value converted to RFC 3339.
+    pub(super) fn leaf(&mut self, bytes: &[u8], number: bool) {
         let id = self.cur_id;
         let start = self.values.len() as u32;
-        match (self.paths.info[id as usize].time, self.time_format) {
-            (true, Some(TimeFormat::SpaceSeparatedUtc)) if !bytes.is_empty() => {
-                if !timestamp::space_separated(bytes, &mut self.values) {
-                    self.bad_timestamp(bytes);
-                }
+        let converted = match (self.paths.info[id as usize].time, self.time_format, number) {
+            (true, Some(TimeFormat::SpaceSeparatedUtc), _) if !bytes.is_empty() => {
+                timestamp::space_separated(bytes, &mut self.values)
             }
-            _ => self.values.extend_from_slice(bytes),
+            (true, Some(TimeFormat::UnixSeconds), true) => timestamp::unix_seconds(bytes, &mut self.values),
+            _ => {
+                self.values.extend_from_slice(bytes);
+                true
+            }
+        };
+        if !converted {
+            self.bad_timestamp(bytes);
         }
         self.cells.push(Cell { path: id, start, end: self.values.len() as u32 });
-    }
-
-    pub(super) fn number_leaf(&mut self, text: &[u8]) {
-        if self.paths.info[self.cur_id as usize].time && self.time_format == Some(TimeFormat::UnixSeconds) {
-            let start = self.values.len() as u32;
-            if !timestamp::unix_seconds(text, &mut self.values) {
-                self.bad_timestamp(text);
-            }
-            self.cells.push(Cell { path: self.cur_id, start, end: self.values.len() as u32 });
-        } else {
-            self.leaf(text);
-        }
     }
 
     pub(super) fn bad_timestamp(&mut self, bytes: &[u8]) {
