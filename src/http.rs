@@ -172,13 +172,13 @@ pub struct Reply<'a> {
 }
 
 /// A blocking API client bound to one base URL and one credential. It is shared
-/// with the thread that fetches the next page, one request at a time: the locks
-/// are never contended.
+/// with the threads that fetch the next pages: each call reads into a body buffer
+/// of its own, taken from a small pool.
 pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
     backoff_base: Duration,
-    body: Mutex<Vec<u8>>,
+    bodies: Mutex<Vec<Vec<u8>>>,
     rng: AtomicU64,
     stats: Mutex<Stats>,
     pacer: Mutex<Pacer>,
@@ -218,7 +218,7 @@ impl Client {
             agent,
             config,
             backoff_base,
-            body: Mutex::new(Vec::new()),
+            bodies: Mutex::new(Vec::new()),
             rng: AtomicU64::new(seed | 1),
             stats: Mutex::new(Stats::default()),
             pacer,
@@ -263,11 +263,35 @@ impl Client {
     }
 
     /// [`Client::get`] of a URL made by [`Client::url`].
-    pub fn get_url<T>(&self, url: &str, mut check: impl FnMut(&Reply) -> std::result::Result<T, String>) -> Result<T> {
+    pub fn get_url<T>(&self, url: &str, check: impl FnMut(&Reply) -> std::result::Result<T, String>) -> Result<T> {
+        self.get_counted(url, &mut 0, check)
+    }
+
+    /// [`Client::get_url`] that adds the requests it made (retries included) to
+    /// `requests`: other threads' requests do not blur the count.
+    pub fn get_counted<T>(
+        &self,
+        url: &str,
+        requests: &mut u64,
+        mut check: impl FnMut(&Reply) -> std::result::Result<T, String>,
+    ) -> Result<T> {
+        let mut body = locked(&self.bodies).pop().unwrap_or_default();
+        let result = self.attempts(url, requests, &mut body, &mut check);
+        locked(&self.bodies).push(body);
+        result
+    }
+
+    fn attempts<T>(
+        &self,
+        url: &str,
+        requests: &mut u64,
+        body: &mut Vec<u8>,
+        check: &mut impl FnMut(&Reply) -> std::result::Result<T, String>,
+    ) -> Result<T> {
         let mut retry = 0;
         loop {
-            let (outcome, detail) = match self.attempt(url) {
-                Ok(headers) => match check(&Reply { body: &locked(&self.body), headers: &headers }) {
+            let (outcome, detail) = match self.attempt(url, requests, body) {
+                Ok(headers) => match check(&Reply { body, headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
                 },
@@ -305,11 +329,12 @@ impl Client {
         f(&mut locked(&self.stats));
     }
 
-    fn attempt(&self, url: &str) -> std::result::Result<HeaderMap, Failure> {
+    fn attempt(&self, url: &str, requests: &mut u64, body: &mut Vec<u8>) -> std::result::Result<HeaderMap, Failure> {
         if !self.pace() {
             return Err(Failure::Final(Error::Interrupted));
         }
         self.count(|s| s.requests += 1);
+        *requests += 1;
         let started = Instant::now();
         let sent = self
             .agent
@@ -325,9 +350,8 @@ impl Client {
         let headers = resp.headers().clone();
         let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         locked(&self.pacer).announced(number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
-        let mut body = locked(&self.body);
         body.clear();
-        let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(&mut body);
+        let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(body);
         log::debug!("GET {url} -> {status} ({} bytes, {} ms)", body.len(), started.elapsed().as_millis());
         if (200..300).contains(&status) {
             return match read {
@@ -335,7 +359,7 @@ impl Client {
                 Err(e) => Err(Failure::Retryable(Outcome::BadBody, format!("body cut short: {e}"))),
             };
         }
-        let message = api_message(&body, status);
+        let message = api_message(body, status);
         let retry_after = headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())

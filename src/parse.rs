@@ -504,6 +504,42 @@ impl<'de> Visitor<'de> for Value_<'_> {
     }
 }
 
+/// How far from its end a body's `meta` object may start for [`next_cursor_hint`].
+const HINT_TAIL: usize = 4096;
+
+/// A guess at a cursor page's `meta.next_cursor` from the end of its body alone,
+/// so that the next page can be asked for while this one is parsed. The body must
+/// end in `"meta": {…}}` (the last top-level key, as MailerLite sends it), the key
+/// after `{` or `,`; serde_json reads the object. In a body that is valid JSON that
+/// is the top-level `meta`, the last of its name; other bodies may mislead it, so
+/// the guess is only ever used once the full parse names the same cursor.
+pub fn next_cursor_hint(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        next_cursor: Option<String>,
+    }
+    const KEY: &[u8] = b"\"meta\"";
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body[end] != b'}' {
+        return None;
+    }
+    let from = end.saturating_sub(HINT_TAIL);
+    let at = from + body[from..end].windows(KEY.len()).rposition(|w| w == KEY)?;
+    let before = body[..at].iter().rposition(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
+    if !matches!(before, Some(b'{' | b',')) {
+        return None;
+    }
+    let after = &body[at + KEY.len()..end];
+    let colon = after.iter().position(|b| !b.is_ascii_whitespace())?;
+    if after[colon] != b':' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(&after[colon + 1..]);
+    let meta = Meta::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    meta.next_cursor.filter(|c| !c.is_empty())
+}
+
 /// Formats an integer without allocating.
 fn integer_text(v: impl fmt::Display, buf: &mut [u8; 24]) -> &[u8] {
     use std::io::Write;

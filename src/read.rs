@@ -7,7 +7,8 @@
 //! committer. Three threads overlap: the fetcher fetches and parses page n+1 while
 //! this one writes page n and the committer makes page n-1 durable.
 
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::commit::{Append, Commit, Committer};
@@ -31,6 +32,9 @@ const IDLE_JOURNAL_LIMIT: usize = 256 << 10;
 /// Pages in a row of one listing that bring no record new to this read: the listing
 /// repeats itself or never ends.
 const STALE_PAGES: u32 = 10;
+/// Threads that fetch and parse pages: the walk's next page, and the one after it
+/// asked for on a guess while that is parsed.
+const FETCHERS: usize = 2;
 /// Show-route checks between two commits of the deletion check.
 const CHECKS_PER_COMMIT: usize = 20;
 
@@ -213,27 +217,41 @@ impl Reader {
         only: Option<usize>,
     ) -> Result<()> {
         let client = ctx.client;
+        let ahead = Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() };
         let result = std::thread::scope(|scope| {
-            let (jobs, inbox) = mpsc::channel::<Job>();
             let (outbox, done) = mpsc::channel::<Fetched>();
-            let worker = std::thread::Builder::new().name("fetcher".into()).spawn_scoped(scope, move || {
-                for job in inbox {
-                    if outbox.send(fetch(client, job)).is_err() {
-                        break;
+            let mut started = 0;
+            for _ in 0..FETCHERS {
+                let (ahead, outbox) = (&ahead, outbox.clone());
+                let worker = std::thread::Builder::new().name("fetcher".into()).spawn_scoped(scope, move || {
+                    while let Some((job, guess)) = ahead.task() {
+                        let Some(fetched) = fetch(client, job, Some((ahead, guess))) else { continue };
+                        if outbox.send(fetched).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
-            let thread = worker.is_ok().then_some((jobs, done));
-            let mut ahead = Prefetch { client, thread, waiting: None, in_flight: false };
-            let result = self.read(ctx, state, committer, progress, stream, only, &mut ahead);
+                });
+                started += usize::from(worker.is_ok());
+            }
+            drop(outbox);
+            // One thread would wait on its own guess: without two, pages are fetched here.
+            let done = (started == FETCHERS).then_some(done);
+            if done.is_none() {
+                ahead.close();
+            }
+            let mut prefetch = Prefetch { client, ahead: &ahead, done, waiting: None, in_flight: false };
+            let result = self.read(ctx, state, committer, progress, stream, only, &mut prefetch);
             if result.is_err() {
                 // A page in flight is not wanted: its backoff or pacing wait ends now.
                 client.cancel(true);
             }
-            drop(ahead);
+            drop(prefetch);
             result
         });
         client.cancel(false);
+        // A guess turned down after the last page taken still cost its requests.
+        let wasted = std::mem::take(&mut ahead.locked().wasted);
+        self.writers[only.unwrap_or(0)].summary.requests += wasted;
         result
     }
 
@@ -252,7 +270,8 @@ impl Reader {
         let bound = ctx.checked.totals.get(self.plan.tables[0]).map(|n| n.saturating_mul(2) + 1000);
         let mut spare = std::mem::take(&mut self.spare);
         if let Some(request) = stream.request() {
-            ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+            let lead = only.is_none();
+            ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare), lead });
         }
         while let Some(fetched) = ahead.take()? {
             if ctx.interrupt.received().is_some() {
@@ -279,7 +298,8 @@ impl Reader {
             if moved_on {
                 self.writers[page_of].summary.requests += requests;
                 if let Some(request) = stream.request() {
-                    ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare) });
+                    let lead = only.is_none() && stale == 0;
+                    ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare), lead });
                 }
                 continue;
             }
@@ -293,10 +313,12 @@ impl Reader {
             let next = stream.request();
             let mut deferred = None;
             if let Some(next) = &next {
-                let job = Job { request: next.clone(), reading: stream.reading(), batch: std::mem::take(&mut spare) };
                 // A listing that brought nothing new lately may be given up after this
                 // page: its next page waits for the verdict, so that giving up costs
-                // no request.
+                // no request, and it asks for no page on a guess.
+                let lead = only.is_none() && stale == 0;
+                let job =
+                    Job { request: next.clone(), reading: stream.reading(), batch: std::mem::take(&mut spare), lead };
                 if stale == 0 {
                     ahead.start(job);
                 } else {
@@ -333,12 +355,15 @@ impl Reader {
     }
 }
 
-/// A page for the fetcher: the request, how to read its body, and the buffers to
-/// parse it into.
+/// A page for a fetcher thread: the request, how to read its body, and the buffers
+/// to parse it into.
 struct Job {
     request: Request,
     reading: Reading,
     batch: Batch,
+    /// The page after this one may be asked for on a guess before this one is
+    /// parsed: the walk is not about to give the listing up.
+    lead: bool,
 }
 
 /// A fetched page: its parsed body or why there is none, and the requests it took.
@@ -351,26 +376,179 @@ struct Fetched {
 }
 
 /// Fetches and parses the page of `job`, retrying what the client retries and
-/// bodies that do not parse or whose envelope the check refuses.
-fn fetch(client: &Client, job: Job) -> Fetched {
-    let Job { request, reading, mut batch } = job;
+/// bodies that do not parse or whose envelope the check refuses. With `ahead`, at
+/// the first body: a guessed page (`guess`) learns whether the walk wants it (`None`
+/// when it does not), and a cursor page that may lead has its next page asked for
+/// on a guess before it is parsed.
+fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Option<Fetched> {
+    let Job { request, reading, mut batch, lead } = job;
     let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = client.url(&request.path, &query);
-    let before = client.stats().requests;
-    let result = client.get_url(&url, |reply| {
+    let mut requests = 0;
+    // `None` until known for a guessed page; a page the walk asked for is wanted.
+    let mut wanted = match ahead {
+        Some((_, Some(_))) => None,
+        _ => Some(lead),
+    };
+    let mut first = true;
+    let result = client.get_counted(&url, &mut requests, |reply| {
+        if let (Some((ahead, guess)), true) = (ahead, std::mem::take(&mut first)) {
+            if let Some(id) = guess {
+                wanted = ahead.verdict(id);
+            }
+            let Some(lead) = wanted else { return Ok(None) };
+            let next = if lead && reading.follows_cursor { parse::next_cursor_hint(reply.body) } else { None };
+            ahead.lead(guess, next.map(|c| (request.with_cursor(&c), reading)));
+        }
         let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
         (reading.check)(&envelope)?;
-        Ok(envelope)
+        Ok(Some(envelope))
     });
-    let requests = client.stats().requests - before;
-    Fetched { request, url, result, batch, requests }
+    if let (Some((ahead, Some(id))), None) = (ahead, wanted) {
+        // No body came (the request failed): the walk's verdict decides whether the
+        // failure is its page's.
+        wanted = ahead.verdict(id);
+        if wanted.is_some() {
+            ahead.lead(Some(id), None);
+        }
+    }
+    let result = match (result, wanted) {
+        (_, None) | (Ok(None), _) => {
+            if let Some((ahead, _)) = ahead {
+                ahead.unwanted(batch, requests);
+            }
+            return None;
+        }
+        (Ok(Some(envelope)), _) => Ok(envelope),
+        (Err(e), _) => Err(e),
+    };
+    Some(Fetched { request, url, result, batch, requests })
 }
 
-/// The one page fetched ahead: on the fetcher thread, or, if it could not be
-/// started, here when the page is taken.
+/// What the fetcher threads share with the walk: the pages to fetch, and the one
+/// asked for on a guess.
+///
+/// A cursor page names its next page at the end of its body, so while it is parsed
+/// the other fetcher asks for the page named there ([`parse::next_cursor_hint`]).
+/// The walk still decides: the guessed page is used only when the walk's next
+/// request is exactly the guessed one, and is dropped otherwise, so a wrong guess
+/// costs a request and never a row. At most one guess is out at a time, and only
+/// after a page the walk let lead (not in a listing it may give up).
+struct Ahead {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Pages to fetch, with the id of their guess for a guessed one.
+    tasks: VecDeque<(Job, Option<u64>)>,
+    /// The guessed page, and, once given, the walk's verdict: wanted, and whether
+    /// it may lead. A guess the walk did not want is removed.
+    guess: Option<(u64, Request, Option<bool>)>,
+    guesses: u64,
+    /// Batches for guessed pages.
+    batches: Vec<Batch>,
+    /// Requests made for pages the walk did not want, for the next page it takes.
+    wasted: u64,
+    closed: bool,
+}
+
+impl Ahead {
+    fn locked(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next page to fetch; `None` once the walk has ended.
+    fn task(&self) -> Option<(Job, Option<u64>)> {
+        let mut q = self.locked();
+        loop {
+            if q.closed {
+                return None;
+            }
+            while let Some((job, guess)) = q.tasks.pop_front() {
+                // A guess the walk has already turned down is not asked for.
+                if guess.is_some_and(|id| q.guess.as_ref().is_none_or(|g| g.0 != id)) {
+                    q.batches.push(job.batch);
+                    continue;
+                }
+                return Some((job, guess));
+            }
+            q = self.changed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Waits for the walk's verdict on guess `id`: `Some(lead)` if it wants the page.
+    fn verdict(&self, id: u64) -> Option<bool> {
+        let mut q = self.locked();
+        loop {
+            match &q.guess {
+                Some((g, _, verdict)) if *g == id => {
+                    if let Some(lead) = verdict {
+                        return Some(*lead);
+                    }
+                }
+                _ => return None,
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.changed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// A wanted page's first body is in: its guess (if it was one) is settled, and
+    /// `next`, if any, is asked for on a guess.
+    fn lead(&self, settled: Option<u64>, next: Option<(Request, Reading)>) {
+        let mut q = self.locked();
+        if settled.is_some() && q.guess.as_ref().map(|g| g.0) == settled {
+            q.guess = None;
+        }
+        let Some((request, reading)) = next else { return };
+        if q.guess.is_some() || q.closed {
+            return;
+        }
+        q.guesses += 1;
+        let id = q.guesses;
+        let batch = q.batches.pop().unwrap_or_default();
+        q.guess = Some((id, request.clone(), None));
+        q.tasks.push_back((Job { request, reading, batch, lead: false }, Some(id)));
+        drop(q);
+        self.changed.notify_all();
+    }
+
+    fn unwanted(&self, batch: Batch, requests: u64) {
+        let mut q = self.locked();
+        q.batches.push(batch);
+        q.wasted += requests;
+    }
+
+    /// The walk's next page: the guess if it is that page, else a task.
+    fn start(&self, job: Job) {
+        let mut q = self.locked();
+        match q.guess.take() {
+            Some((id, request, None)) if request == job.request => {
+                q.guess = Some((id, request, Some(job.lead)));
+                q.batches.push(job.batch);
+            }
+            _ => q.tasks.push_back((job, None)),
+        }
+        drop(q);
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.locked().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// The page the walk asked for last: on the fetcher threads, or, if they could not
+/// be started, fetched here when it is taken.
 struct Prefetch<'c> {
     client: &'c Client,
-    thread: Option<(mpsc::Sender<Job>, mpsc::Receiver<Fetched>)>,
+    ahead: &'c Ahead,
+    done: Option<mpsc::Receiver<Fetched>>,
     waiting: Option<Job>,
     in_flight: bool,
 }
@@ -378,11 +556,11 @@ struct Prefetch<'c> {
 impl Prefetch<'_> {
     fn start(&mut self, job: Job) {
         debug_assert!(!self.in_flight && self.waiting.is_none(), "one page ahead at most");
-        match &self.thread {
-            Some((jobs, _)) => match jobs.send(job) {
-                Ok(()) => self.in_flight = true,
-                Err(mpsc::SendError(job)) => self.waiting = Some(job),
-            },
+        match &self.done {
+            Some(_) => {
+                self.ahead.start(job);
+                self.in_flight = true;
+            }
             None => self.waiting = Some(job),
         }
     }
@@ -390,19 +568,28 @@ impl Prefetch<'_> {
     /// The page started last, once fetched; `None` if none was started.
     fn take(&mut self) -> Result<Option<Fetched>> {
         if let Some(job) = self.waiting.take() {
-            return Ok(Some(fetch(self.client, job)));
+            return Ok(fetch(self.client, job, None));
         }
         if !std::mem::take(&mut self.in_flight) {
             return Ok(None);
         }
-        let (_, done) = self.thread.as_ref().expect("a page in flight has a thread");
+        let done = self.done.as_ref().expect("a page in flight has a thread");
         match done.recv() {
-            Ok(fetched) => Ok(Some(fetched)),
+            Ok(mut fetched) => {
+                fetched.requests += std::mem::take(&mut self.ahead.locked().wasted);
+                Ok(Some(fetched))
+            }
             Err(_) => Err(Error::Request {
                 url: self.client.base_url().to_string(),
-                detail: "the thread fetching pages stopped".into(),
+                detail: "the threads fetching pages stopped".into(),
             }),
         }
+    }
+}
+
+impl Drop for Prefetch<'_> {
+    fn drop(&mut self) {
+        self.ahead.close();
     }
 }
 

@@ -513,3 +513,37 @@ fn a_page_fetched_ahead_does_not_hold_up_an_error() {
     assert!(started.elapsed() < Duration::from_secs(60), "waited {:?} for a page nobody needed", started.elapsed());
     assert_eq!(row_count(&wd.path("out"), "subscriber"), 1100);
 }
+
+#[test]
+fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
+    // The first answer to page 1 is refused (invalid JSON in its records) but ends in
+    // a well-formed `meta` naming cursor `wrong`: the next page is asked for on that
+    // guess while page 1 is parsed. The retry names `c1`, so the guessed page, whose
+    // record and column exist nowhere else, must leave no trace.
+    let first = Arc::new(AtomicU32::new(0));
+    let server = account(2, move |cursor| match cursor.as_deref() {
+        None if first.fetch_add(1, Ordering::SeqCst) == 0 => Reply::ok(cursor_page(r#"{"id":"1",}"#, Some("wrong"))),
+        None => {
+            // Held back so that the guess is surely asked for before the walk can
+            // turn it down.
+            std::thread::sleep(Duration::from_millis(300));
+            Reply::ok(cursor_page(r#"{"id":"1"}"#, Some("c1")))
+        }
+        Some("wrong") => Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)),
+        Some("c1") => Reply::ok(cursor_page(r#"{"id":"2"}"#, None)),
+        Some(other) => panic!("cursor {other}"),
+    });
+    let wd = Workdir::new("hml-wrong-guess");
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    let t = subscribers(&wd);
+    assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
+    assert_eq!(column(&t, "id"), ["1", "2"]);
+    let guessed = server.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count();
+    assert_eq!(guessed, 1, "{:?}", server.targets());
+    // The wasted request is still counted, to a table: the tables' requests and the
+    // credential check add up to every request made.
+    let v: Value = serde_json::from_slice(&std::fs::read(wd.path("out/last_sync.json")).unwrap()).unwrap();
+    let tables: u64 = v["tables"].as_object().unwrap().values().map(|t| t["requests"].as_u64().unwrap()).sum();
+    assert_eq!(tables + 1, server.requests() as u64, "{v}");
+    assert_eq!(v["requests"].as_u64(), Some(server.requests() as u64));
+}

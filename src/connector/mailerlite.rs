@@ -231,10 +231,11 @@ fn advance(pos: &mut Position, env: &Envelope, seen: &mut HashSet<u64>) -> std::
     }
 }
 
-fn check_envelope(pos: &Position) -> fn(&Envelope) -> std::result::Result<(), String> {
+/// How to read a page of a listing at `pos`.
+fn reading(pos: &Position, spec: Spec<'static>) -> Reading {
     match pos {
-        Position::Cursor(_) => |env| cursor_signals(env).map(drop),
-        _ => |env| page_signals(env).map(drop),
+        Position::Cursor(_) => Reading { spec, check: |env| cursor_signals(env).map(drop), follows_cursor: true },
+        _ => Reading { spec, check: |env| page_signals(env).map(drop), follows_cursor: false },
     }
 }
 
@@ -309,7 +310,7 @@ impl Stream for Listing<'_> {
             time_format: Some(DEF.time_format),
             capture: &[],
         };
-        Reading { spec, check: check_envelope(self.current().0) }
+        reading(self.current().0, spec)
     }
 
     fn accept(&mut self, env: &Envelope, _batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {

@@ -170,6 +170,17 @@ pub struct Request {
     pub query: Vec<(&'static str, String)>,
 }
 
+impl Request {
+    /// The next page of a cursor listing: the same query with `cursor` last, as
+    /// MailerLite's listings put it.
+    pub fn with_cursor(&self, cursor: &str) -> Request {
+        let mut query: Vec<(&'static str, String)> =
+            self.query.iter().filter(|(k, _)| *k != "cursor").cloned().collect();
+        query.push(("cursor", cursor.to_string()));
+        Request { path: self.path.clone(), query }
+    }
+}
+
 /// What a stream makes of one accepted page, per table of its plan.
 pub enum Rows<'a> {
     /// Every record of the page.
@@ -213,6 +224,10 @@ pub struct Reading {
     pub spec: Spec<'static>,
     /// An error refuses the body, which is retried and leaves no trace.
     pub check: fn(&Envelope) -> std::result::Result<(), String>,
+    /// A cursor listing: the next page is this request with the body's
+    /// `meta.next_cursor` ([`Request::with_cursor`]), so it may be asked for on a
+    /// guess while this page is parsed.
+    pub follows_cursor: bool,
 }
 
 /// The run's counters that streams keep across pages and restarts.

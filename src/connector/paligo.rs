@@ -235,7 +235,11 @@ impl Stream for Listing<'_> {
     }
 
     fn reading(&self) -> Reading {
-        Reading { spec: spec(self.resource, self.timestamps), check: |env| signals(env).map(drop) }
+        Reading {
+            spec: spec(self.resource, self.timestamps),
+            check: |env| signals(env).map(drop),
+            follows_cursor: false,
+        }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
@@ -329,7 +333,7 @@ impl Stream for Taxonomies<'_> {
     }
 
     fn reading(&self) -> Reading {
-        Reading { spec: spec("taxonomies", &[]), check: |env| signals(env).map(drop) }
+        Reading { spec: spec("taxonomies", &[]), check: |env| signals(env).map(drop), follows_cursor: false }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {

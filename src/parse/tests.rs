@@ -236,6 +236,66 @@ fn every_truncation_of_a_page_is_refused() {
     same(body);
 }
 
+/// The cursor hint against serde_json: generated bodies (the cursor as a string,
+/// null, a number, missing or repeated; `meta` last or not, nested, or inside a key)
+/// and every prefix of each. A hint is never a cursor the full parse would not name,
+/// unless the body is not JSON at all; and a body that ends in its `meta` gets one
+/// (but for a repeated `next_cursor`: no guess).
+#[test]
+fn the_cursor_hint_agrees_with_serde_json() {
+    fn oracle(body: &[u8]) -> Option<Option<String>> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let c = v.as_object()?.get("meta").and_then(|m| m.get("next_cursor")).and_then(Value::as_str);
+        Some(c.filter(|c| !c.is_empty()).map(str::to_string))
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut hinted, mut cuts) = (0, 0);
+    for _ in 0..400 {
+        let cursor = match rng.below(6) {
+            0 => "null".to_string(),
+            1 => "12".to_string(),
+            2 => rng.value(3),
+            _ => format!(r#""eyJpZCI6{}\u00e9\/x""#, rng.below(1_000_000)),
+        };
+        let mut meta = vec![format!(r#""next_cursor":{cursor}"#), r#""per_page":100"#.to_string()];
+        let repeated = rng.below(5);
+        match repeated {
+            0 => meta.push(format!(r#""next_cursor":{}"#, rng.value(3))),
+            1 => meta.reverse(),
+            2 => meta.remove(0).clear(),
+            _ => {}
+        }
+        let meta = format!("{{{}}}", meta.join(", "));
+        let records: Vec<String> = (0..rng.below(3)).map(|_| rng.object(1)).collect();
+        let mut top = vec![format!(r#""data":[{}]"#, records.join(",")), format!(r#""links":{}"#, rng.value(2))];
+        let last = rng.below(8);
+        match last {
+            0 => top.insert(0, format!(r#""meta":{meta}"#)),
+            1 => top.push(format!(r#""x\"meta":{meta}"#)),
+            2 => top.push(format!(r#""links":{{"meta":{meta}}}"#)),
+            3 => top.extend([format!(r#""meta":{meta}"#), r#""meta" : {"next_cursor":"again"}"#.into()]),
+            _ => top.push(format!("\"meta\" :\n{meta}")),
+        }
+        let body = format!("{{{}}}{}", top.join(","), [" ", "", "\n"][rng.below(3) as usize]);
+        let body = body.as_bytes();
+        let whole = oracle(body).expect("a generated body is JSON");
+        // A repeated `next_cursor` in `meta` gives no hint (serde's derive refuses it).
+        if last >= 3 && repeated != 0 {
+            assert_eq!(next_cursor_hint(body), whole, "{}", String::from_utf8_lossy(body));
+        }
+        for cut in 0..=body.len() {
+            let Some(hint) = next_cursor_hint(&body[..cut]) else { continue };
+            hinted += 1;
+            cuts += usize::from(cut < body.len());
+            if let Some(named) = oracle(&body[..cut]) {
+                assert_eq!(Some(hint), named, "{}", String::from_utf8_lossy(&body[..cut]));
+            }
+        }
+    }
+    assert!(hinted > 100, "the hint was tried on few bodies: {hinted}");
+    assert!(cuts > 0, "no prefix got a hint, so the guard against them is untested");
+}
+
 pub(crate) struct Rng(pub u64);
 
 impl Rng {

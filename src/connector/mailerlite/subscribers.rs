@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::Value;
 
 use super::{
-    advance, check_envelope, count_group_members, query, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
+    advance, count_group_members, query, reading, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
     MEMBERS_SEEN, STATUSES,
 };
 use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
@@ -184,7 +184,7 @@ impl Stream for Subscribers<'_> {
         let capture: &'static [&'static str] = if step == Some(PASS) { &["groups"] } else { &[] };
         let spec =
             Spec { records: &["data"], bare_array: false, timestamps, time_format: Some(DEF.time_format), capture };
-        Reading { spec, check: check_envelope(&self.steps().inner) }
+        reading(&self.steps().inner, spec)
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> std::result::Result<(), String> {
