@@ -4,8 +4,10 @@
 //! Per page: fetch (retries end there), parse into a batch and check the envelope
 //! (a refused body is retried and leaves no trace), let the stream accept it (paging
 //! signals), classify and encode each table's rows, and hand the commit to the
-//! committer. Three threads overlap: the fetcher fetches and parses page n+1 while
-//! this one writes page n and the committer makes page n-1 durable.
+//! committer. The threads overlap: a fetcher fetches and parses page n+1 (and, in a
+//! cursor listing, the other fetcher already asks for page n+2 on a guess, see
+//! [`Ahead`]) while this one writes page n and the committer makes page n-1 durable.
+//! The walk (the stream's state) stays on this thread.
 
 use std::collections::VecDeque;
 use std::sync::{mpsc, Condvar, Mutex};
@@ -203,8 +205,9 @@ impl Reader {
     /// Reads pages until the stream is done. With `only`, a re-read for the deletion
     /// check of that writer: its rows alone, and repeats are expected.
     ///
-    /// The next page is fetched and parsed on a thread of its own while this one is
-    /// written: as soon as a page is accepted the stream knows its next request.
+    /// The next page is fetched and parsed on a fetcher thread while this one is
+    /// written: as soon as a page is accepted the stream knows its next request
+    /// (and a guessed page may already be in).
     /// Nothing of a page reaches a file or the state before it is accepted here, so
     /// a page fetched ahead of an error or a signal is simply dropped.
     fn pages(
