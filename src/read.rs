@@ -401,6 +401,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
             }
             let Some(lead) = wanted else { return Ok(None) };
             let next = if lead && reading.follows_cursor { parse::next_cursor_hint(reply.body) } else { None };
+            // A page naming itself again is an error the walk reports: no guess.
+            let next = next.filter(|c| !request.query.iter().any(|(k, v)| *k == "cursor" && v == c));
             ahead.lead(guess, next.map(|c| (request.with_cursor(&c), reading)));
         }
         let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
