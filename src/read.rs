@@ -438,7 +438,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
 /// The walk still decides: the guessed page is used only when the walk's next
 /// request is exactly the guessed one, and is dropped otherwise, so a wrong guess
 /// costs a request and never a row. At most one guess is out at a time, and only
-/// after a page the walk let lead (not in a listing it may give up).
+/// after a page the walk let lead (not in a listing it may give up). The guessed
+/// page is read as the page that named it: a stream reads equal requests alike.
 struct Ahead {
     queue: Mutex<Queue>,
     changed: Condvar,
