@@ -2,6 +2,8 @@
 //! slots in descending id order in either direction, and the envelope with Laravel's
 //! rules for which cursors exist.
 
+use base64::engine::general_purpose::{URL_SAFE_NO_PAD, URL_SAFE_NO_PAD_INDIFFERENT};
+use base64::Engine as _;
 use serde::Serialize;
 
 use super::life::{Life, Status};
@@ -41,46 +43,13 @@ struct CursorJson {
 impl Cursor {
     fn encode(&self) -> String {
         let json = format!(r#"{{"id":{},"_pointsToNextItems":{}}}"#, self.id, self.points_to_next);
-        base64url_encode(json.as_bytes())
+        URL_SAFE_NO_PAD.encode(json)
     }
 
     fn decode(text: &str) -> Option<Cursor> {
-        let parsed: CursorJson = serde_json::from_slice(&base64url_decode(text)?).ok()?;
+        let parsed: CursorJson = serde_json::from_slice(&URL_SAFE_NO_PAD_INDIFFERENT.decode(text).ok()?).ok()?;
         Some(Cursor { id: parsed.id, points_to_next: parsed.points_to_next_items })
     }
-}
-
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
-    for chunk in bytes.chunks(3) {
-        let word = chunk.iter().enumerate().fold(0u32, |w, (i, &b)| w | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(BASE64URL[(word >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// Decodes unpadded base64url (a trailing `=` is tolerated); `None` when malformed.
-fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=').as_bytes();
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut word = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let value = BASE64URL.iter().position(|&b| b == c)? as u32;
-            word |= value << (18 - 6 * i);
-        }
-        for i in 0..chunk.len() - 1 {
-            out.push((word >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
 }
 
 impl MailerLite {
