@@ -526,7 +526,7 @@ fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
         None => {
             // Held back so that the guess is surely asked for before the walk can
             // turn it down.
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(500));
             Reply::ok(cursor_page(r#"{"id":"1"}"#, Some("c1")))
         }
         Some("wrong") => Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)),
