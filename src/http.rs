@@ -264,33 +264,38 @@ impl Client {
 
     /// [`Client::get`] of a URL made by [`Client::url`].
     pub fn get_url<T>(&self, url: &str, check: impl FnMut(&Reply) -> std::result::Result<T, String>) -> Result<T> {
-        self.get_counted(url, &mut 0, check)
+        self.get_counted(url, &mut 0, &|| true, check)
     }
 
     /// [`Client::get_url`] that adds the requests it made (retries included) to
-    /// `requests`: other threads' requests do not blur the count.
+    /// `requests` (other threads' requests do not blur the count), and gives up,
+    /// as if interrupted, as soon as `wanted` turns false: before an attempt, or
+    /// during a wait.
     pub fn get_counted<T>(
         &self,
         url: &str,
         requests: &mut u64,
+        wanted: &dyn Fn() -> bool,
         mut check: impl FnMut(&Reply) -> std::result::Result<T, String>,
     ) -> Result<T> {
         let mut body = locked(&self.bodies).pop().unwrap_or_default();
-        let result = self.attempts(url, requests, &mut body, &mut check);
+        let call = Call { url, wanted };
+        let result = self.attempts(&call, requests, &mut body, &mut check);
         locked(&self.bodies).push(body);
         result
     }
 
     fn attempts<T>(
         &self,
-        url: &str,
+        call: &Call,
         requests: &mut u64,
         body: &mut Vec<u8>,
         check: &mut impl FnMut(&Reply) -> std::result::Result<T, String>,
     ) -> Result<T> {
+        let url = call.url;
         let mut retry = 0;
         loop {
-            let (outcome, detail) = match self.attempt(url, requests, body) {
+            let (outcome, detail) = match self.attempt(call, requests, body) {
                 Ok(headers) => match check(&Reply { body, headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
@@ -314,7 +319,7 @@ impl Client {
                 wait.as_secs_f64()
             );
             self.count(|s| s.retries += 1);
-            let (slept, done) = self.sleep(wait);
+            let (slept, done) = self.sleep(wait, call.wanted);
             if matches!(outcome, Outcome::Status(429, _)) {
                 self.count(|s| s.waited += slept);
             }
@@ -329,10 +334,12 @@ impl Client {
         f(&mut locked(&self.stats));
     }
 
-    fn attempt(&self, url: &str, requests: &mut u64, body: &mut Vec<u8>) -> std::result::Result<HeaderMap, Failure> {
-        if !self.pace() {
+    fn attempt(&self, call: &Call, requests: &mut u64, body: &mut Vec<u8>) -> std::result::Result<HeaderMap, Failure> {
+        // After a signal, or once nobody wants the page, no request leaves.
+        if self.stopped(call.wanted) || !self.pace(call.wanted) {
             return Err(Failure::Final(Error::Interrupted));
         }
+        let url = call.url;
         self.count(|s| s.requests += 1);
         *requests += 1;
         let started = Instant::now();
@@ -377,31 +384,42 @@ impl Client {
         }
     }
 
-    /// Waits until the next request keeps within the rate limit, and counts it;
-    /// false when interrupted.
-    fn pace(&self) -> bool {
-        let wait = locked(&self.pacer).delay(Instant::now());
+    /// Waits until the next request keeps within the rate limit; false when
+    /// interrupted. The request's slot is taken before the wait, under the lock, so
+    /// that two fetchers never both take the last one.
+    fn pace(&self, wanted: &dyn Fn() -> bool) -> bool {
+        let wait = {
+            let mut pacer = locked(&self.pacer);
+            let now = Instant::now();
+            let wait = pacer.delay(now);
+            pacer.sent(now + wait);
+            wait
+        };
         if !wait.is_zero() {
             log::debug!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
-            let (slept, done) = self.sleep(wait);
+            let (slept, done) = self.sleep(wait, wanted);
             self.count(|s| s.waited += slept);
             if !done {
                 return false;
             }
         }
-        locked(&self.pacer).sent(Instant::now());
         true
+    }
+
+    /// A signal arrived, the fetch was cancelled, or nobody wants the page any more.
+    fn stopped(&self, wanted: &dyn Fn() -> bool) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+            || self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0)
+            || !wanted()
     }
 
     /// Sleeps `d` in short steps, so a signal ends the wait: how long it slept, and
     /// whether it slept all of `d`.
-    fn sleep(&self, d: Duration) -> (Duration, bool) {
+    fn sleep(&self, d: Duration, wanted: &dyn Fn() -> bool) -> (Duration, bool) {
         let start = Instant::now();
         let until = start + d;
         loop {
-            if self.cancel.load(Ordering::SeqCst)
-                || self.config.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst) != 0)
-            {
+            if self.stopped(wanted) {
                 return (start.elapsed(), false);
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -421,6 +439,12 @@ impl Client {
         self.rng.store(x, Ordering::Relaxed);
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// One GET: its URL, and whether its page is still wanted.
+struct Call<'a> {
+    url: &'a str,
+    wanted: &'a dyn Fn() -> bool,
 }
 
 enum Failure {

@@ -9,7 +9,9 @@
 //! [`Ahead`]) while this one writes page n and the committer makes page n-1 durable.
 //! The walk (the stream's state) stays on this thread.
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -223,10 +225,13 @@ impl Reader {
         let ahead = Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() };
         let result = std::thread::scope(|scope| {
             let (outbox, done) = mpsc::channel::<Fetched>();
-            let mut started = 0;
+            let mut workers = Vec::new();
             for _ in 0..FETCHERS {
                 let (ahead, outbox) = (&ahead, outbox.clone());
                 let worker = std::thread::Builder::new().name("fetcher".into()).spawn_scoped(scope, move || {
+                    // A fetcher that panics ends the read: the other one stops too,
+                    // and the walk's wait for a page ends in an error, not forever.
+                    let _close = CloseOnPanic(ahead);
                     while let Some((job, guess)) = ahead.task() {
                         let Some(fetched) = fetch(client, job, Some((ahead, guess))) else { continue };
                         if outbox.send(fetched).is_err() {
@@ -234,21 +239,27 @@ impl Reader {
                         }
                     }
                 });
-                started += usize::from(worker.is_ok());
+                workers.extend(worker.ok());
             }
             drop(outbox);
-            // One thread would wait on its own guess: without two, pages are fetched here.
-            let done = (started == FETCHERS).then_some(done);
+            // With one fetcher a guess would only queue behind its page: without
+            // two, pages are fetched here.
+            let done = (workers.len() == FETCHERS).then_some(done);
             if done.is_none() {
                 ahead.close();
             }
             let mut prefetch = Prefetch { client, ahead: &ahead, done, waiting: None, in_flight: false };
-            let result = self.read(ctx, state, committer, progress, stream, only, &mut prefetch);
-            if result.is_err() {
-                // A page in flight is not wanted: its backoff or pacing wait ends now.
-                client.cancel(true);
-            }
+            let mut result = self.read(ctx, state, committer, progress, stream, only, &mut prefetch);
+            // Whatever is still in flight is not wanted (on success, at most a guess
+            // the walk turned down): its backoff or pacing wait ends now.
+            client.cancel(true);
             drop(prefetch);
+            for worker in workers {
+                if worker.join().is_err() && result.is_ok() {
+                    let detail = "a thread fetching pages failed".to_string();
+                    result = Err(Error::Request { url: client.base_url().to_string(), detail });
+                }
+            }
             result
         });
         client.cancel(false);
@@ -277,12 +288,16 @@ impl Reader {
             ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare), lead });
         }
         while let Some(fetched) = ahead.take()? {
+            let Fetched { request, url, result, batch, requests } = fetched;
+            // Charged to the stream's first table (or the one re-read) now, so that a
+            // page that ends the read in an error still counts; moved below to the
+            // table the page fed.
+            let page_of = only.unwrap_or(0);
+            self.writers[page_of].summary.requests += requests;
             if ctx.interrupt.received().is_some() {
                 return Err(Error::Interrupted);
             }
-            let Fetched { request, url, result, batch, requests } = fetched;
             spare = std::mem::replace(&mut self.batch, batch);
-            let page_of = only.unwrap_or(0);
             let moved_on = match result {
                 Ok(envelope) => {
                     self.envelope = envelope;
@@ -299,7 +314,6 @@ impl Reader {
                 Err(e) => return Err(e),
             };
             if moved_on {
-                self.writers[page_of].summary.requests += requests;
                 if let Some(request) = stream.request() {
                     let lead = only.is_none() && stale == 0;
                     ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare), lead });
@@ -330,7 +344,10 @@ impl Reader {
             }
             let (rows, fresh) = self.write_page(ctx, state, committer, stream, only)?;
             let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
-            self.writers[fed.unwrap_or(page_of)].summary.requests += requests;
+            if let Some(fed) = fed.filter(|&f| f != page_of) {
+                self.writers[page_of].summary.requests -= requests;
+                self.writers[fed].summary.requests += requests;
+            }
             let continues = next.is_some_and(|next| same_listing(&request, &next));
             // Records a stream filters out (initial_sync_days) are neither fresh nor stale.
             let nothing_new = (rows > 0 && fresh == 0) || self.batch.is_empty();
@@ -388,36 +405,38 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
     let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let url = client.url(&request.path, &query);
     let mut requests = 0;
-    // `None` until known for a guessed page; a page the walk asked for is wanted.
-    let mut wanted = match ahead {
-        Some((_, Some(_))) => None,
-        _ => Some(lead),
+    let guess = ahead.and_then(|(_, guess)| guess);
+    // Whether the walk wants the page, and whether it may lead: known from the start
+    // for a page the walk asked for, from the walk's verdict for a guessed one.
+    let wanted = Cell::new(if guess.is_some() { None } else { Some(lead) });
+    // A guess stops as soon as the walk turns it down, retries and waits included.
+    let still_wanted = || match (ahead, guess) {
+        (Some((ahead, _)), Some(id)) if wanted.get().is_none() => ahead.current(id),
+        _ => true,
     };
     let mut first = true;
-    let result = client.get_counted(&url, &mut requests, |reply| {
-        if let (Some((ahead, guess)), true) = (ahead, std::mem::take(&mut first)) {
+    let result = client.get_counted(&url, &mut requests, &still_wanted, |reply| {
+        if let (Some((ahead, _)), true) = (ahead, std::mem::take(&mut first)) {
             if let Some(id) = guess {
-                wanted = ahead.verdict(id);
+                wanted.set(ahead.verdict(id));
             }
-            let Some(lead) = wanted else { return Ok(None) };
+            let Some(lead) = wanted.get() else { return Ok(None) };
             let next = if lead && reading.follows_cursor { parse::next_cursor_hint(reply.body) } else { None };
-            // A page naming itself again is an error the walk reports: no guess.
-            let next = next.filter(|c| !request.query.iter().any(|(k, v)| *k == "cursor" && v == c));
             ahead.lead(guess, next.map(|c| (request.with_cursor(&c), reading)));
         }
         let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
         (reading.check)(&envelope)?;
         Ok(Some(envelope))
     });
-    if let (Some((ahead, Some(id))), None) = (ahead, wanted) {
-        // No body came (the request failed): the walk's verdict decides whether the
-        // failure is its page's.
-        wanted = ahead.verdict(id);
-        if wanted.is_some() {
+    if let (Some((ahead, _)), Some(id), None) = (ahead, guess, wanted.get()) {
+        // No body came (the request failed, or the guess was turned down): the
+        // walk's verdict decides whether the failure is its page's.
+        wanted.set(ahead.verdict(id));
+        if wanted.get().is_some() {
             ahead.lead(Some(id), None);
         }
     }
-    let result = match (result, wanted) {
+    let result = match (result, wanted.get()) {
         (_, None) | (Ok(None), _) => {
             if let Some((ahead, _)) = ahead {
                 ahead.unwanted(batch, requests);
@@ -455,8 +474,13 @@ struct Queue {
     guesses: u64,
     /// Batches for guessed pages.
     batches: Vec<Batch>,
-    /// Requests made for pages the walk did not want, for the next page it takes.
+    /// Requests made for pages the walk did not want, counted once the read ends.
     wasted: u64,
+    /// The requests asked for so far (hashed): one is never guessed again, so a
+    /// page that names itself or an earlier page (an error the walk reports) costs
+    /// no request more than before.
+    asked: HashSet<u64>,
+    hasher: std::collections::hash_map::RandomState,
     closed: bool,
 }
 
@@ -482,6 +506,12 @@ impl Ahead {
             }
             q = self.changed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+
+    /// Whether guess `id` is still out: not turned down, and the read goes on.
+    fn current(&self, id: u64) -> bool {
+        let q = self.locked();
+        !q.closed && q.guess.as_ref().is_some_and(|g| g.0 == id)
     }
 
     /// Waits for the walk's verdict on guess `id`: `Some(lead)` if it wants the page.
@@ -511,7 +541,8 @@ impl Ahead {
             q.guess = None;
         }
         let Some((request, reading)) = next else { return };
-        if q.guess.is_some() || q.closed {
+        let hash = q.hasher.hash_one(&request);
+        if q.guess.is_some() || q.closed || !q.asked.insert(hash) {
             return;
         }
         q.guesses += 1;
@@ -537,7 +568,11 @@ impl Ahead {
                 q.guess = Some((id, request, Some(job.lead)));
                 q.batches.push(job.batch);
             }
-            _ => q.tasks.push_back((job, None)),
+            _ => {
+                let hash = q.hasher.hash_one(&job.request);
+                q.asked.insert(hash);
+                q.tasks.push_back((job, None));
+            }
         }
         drop(q);
         self.changed.notify_all();
@@ -546,6 +581,17 @@ impl Ahead {
     fn close(&self) {
         self.locked().closed = true;
         self.changed.notify_all();
+    }
+}
+
+/// Closes the queue when the fetcher holding it panics.
+struct CloseOnPanic<'a>(&'a Ahead);
+
+impl Drop for CloseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
     }
 }
 
@@ -581,10 +627,7 @@ impl Prefetch<'_> {
         }
         let done = self.done.as_ref().expect("a page in flight has a thread");
         match done.recv() {
-            Ok(mut fetched) => {
-                fetched.requests += std::mem::take(&mut self.ahead.locked().wasted);
-                Ok(Some(fetched))
-            }
+            Ok(fetched) => Ok(Some(fetched)),
             Err(_) => Err(Error::Request {
                 url: self.client.base_url().to_string(),
                 detail: "the threads fetching pages stopped".into(),
@@ -778,4 +821,65 @@ fn same_listing(req: &Request, next: &Request) -> bool {
 fn about_page_size(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("limit") || m.contains("per_page") || m.contains("per page")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ahead() -> Ahead {
+        Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() }
+    }
+
+    fn job(cursor: &str) -> Job {
+        let request = Request { path: "/subscribers".into(), query: vec![("limit", "100".into())] };
+        let reading = Reading { spec: parse::Spec::records_in(&["data"]), check: |_| Ok(()), follows_cursor: true };
+        let request = if cursor.is_empty() { request } else { request.with_cursor(cursor) };
+        Job { request, reading, batch: Batch::default(), lead: true }
+    }
+
+    #[test]
+    fn a_fetcher_that_panics_releases_the_other() {
+        let ahead = ahead();
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| ahead.task().is_none());
+            let panicking = scope.spawn(|| {
+                let _close = CloseOnPanic(&ahead);
+                panic!("a fetcher fails");
+            });
+            assert!(panicking.join().is_err());
+            assert!(waiting.join().unwrap(), "the other fetcher still waits for work");
+        });
+    }
+
+    #[test]
+    fn a_guess_is_adopted_only_for_the_same_request_and_never_twice() {
+        let ahead = ahead();
+        let first = job("");
+        ahead.start(job(""));
+        let (task, guess) = ahead.task().unwrap();
+        assert_eq!((task.request, guess), (first.request.clone(), None));
+        // The page names cursor A: A is asked for on a guess.
+        ahead.lead(None, Some((first.request.with_cursor("A"), first.reading)));
+        let (guessed, id) = ahead.task().unwrap();
+        let id = id.expect("a guessed task");
+        assert!(ahead.current(id));
+        // The walk asks for B instead: the guess is turned down, B is a task.
+        ahead.start(job("B"));
+        assert!(!ahead.current(id));
+        assert_eq!(ahead.verdict(id), None);
+        let (task, guess) = ahead.task().unwrap();
+        assert_eq!((task.request, guess), (job("B").request, None));
+        // Neither A nor B is guessed again; C is, and the walk adopts it.
+        for cursor in ["A", "B"] {
+            ahead.lead(None, Some((guessed.request.with_cursor(cursor), guessed.reading)));
+            assert!(ahead.locked().guess.is_none(), "{cursor} guessed twice");
+        }
+        ahead.lead(None, Some((guessed.request.with_cursor("C"), guessed.reading)));
+        let (_, id) = ahead.task().unwrap();
+        let id = id.unwrap();
+        ahead.start(Job { lead: false, ..job("C") });
+        assert_eq!(ahead.verdict(id), Some(false));
+        assert!(ahead.locked().tasks.is_empty(), "an adopted guess is not fetched again");
+    }
 }

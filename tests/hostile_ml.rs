@@ -540,10 +540,64 @@ fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
     assert_eq!(column(&t, "id"), ["1", "2"]);
     let guessed = server.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count();
     assert_eq!(guessed, 1, "{:?}", server.targets());
-    // The wasted request is still counted, to a table: the tables' requests and the
-    // credential check add up to every request made.
+    // The wasted request is still counted, to a table.
+    requests_add_up(&wd, &server);
+}
+
+/// The tables' requests and the credential check add up to every request made,
+/// whether the run succeeded or failed.
+fn requests_add_up(wd: &Workdir, server: &Server) {
     let v: Value = serde_json::from_slice(&std::fs::read(wd.path("out/last_sync.json")).unwrap()).unwrap();
     let tables: u64 = v["tables"].as_object().unwrap().values().map(|t| t["requests"].as_u64().unwrap()).sum();
     assert_eq!(tables + 1, server.requests() as u64, "{v}");
-    assert_eq!(v["requests"].as_u64(), Some(server.requests() as u64));
+    assert_eq!(v["requests"].as_u64(), Some(server.requests() as u64), "{v}");
+}
+
+#[test]
+fn a_turned_down_guess_stops_retrying() {
+    // As above, but the guessed page is refused with a long Retry-After: once the
+    // walk turns the guess down, nothing waits for it or asks for it again.
+    let first = Arc::new(AtomicU32::new(0));
+    let server = account(2, move |cursor| match cursor.as_deref() {
+        None if first.fetch_add(1, Ordering::SeqCst) == 0 => Reply::ok(cursor_page(r#"{"id":"1",}"#, Some("wrong"))),
+        None => {
+            std::thread::sleep(Duration::from_millis(500));
+            Reply::ok(cursor_page(r#"{"id":"1"}"#, Some("c1")))
+        }
+        Some("wrong") => {
+            let mut reply = Reply::status(503, r#"{"message":"Service Unavailable"}"#);
+            reply.headers.push(("Retry-After".into(), "30".into()));
+            reply
+        }
+        Some("c1") => Reply::ok(cursor_page(r#"{"id":"2"}"#, None)),
+        Some(other) => panic!("cursor {other}"),
+    });
+    let wd = Workdir::new("hml-guess-retry");
+    let started = std::time::Instant::now();
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    assert!(started.elapsed() < Duration::from_secs(20), "waited {:?} for a page nobody wanted", started.elapsed());
+    assert_eq!(column(&subscribers(&wd), "id"), ["1", "2"]);
+    let guessed = server.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count();
+    assert_eq!(guessed, 1, "{:?}", server.targets());
+    requests_add_up(&wd, &server);
+}
+
+#[test]
+fn a_cursor_cycle_costs_no_guess_and_failed_runs_count_every_request() {
+    // p1 names A, A names B, B names A again: the walk stops on the repeat, and A
+    // is not asked for a second time on a guess. The failed run's last_sync.json
+    // still accounts for every request.
+    let server = account(3, |cursor| {
+        Reply::ok(match cursor.as_deref() {
+            None => cursor_page(r#"{"id":"1"}"#, Some("A")),
+            Some("A") => cursor_page(r#"{"id":"2"}"#, Some("B")),
+            Some("B") => cursor_page(r#"{"id":"3"}"#, Some("A")),
+            Some(other) => panic!("cursor {other}"),
+        })
+    });
+    let wd = Workdir::new("hml-cursor-cycle");
+    let line = sync_fails(&wd, "mailerlite", &config(&server, ""), 1);
+    assert!(line.contains("cursor A repeats"), "{line}");
+    assert_eq!(pages_asked(&server), 3, "{:?}", server.targets());
+    requests_add_up(&wd, &server);
 }

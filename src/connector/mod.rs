@@ -164,7 +164,7 @@ pub struct StreamPlan {
 }
 
 /// A request for one page: a path under the base URL and its query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Request {
     pub path: String,
     pub query: Vec<(&'static str, String)>,
