@@ -514,12 +514,12 @@ fn a_page_fetched_ahead_does_not_hold_up_an_error() {
     assert_eq!(row_count(&wd.path("out"), "subscriber"), 1100);
 }
 
-#[test]
-fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
-    // The first answer to page 1 is refused (invalid JSON in its records) but ends in
-    // a well-formed `meta` naming cursor `wrong`: the next page is asked for on that
-    // guess while page 1 is parsed. The retry names `c1`, so the guessed page, whose
-    // record and column exist nowhere else, must leave no trace.
+/// An account of two subscribers whose first answer to page 1 is refused (invalid
+/// JSON in its records) but ends in a well-formed `meta` naming cursor `wrong`: the
+/// next page is asked for on that guess while page 1 is parsed, and answered with
+/// `wrong()`. The retry names `c1`, so the walk turns the guess down. Also returns
+/// how many times `wrong` was asked for.
+fn wrong_guess_account(wrong: fn() -> Reply) -> (Server, impl Fn() -> usize) {
     let first = Arc::new(AtomicU32::new(0));
     let server = account(2, move |cursor| match cursor.as_deref() {
         None if first.fetch_add(1, Ordering::SeqCst) == 0 => Reply::ok(cursor_page(r#"{"id":"1",}"#, Some("wrong"))),
@@ -529,17 +529,24 @@ fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
             std::thread::sleep(Duration::from_millis(500));
             Reply::ok(cursor_page(r#"{"id":"1"}"#, Some("c1")))
         }
-        Some("wrong") => Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)),
+        Some("wrong") => wrong(),
         Some("c1") => Reply::ok(cursor_page(r#"{"id":"2"}"#, None)),
         Some(other) => panic!("cursor {other}"),
     });
+    let seen = server.clone();
+    (server, move || seen.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count())
+}
+
+#[test]
+fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
+    // The guessed page's record and column exist nowhere else: they must leave no trace.
+    let (server, guessed) = wrong_guess_account(|| Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)));
     let wd = Workdir::new("hml-wrong-guess");
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     let t = subscribers(&wd);
     assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
     assert_eq!(column(&t, "id"), ["1", "2"]);
-    let guessed = server.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count();
-    assert_eq!(guessed, 1, "{:?}", server.targets());
+    assert_eq!(guessed(), 1, "{:?}", server.targets());
     // The wasted request is still counted, to a table.
     requests_add_up(&wd, &server);
 }
@@ -555,30 +562,19 @@ fn requests_add_up(wd: &Workdir, server: &Server) {
 
 #[test]
 fn a_turned_down_guess_stops_retrying() {
-    // As above, but the guessed page is refused with a long Retry-After: once the
-    // walk turns the guess down, nothing waits for it or asks for it again.
-    let first = Arc::new(AtomicU32::new(0));
-    let server = account(2, move |cursor| match cursor.as_deref() {
-        None if first.fetch_add(1, Ordering::SeqCst) == 0 => Reply::ok(cursor_page(r#"{"id":"1",}"#, Some("wrong"))),
-        None => {
-            std::thread::sleep(Duration::from_millis(500));
-            Reply::ok(cursor_page(r#"{"id":"1"}"#, Some("c1")))
-        }
-        Some("wrong") => {
-            let mut reply = Reply::status(503, r#"{"message":"Service Unavailable"}"#);
-            reply.headers.push(("Retry-After".into(), "30".into()));
-            reply
-        }
-        Some("c1") => Reply::ok(cursor_page(r#"{"id":"2"}"#, None)),
-        Some(other) => panic!("cursor {other}"),
+    // The guessed page is refused with a long Retry-After: once the walk turns the
+    // guess down, nothing waits for it or asks for it again.
+    let (server, guessed) = wrong_guess_account(|| {
+        let mut reply = Reply::status(503, r#"{"message":"Service Unavailable"}"#);
+        reply.headers.push(("Retry-After".into(), "30".into()));
+        reply
     });
     let wd = Workdir::new("hml-guess-retry");
     let started = std::time::Instant::now();
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     assert!(started.elapsed() < Duration::from_secs(20), "waited {:?} for a page nobody wanted", started.elapsed());
     assert_eq!(column(&subscribers(&wd), "id"), ["1", "2"]);
-    let guessed = server.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count();
-    assert_eq!(guessed, 1, "{:?}", server.targets());
+    assert_eq!(guessed(), 1, "{:?}", server.targets());
     requests_add_up(&wd, &server);
 }
 
