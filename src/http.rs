@@ -25,6 +25,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// A page larger than this is refused rather than held in memory.
 const BODY_LIMIT: u64 = 64 << 20;
+/// Body buffers up to this size are kept for the next call (a page is ~100 KB).
+const KEEP_BODY: usize = 4 << 20;
 /// Query values keep RFC 3986's unreserved characters and encode the rest.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
@@ -281,7 +283,10 @@ impl Client {
         let mut body = locked(&self.bodies).pop().unwrap_or_default();
         let call = Call { url, wanted };
         let result = self.attempts(&call, requests, &mut body, &mut check);
-        locked(&self.bodies).push(body);
+        // The buffer of an outsized body is let go rather than kept by the pool.
+        if body.capacity() <= KEEP_BODY {
+            locked(&self.bodies).push(body);
+        }
         result
     }
 
