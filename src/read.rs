@@ -222,7 +222,7 @@ impl Reader {
         only: Option<usize>,
     ) -> Result<()> {
         let client = ctx.client;
-        let ahead = Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() };
+        let ahead = Ahead::new();
         let result = std::thread::scope(|scope| {
             let (outbox, done) = mpsc::channel::<Fetched>();
             let mut workers = Vec::new();
@@ -485,6 +485,10 @@ struct Queue {
 }
 
 impl Ahead {
+    fn new() -> Ahead {
+        Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() }
+    }
+
     fn locked(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -827,10 +831,6 @@ fn about_page_size(message: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn ahead() -> Ahead {
-        Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() }
-    }
-
     fn job(cursor: &str) -> Job {
         let request = Request { path: "/subscribers".into(), query: vec![("limit", "100".into())] };
         let reading = Reading { spec: parse::Spec::records_in(&["data"]), check: |_| Ok(()), follows_cursor: true };
@@ -840,7 +840,7 @@ mod tests {
 
     #[test]
     fn a_fetcher_that_panics_releases_the_other() {
-        let ahead = ahead();
+        let ahead = Ahead::new();
         std::thread::scope(|scope| {
             let waiting = scope.spawn(|| ahead.task().is_none());
             let panicking = scope.spawn(|| {
@@ -854,7 +854,7 @@ mod tests {
 
     #[test]
     fn a_guess_is_adopted_only_for_the_same_request_and_never_twice() {
-        let ahead = ahead();
+        let ahead = Ahead::new();
         let first = job("");
         ahead.start(job(""));
         let (task, guess) = ahead.task().unwrap();
