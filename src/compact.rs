@@ -42,7 +42,8 @@ pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
         path: state_path.clone(),
         detail: format!("unknown connector {:?}", state.connector),
     })?;
-    validate::check_dir(dir, def, Some(&state))?;
+    // Every committed byte is checked first: a rewrite must not carry an edit on.
+    validate::check_dir(dir, def, Some(&state), true)?;
     if let Some(run) = &state.run {
         let detail = format!(
             "a sync started at {} was interrupted; run the same sync again to finish it, then compact",

@@ -34,6 +34,18 @@ pub struct FileEntry {
     /// the SHA-256 of a file whose length and CRC did not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32: Option<u32>,
+    /// CRC-32 of the entry's name, length, CRC-32 and SHA-256 together: a digest is
+    /// reused only from an entry that proves it was written as it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<u32>,
+}
+
+impl FileEntry {
+    /// The proof of this entry of file `name`.
+    fn proof_of(&self, name: &str) -> Option<u32> {
+        let crc32 = self.crc32?;
+        Some(crc32fast::hash(format!("{name}\0{}\0{crc32}\0{}", self.bytes, self.sha256).as_bytes()))
+    }
 }
 
 /// What the writer of a manifest knows of a table file.
@@ -83,10 +95,12 @@ impl fmt::Display for Problem {
 
 /// Computes the entry of each file and writes `dir/manifest.json` atomically. A file
 /// is hashed only if no SHA-256 is known for its bytes: not computed while it was
-/// written, and not in the previous manifest with the same length and CRC-32.
+/// written, and not in the previous manifest with the same length and CRC-32 in an
+/// entry whose proof holds (a digest edited or damaged in the manifest is not copied
+/// on, it is computed again).
 pub fn write(dir: &Path, connector: &str, files: &[Source]) -> Result<Manifest> {
     let path = dir.join(FILE_NAME);
-    let previous = load(dir).ok();
+    let previous = read(dir);
     let mut entries = BTreeMap::new();
     for f in files {
         check_name(&path, &f.name)?;
@@ -94,13 +108,17 @@ pub fn write(dir: &Path, connector: &str, files: &[Source]) -> Result<Manifest> 
         let crc32 = f.committed.filter(|&(l, _)| Some(l) == len).map(|(_, c)| c);
         let known = f.hashed.clone().filter(|(l, _)| Some(*l) == len).or_else(|| {
             let old = previous.as_ref()?.files.get(&f.name)?;
-            (crc32.is_some() && old.crc32 == crc32 && Some(old.bytes) == len).then(|| (old.bytes, old.sha256.clone()))
+            let proven = old.proof.is_some() && old.proof == old.proof_of(&f.name);
+            (proven && crc32.is_some() && old.crc32 == crc32 && Some(old.bytes) == len)
+                .then(|| (old.bytes, old.sha256.clone()))
         });
         let (sha256, bytes) = match known {
             Some((bytes, sha)) => (sha, bytes),
             None => hash_file(&dir.join(&f.name))?,
         };
-        entries.insert(f.name.clone(), FileEntry { bytes, rows: f.rows, columns: f.columns, sha256, crc32 });
+        let mut entry = FileEntry { bytes, rows: f.rows, columns: f.columns, sha256, crc32, proof: None };
+        entry.proof = entry.proof_of(&f.name);
+        entries.insert(f.name.clone(), entry);
     }
     let manifest = Manifest {
         version: VERSION,
@@ -123,6 +141,11 @@ pub fn verify(dir: &Path) -> Result<Verified> {
         check_file(&dir.join(name), entry).map(|detail| Problem { file: name.clone(), detail })
     });
     Ok(Verified { problems: problems.collect(), checked: manifest.files.into_keys().collect() })
+}
+
+/// `dir/manifest.json` if there is a usable one.
+pub fn read(dir: &Path) -> Option<Manifest> {
+    load(dir).ok()
 }
 
 /// Lowercase hex SHA-256 of a file's bytes, read in constant memory.

@@ -59,7 +59,7 @@ pub fn run(dir: &Path) -> Result<Repaired> {
                 dir.join(&p.file).display(),
                 p.detail
             )),
-            ProblemKind::Edited => {
+            ProblemKind::Edited | ProblemKind::Stale => {
                 let from = dir.join(&p.file);
                 if from.exists() {
                     let to = free_name(&from, &stamp);

@@ -84,6 +84,11 @@ pub struct OutputOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Run {
     pub started_at: String,
+    /// A random number naming this run: its journals carry it, so a journal left by
+    /// another run (or copied from another directory) is never taken for its own.
+    /// 0 in a state from before it was kept.
+    #[serde(default)]
+    pub id: u64,
     /// The tables this run writes, in the order they are read.
     pub tables: Vec<String>,
     /// Tables of this run that are complete.
@@ -122,6 +127,39 @@ pub struct FileState {
     pub tail_start: u64,
     #[serde(default)]
     pub tail_crc: u32,
+}
+
+/// The committed bytes of a table's `.seen` journal: its length, run header
+/// included, and their CRC-32. A journal is used only if it proves itself by both
+/// and by the run named in its header (see `seen.rs`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "JournalForm")]
+pub struct Journal {
+    pub len: u64,
+    /// `None` in a state from before journals were checksummed: not proven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc: Option<u32>,
+}
+
+/// A journal as states write it: a bare length before checksums were kept.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JournalForm {
+    Len(u64),
+    Full {
+        len: u64,
+        #[serde(default)]
+        crc: Option<u32>,
+    },
+}
+
+impl From<JournalForm> for Journal {
+    fn from(form: JournalForm) -> Journal {
+        match form {
+            JournalForm::Len(len) => Journal { len, crc: None },
+            JournalForm::Full { len, crc } => Journal { len, crc },
+        }
+    }
 }
 
 /// Where a table's sync stands.
@@ -191,10 +229,10 @@ pub struct TableState {
     /// Where the sync of this table resumes; null when it is not under way.
     #[serde(default)]
     pub resume: Option<Resume>,
-    /// Committed length of the journal of keys read (`.<table>.seen`); absent when
+    /// The committed part of the journal of keys read (`.<table>.seen`); absent when
     /// this sync cannot delete anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seen_len: Option<u64>,
+    pub seen_len: Option<Journal>,
     /// Records created before this Unix time are not synced (`initial_sync_days`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_since: Option<i64>,

@@ -106,8 +106,13 @@ pub fn run(
     let selected = select_tables(def, opts.tables.as_deref())?;
     // Read only, before the credentials are even tried: what is there is ours.
     let existing = if dir.is_dir() { State::load(dir)? } else { None };
+    // Every committed byte of the files this run may write is checked here, before
+    // anything is written: later only the last commit is looked at again.
+    let writes = tables_written(&selected, existing.as_ref());
     if dir.is_dir() {
-        validate::check_dir(dir, def, existing.as_ref())?;
+        for p in validate::check_for_sync(dir, def, existing.as_ref(), true, &writes)? {
+            log::warn!("{}; not synced until then", validate::refusal(dir, &p));
+        }
     }
     // A directory that has its lock file is locked now, which writes nothing: the
     // line saying a run resumes comes first, and no other run starts meanwhile.
@@ -132,7 +137,8 @@ pub fn run(
     };
     // Again under the lock: another process may have written since the first look.
     let mut state = State::load(dir)?.unwrap_or_else(|| State::new(def.name));
-    validate::check_dir(dir, def, Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some()))?;
+    let known = Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some());
+    validate::check_for_sync(dir, def, known, false, &tables_written(&selected, known))?;
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
     if report.resumed.is_none() {
@@ -155,6 +161,8 @@ pub fn run(
         state.output.spreadsheet_safe |= opts.output.spreadsheet_safe;
     }
     begin_run(def, connector, &mut state, selected, opts.full_refresh);
+    prove_journals(dir, &mut state)?;
+    restart_streams(connector, &mut state);
     state.save(dir)?;
     let ctx = Ctx { def, connector, client, dir, interrupt: &opts.interrupt, checked };
     let mut committer = Committer::start(dir.to_path_buf());
@@ -203,6 +211,74 @@ fn stopped_working(e: Error) -> Error {
             Error::Auth { url, status, message: format!("{message} (the key stopped working during the sync)") }
         }
         e => e,
+    }
+}
+
+/// The tables a sync of `selected` writes: those, and the ones an interrupted run it
+/// continues has not finished.
+fn tables_written<'a>(selected: &[&'a str], state: Option<&'a State>) -> Vec<&'a str> {
+    let mut tables = selected.to_vec();
+    if let Some(run) = state.and_then(|s| s.run.as_ref()) {
+        let pending = run.tables.iter().filter(|t| !run.done.contains(t)).map(String::as_str);
+        tables.extend(pending.filter(|t| !selected.contains(t)).collect::<Vec<_>>());
+    }
+    tables
+}
+
+/// The journals of keys read that the run continues must prove themselves (see
+/// `seen.rs`). A table whose journal does not (deleted, damaged, another run's) reads
+/// its listing again from the start, with a new journal: no key is taken for deleted
+/// on the word of a journal that is not its own.
+fn prove_journals(dir: &Path, state: &mut State) -> Result<()> {
+    let Some(run) = state.run.clone() else { return Ok(()) };
+    for t in run.tables.iter().filter(|t| !run.done.contains(t)) {
+        let Some(table) = state.tables.get_mut(t.as_str()) else { continue };
+        let Some(journal) = table.seen_len.filter(|j| j.len > 0) else { continue };
+        let path = crate::seen::seen_path(dir, t);
+        if crate::seen::proven(&path, &journal, run.id)?.is_none() {
+            log::warn!(
+                "{}: the journal of keys read does not match state.json (deleted, changed or from another run); reading {t} again from its start",
+                path.display()
+            );
+            table.resume = None;
+            table.seen_len = None;
+        }
+    }
+    Ok(())
+}
+
+/// Tables read together from one stream resume together. When one of them has to
+/// be read from the start (set aside by `repair`, its journal not proven, added to
+/// an interrupted run) the whole stream starts again; the others meet their records
+/// once more as repeats, so nothing is written twice.
+fn restart_streams(connector: &dyn Connector, state: &mut State) {
+    let Some(run) = state.run.clone() else { return };
+    let pending: Vec<&'static str> = connector
+        .def()
+        .tables
+        .iter()
+        .map(|t| t.name)
+        .filter(|t| run.tables.iter().any(|r| r == t) && !run.done.iter().any(|d| d == t))
+        .collect();
+    let mut restarted = false;
+    for plan in connector.streams(&pending) {
+        let tables: Vec<&str> = plan.tables.iter().copied().filter(|t| pending.contains(t)).collect();
+        let fresh = tables.iter().any(|t| state.tables.get(*t).is_none_or(|s| s.resume.is_none()));
+        let going = tables.iter().any(|t| state.tables.get(*t).is_some_and(|s| s.resume.is_some()));
+        if fresh && going {
+            for t in tables {
+                let table = state.table(t);
+                table.resume = None;
+                table.seen_len = None;
+            }
+            restarted = true;
+        }
+    }
+    if restarted {
+        // What a connector counted over the pages of a stream is counted again.
+        if let Some(run) = state.run.as_mut() {
+            run.counts.clear();
+        }
     }
 }
 
@@ -315,6 +391,7 @@ fn new_run(def: &Def, state: &mut State, selected: Vec<&'static str>, full: bool
     }
     Run {
         started_at: timestamp::now(),
+        id: std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), timestamp::now()),
         tables: selected.iter().map(|t| t.to_string()).collect(),
         done: Vec::new(),
         full_refresh: full,

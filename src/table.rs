@@ -24,7 +24,7 @@ use crate::order::follows;
 use crate::parse::{Batch, Cell};
 use crate::seen::{seen_path, SeenLog};
 use crate::sink::{self, header_of, unguarded, written, Encoder};
-use crate::state::{FileState, Order, ReplaceKind, State, Target};
+use crate::state::{FileState, Journal, Order, ReplaceKind, State, Target};
 
 /// What one table's sync did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -66,7 +66,7 @@ pub struct TableWriter {
     /// First sync with keys out of order: every key written in this read.
     set: Option<HashSet<u64, FxBuild>>,
     seen: Option<SeenLog>,
-    pub seen_len: Option<u64>,
+    pub seen_len: Option<Journal>,
     encoder: Encoder,
     kept: Vec<Kept>,
     /// The cells of the record being looked at, and their columns.
@@ -135,11 +135,12 @@ impl TableWriter {
         // a change, and a sync that deletes knows what it met. Decided when the read
         // starts, kept when it resumes.
         let journal_len = match table.resume {
-            None => (journal && !index.is_empty()).then_some(0),
+            None => (journal && !index.is_empty()).then_some(Journal::default()),
             Some(_) => table.seen_len,
         };
         if let Some(len) = journal_len {
-            let (log, keys) = SeenLog::open(&seen_path(dir, spec.name), len)?;
+            let run = state.run.as_ref().map_or(0, |r| r.id);
+            let (log, keys) = SeenLog::open(&seen_path(dir, spec.name), len, run)?;
             for k in keys {
                 index.mark_seen(k);
             }

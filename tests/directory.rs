@@ -461,7 +461,11 @@ fn a_damaged_last_table_is_found_before_the_first_is_touched() {
     let (_m, cfg) = mock(&wd, &MockOptions { records: 200, ..MockOptions::default() }, 1, "c.json", "");
     wd.stdout(&mut sync(&wd, &cfg));
     // A run killed mid-page left uncommitted bytes in the first table, which a sync
-    // would cut off: it must not, since the last table's file is damaged.
+    // would cut off: it must not, since the last table's file is damaged. (Only an
+    // interrupted run leaves such bytes: the state says one is under way.)
+    let mut s = state(&wd.path("out"));
+    s["run"] = serde_json::json!({"started_at": "2026-01-01T00:00:00Z", "tables": TABLES, "done": []});
+    write_state(&wd.path("out"), &s);
     let mut first = fs::read(wd.path("out/subscriber.csv")).unwrap();
     first.extend_from_slice(b"178999999999999999,partial@exa");
     fs::write(wd.path("out/subscriber.csv"), first).unwrap();
@@ -499,4 +503,243 @@ fn repair_says_when_nothing_needs_it_and_removes_leftovers() {
     assert_eq!(table_counts(&wd), counts, "the sync after repair appended rows");
     let t = read_table(&wd.path("out/subscriber.csv"));
     assert_eq!(t.rows.len(), 100);
+}
+
+/// The files `repair` set aside in `out`: `<table>.csv.edited-*`.
+fn set_aside(wd: &Workdir, table: &str) -> Vec<String> {
+    let prefix = format!("{table}.csv.edited-");
+    let mut names: Vec<String> = fs::read_dir(wd.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A sync of `cfg` stopped by SIGTERM part way through subscriber, with keys in its
+/// journal (the directory had a complete sync before).
+fn interrupted_sync(wd: &Workdir, cfg: &str) {
+    let mut child = spawn(wd, &["sync", "mailerlite", "--config", cfg, "--out", "out"], "interrupted.err");
+    wait_until("the sync to be part way through subscriber", || {
+        let s = state(&wd.path("out"));
+        let table = &s["tables"]["subscriber"];
+        !table["resume"].is_null() && table["seen_len"]["len"].as_u64().unwrap_or(0) > 16
+    });
+    signal(&child, "TERM");
+    assert_eq!(exit_within(&mut child, Duration::from_secs(10)).code(), Some(143));
+    assert!(!state(&wd.path("out"))["run"].is_null());
+}
+
+/// Each table of `out` compacted holds exactly the records of `ml`.
+fn compacts_to(wd: &Workdir, ml: &MailerLite, context: &str) {
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    for t in TABLES {
+        assert_eq!(row_count(&wd.path("out"), t), ml.expected(t).len(), "{context}: {t}");
+        assert_table(&wd.path("out"), "mailerlite", t, &ml.expected(t));
+    }
+    wd.stdout(&mut wd.command(&["verify", "out"]));
+}
+
+/// A row added by hand at the end of a table file after a sync that ended is an
+/// edit, not an uncommitted page: sync and compact refuse it before writing, the
+/// other tables still sync with --tables, and `repair` sets the file aside.
+#[test]
+fn a_row_appended_after_a_clean_sync_is_an_edit() {
+    let wd = Workdir::new("dir-appended-row");
+    let opts = MockOptions { records: 200, seed: 31, ..MockOptions::default() };
+    let (_m, cfg) = mock(&wd, &opts, 1, "c.json", "");
+    wd.stdout(&mut sync(&wd, &cfg));
+    let path = wd.path("out/subscriber.csv");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"999999999,hand@example.com\n");
+    fs::write(&path, &bytes).unwrap();
+
+    let before = snapshot(&wd.path("out"));
+    for (what, mut cmd) in [("sync", sync(&wd, &cfg)), ("compact", wd.command(&["compact", "out"]))] {
+        let line = one_line(&wd.fails(&mut cmd, 2));
+        assert!(line.contains("out/subscriber.csv") && line.contains("added after"), "{what}: {line}");
+        assert!(line.contains("run `api2csv repair out`") && !line.contains("again"), "{what}: {line}");
+        assert_eq!(snapshot(&wd.path("out")), before, "{what} changed the directory");
+    }
+    // The other tables sync meanwhile; the edited file is named, and left alone.
+    let others = "group,group_subscriber,field,campaign";
+    let out = wd.output(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out", "--tables", others]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("subscriber.csv") && err.contains("api2csv repair out"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "the edited file was touched");
+
+    let said = wd.stdout(&mut wd.command(&["repair", "out"]));
+    assert!(said.contains("subscriber.csv") && said.contains("renamed to"), "{said}");
+    let aside = set_aside(&wd, "subscriber");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(fs::read(wd.path(&format!("out/{}", aside[0]))).unwrap(), bytes, "the row added was lost");
+    wd.stdout(&mut sync(&wd, &cfg));
+    compacts_to(&wd, &MailerLite::new(&MockOptions { generation: 1, ..opts }), "after repair");
+}
+
+/// A same-length edit long before the last commit (`active` → `ACTIVE`): compact
+/// refuses it instead of carrying it into the compacted file, and sync finds it
+/// before writing anything, state.json included.
+#[test]
+fn a_same_length_edit_early_in_a_file_is_refused_before_any_write() {
+    let wd = Workdir::new("dir-early-edit");
+    let opts = MockOptions { records: 400, seed: 33, ..MockOptions::default() };
+    let (_g1, cfg1) = mock(&wd, &opts, 1, "g1.json", "");
+    let (_g2, cfg2) = mock(&wd, &opts, 2, "g2.json", "");
+    wd.stdout(&mut sync(&wd, &cfg1));
+    wd.stdout(&mut sync(&wd, &cfg2));
+    let path = wd.path("out/subscriber.csv");
+    let text = fs::read_to_string(&path).unwrap();
+    let at = text.find(",active,").expect("an active subscriber");
+    let tail_start = state(&wd.path("out"))["tables"]["subscriber"]["file"]["tail_start"].as_u64().unwrap();
+    assert!((at as u64) < tail_start, "the edit must lie before the last commit ({at} >= {tail_start})");
+    let edited = format!("{},ACTIVE,{}", &text[..at], &text[at + ",active,".len()..]);
+    fs::write(&path, &edited).unwrap();
+
+    let before = snapshot(&wd.path("out"));
+    for (what, mut cmd) in [("compact", wd.command(&["compact", "out"])), ("sync", sync(&wd, &cfg2))] {
+        let line = one_line(&wd.fails(&mut cmd, 2));
+        assert!(line.contains("out/subscriber.csv") && line.contains("committed rows differ"), "{what}: {line}");
+        assert!(line.contains("run `api2csv repair out`"), "{what}: {line}");
+        assert_eq!(snapshot(&wd.path("out")), before, "{what} wrote before finding the edit");
+    }
+    let said = wd.stdout(&mut wd.command(&["repair", "out"]));
+    assert!(said.contains("subscriber.csv") && said.contains("renamed to"), "{said}");
+    assert_eq!(fs::read_to_string(wd.path(&format!("out/{}", set_aside(&wd, "subscriber")[0]))).unwrap(), edited);
+    wd.stdout(&mut sync(&wd, &cfg2));
+    compacts_to(&wd, &MailerLite::new(&MockOptions { generation: 2, ..opts }), "after repair");
+}
+
+/// `repair` during an interrupted sync: the table set aside is read from the start
+/// of its listing, not from where the interrupted run stood.
+#[test]
+fn a_table_set_aside_during_an_interrupted_sync_is_read_from_the_start() {
+    let wd = Workdir::new("dir-repair-mid-run");
+    let opts = MockOptions { records: 2000, seed: 35, ..MockOptions::default() };
+    let small = r#", "max_records_per_page": 10"#;
+    let (_g1, cfg1) = mock(&wd, &opts, 1, "g1.json", small);
+    let (_g2, cfg2) = mock(&wd, &opts, 2, "g2.json", small);
+    wd.stdout(&mut sync(&wd, &cfg1));
+    interrupted_sync(&wd, &cfg2);
+    apply(Edit::Bom, &wd.path("out/subscriber.csv"));
+    let said = wd.stdout(&mut wd.command(&["repair", "out"]));
+    assert!(said.contains("subscriber.csv") && said.contains("renamed to"), "{said}");
+    wd.stdout(&mut sync(&wd, &cfg2));
+    let ml = MailerLite::new(&MockOptions { generation: 2, ..opts });
+    assert_eq!(row_count(&wd.path("out"), "subscriber"), ml.expected("subscriber").len(), "a partial rebuild");
+    // The run repair changed could not delete (repair turned that off): the next
+    // one does, and finds nothing new or changed.
+    wd.stdout(&mut sync(&wd, &cfg2));
+    let last: Value = serde_json::from_slice(&fs::read(wd.path("out/last_sync.json")).unwrap()).unwrap();
+    for t in TABLES {
+        assert_eq!(
+            (&last["tables"][t]["new"], &last["tables"][t]["changed"]),
+            (&Value::from(0), &Value::from(0)),
+            "{t}"
+        );
+    }
+    compacts_to(&wd, &ml, "after the rebuild");
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Journal {
+    Zeroed,
+    Deleted,
+    /// Another run's journal, with state.json's length and checksum made to fit it.
+    OtherRun,
+}
+
+/// A journal of keys read that does not prove itself is never believed: the table is
+/// read again in full, and no live record gets a tombstone.
+#[test]
+fn a_journal_that_does_not_prove_itself_is_read_again() {
+    let wd = Workdir::new("dir-journal");
+    let opts = MockOptions { records: 2000, seed: 37, ..MockOptions::default() };
+    let small = r#", "max_records_per_page": 10"#;
+    let (_g1, cfg1) = mock(&wd, &opts, 1, "g1.json", small);
+    let (_g2, cfg2) = mock(&wd, &opts, 2, "g2.json", small);
+    wd.stdout(&mut sync(&wd, &cfg1));
+    let copy = |from: &str, to: &str| {
+        let _ = fs::remove_dir_all(wd.path(to));
+        fs::create_dir(wd.path(to)).unwrap();
+        for e in fs::read_dir(wd.path(from)).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), wd.path(to).join(e.file_name())).unwrap();
+        }
+    };
+    copy("out", "g1");
+    interrupted_sync(&wd, &cfg2);
+    let other = fs::read(wd.path("out/.subscriber.seen")).unwrap();
+    copy("g1", "out");
+    interrupted_sync(&wd, &cfg2);
+    copy("out", "mid");
+    let ml = MailerLite::new(&MockOptions { generation: 2, ..opts });
+    for tamper in [Journal::Zeroed, Journal::Deleted, Journal::OtherRun] {
+        copy("mid", "out");
+        let journal = wd.path("out/.subscriber.seen");
+        match tamper {
+            Journal::Zeroed => fs::write(&journal, vec![0; fs::metadata(&journal).unwrap().len() as usize]).unwrap(),
+            Journal::Deleted => fs::remove_file(&journal).unwrap(),
+            Journal::OtherRun => {
+                fs::write(&journal, &other).unwrap();
+                let mut s = state(&wd.path("out"));
+                s["tables"]["subscriber"]["seen_len"] =
+                    serde_json::json!({"len": other.len(), "crc": crc32fast::hash(&other)});
+                write_state(&wd.path("out"), &s);
+            }
+        }
+        let out = wd.output(&mut sync(&wd, &cfg2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{tamper:?}: {err}");
+        assert!(err.contains(".subscriber.seen") && err.contains("again from its start"), "{tamper:?}: {err}");
+        compacts_to(&wd, &ml, &format!("{tamper:?}"));
+    }
+}
+
+/// A wrong SHA-256 in manifest.json is not copied into the next manifest.
+#[test]
+fn a_wrong_digest_in_the_manifest_is_computed_again() {
+    let wd = Workdir::new("dir-manifest-digest");
+    let (_m, cfg) = mock(&wd, &MockOptions { records: 100, seed: 39, ..MockOptions::default() }, 1, "c.json", "");
+    wd.stdout(&mut sync(&wd, &cfg));
+    let path = wd.path("out/manifest.json");
+    let mut m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let real = m["files"]["subscriber.csv"]["sha256"].as_str().unwrap().to_string();
+    m["files"]["subscriber.csv"]["sha256"] = Value::from("0".repeat(64));
+    fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    wd.fails(&mut wd.command(&["verify", "out"]), 1);
+    wd.stdout(&mut sync(&wd, &cfg));
+    let m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(m["files"]["subscriber.csv"]["sha256"], real.as_str());
+    wd.stdout(&mut wd.command(&["verify", "out"]));
+}
+
+/// An older state.json put back (a backup restore) is refused before anything is
+/// cut, and `repair` sets the files it does not know in full aside.
+#[test]
+fn an_older_state_put_back_is_refused_and_repaired() {
+    let wd = Workdir::new("dir-old-state");
+    let opts = MockOptions { records: 300, seed: 41, ..MockOptions::default() };
+    let (_g1, cfg1) = mock(&wd, &opts, 1, "g1.json", "");
+    let (_g2, cfg2) = mock(&wd, &opts, 2, "g2.json", "");
+    wd.stdout(&mut sync(&wd, &cfg1));
+    let old = fs::read(wd.path("out/state.json")).unwrap();
+    wd.stdout(&mut sync(&wd, &cfg2));
+    let synced = fs::read(wd.path("out/subscriber.csv")).unwrap();
+    fs::write(wd.path("out/state.json"), &old).unwrap();
+
+    let before = snapshot(&wd.path("out"));
+    for (what, mut cmd) in [("sync", sync(&wd, &cfg2)), ("compact", wd.command(&["compact", "out"]))] {
+        let line = one_line(&wd.fails(&mut cmd, 2));
+        assert!(line.contains("out/subscriber.csv") && line.contains("state.json is older"), "{what}: {line}");
+        assert!(line.contains("run `api2csv repair out`"), "{what}: {line}");
+        assert_eq!(snapshot(&wd.path("out")), before, "{what} changed the directory");
+    }
+    let said = wd.stdout(&mut wd.command(&["repair", "out"]));
+    assert!(said.contains("subscriber.csv") && said.contains("renamed to"), "{said}");
+    assert_eq!(fs::read(wd.path(&format!("out/{}", set_aside(&wd, "subscriber")[0]))).unwrap(), synced);
+    wd.stdout(&mut sync(&wd, &cfg2));
+    compacts_to(&wd, &MailerLite::new(&MockOptions { generation: 2, ..opts }), "after repair");
 }

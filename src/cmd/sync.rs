@@ -149,8 +149,11 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     }
     let result = result.and_then(|()| finish(args, &report.digests));
     let failure = result.err().map(|error| Failure { error, wrote: report.wrote }).map(|f| match f.status() {
-        // Rerunning is the remedy: the line says so.
-        1 => Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote },
+        // Rerunning is the remedy: the line says so. Not for a directory error,
+        // whose line says what to do instead (`repair`): rerunning fails again.
+        1 if !matches!(f.error, Error::Dir { .. }) => {
+            Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote }
+        }
         _ => f,
     });
     let status = failure.as_ref().map_or(0, Failure::status);
