@@ -524,7 +524,7 @@ fn interrupted_sync(wd: &Workdir, cfg: &str) {
     wait_until("the sync to be part way through subscriber", || {
         let s = state(&wd.path("out"));
         let table = &s["tables"]["subscriber"];
-        !table["resume"].is_null() && table["seen_len"]["len"].as_u64().unwrap_or(0) > 16
+        !table["resume"].is_null() && table["seen_len"]["len"].as_u64().or(table["seen_len"].as_u64()).unwrap_or(0) > 16
     });
     signal(&child, "TERM");
     assert_eq!(exit_within(&mut child, Duration::from_secs(10)).code(), Some(143));
