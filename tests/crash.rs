@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use committed::Change;
 use lab::{pick, state_steps, Lab};
-use strace::{Act, Fault};
+use strace::{Act, Fault, Thread};
 use world::World;
 
 /// A small MailerLite account at `generation`, and a configuration file for it.
@@ -296,7 +296,10 @@ fn crash_widening_then_compact() {
     lab.restore("base");
     let events = lab.trace(&lab.sync("w.json", &[]), &paths);
     let renamed = events.iter().position(|e| e.main && e.syscall == "rename").expect("the widening");
-    let appended = events[renamed..].iter().find(|e| !e.main && e.syscall == "write").expect("the page appended");
+    let appended = events[renamed..]
+        .iter()
+        .find(|e| e.thread() == Thread::Committer && e.syscall == "write" && e.on("/subscriber.csv"))
+        .expect("the page appended");
     let target = [lab.file("subscriber.csv")];
     first.push(Fault::at("/subscriber.csv: state says replaced, page not appended", appended, &target, Act::Kill));
     let compaction = ["side file not created yet", "side file partly written", "renamed, state still says replace"];
@@ -412,7 +415,7 @@ fn crash_resume_over_a_shifted_listing() {
         assert!(gate.wait_held(Duration::from_secs(30)), "the second page of drafts was never asked for");
         wait_for("the first page of drafts committed", || {
             let campaign = &state_json(&lab)["tables"]["campaign"];
-            !campaign["resume"].is_null() && campaign["seen_len"].as_u64().unwrap_or(0) > 0
+            !campaign["resume"].is_null() && campaign["seen_len"]["len"].as_u64().unwrap_or(0) > 0
         });
         child.kill().unwrap();
         child.wait().unwrap();
@@ -480,4 +483,213 @@ fn crash_resume_deletion_checks() {
     let rerun = gate.count(show) - asked;
     assert_eq!(rerun, deletions - confirmed, "the rerun asked again about confirmed deletions ({asked} asked before)");
     lab.finish("gated.json", "checks resumed");
+}
+
+/// How a journal of keys read is tampered with after a fault.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    None,
+    Zeroed,
+    Deleted,
+}
+
+fn tamper(path: &std::path::Path, how: Tamper) {
+    match how {
+        Tamper::None => {}
+        Tamper::Zeroed => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            std::fs::write(path, vec![0; len as usize]).unwrap();
+        }
+        Tamper::Deleted => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Scenario 8: a sync killed by the committer's journal of keys read: before its
+/// first write, after it but before the state that counts it, and after that state
+/// (the journal committed); each then with the journal left as is, zeroed or
+/// deleted. The rerun uses the journal only if it proves itself, else reads the
+/// listing again: no live record ever gets a tombstone, none is written twice.
+#[test]
+fn crash_at_the_journal_then_a_journal_tampered_with() {
+    let opts = MockOptions { records: 40, seed: 43, ..MockOptions::default() };
+    let lab = Lab::new("crash-journal", "mailerlite", ml_expected(&opts, 2));
+    let (_g1, cfg1) = mailerlite(&lab, &opts, 1, "");
+    let (_g2, cfg2) = mailerlite(&lab, &opts, 2, "");
+    lab.ok(lab.sync(&cfg1, &[]));
+    lab.save("base");
+    let journal = lab.file(".subscriber.seen");
+    let paths = [journal.clone()];
+    let events = lab.trace(&lab.sync(&cfg2, &[]), &paths);
+    let write = lab::committer_step(&events, &paths, "/.subscriber.seen", "write", 1, Act::Kill);
+    let written = lab::committer_step(&events, &paths, "/.subscriber.seen", "write", 1, Act::KillAfter);
+    // Every state the committer writes counts the journal (its run header at least);
+    // the main thread saves the state too, so the count is one it does not reach first.
+    lab.restore("base");
+    let tmp = [lab.file("state.json.tmp")];
+    let events = lab.trace(&lab.sync(&cfg2, &[]), &tmp);
+    let counted = lab::committer_first(&events, &tmp, "/state.json.tmp", "rename", Act::KillAfter);
+    for f in [write, written, counted] {
+        for how in [Tamper::None, Tamper::Zeroed, Tamper::Deleted] {
+            lab.restore("base");
+            let before = lab.committed();
+            lab.fault(&lab.sync(&cfg2, &[]), &f, &before, Change::Grow);
+            let committed = state_json(&lab)["tables"]["subscriber"]["seen_len"]["len"].as_u64().unwrap_or(0);
+            if f.file == "/state.json.tmp" {
+                assert!(committed > 0, "{}: the state killed after does not count the journal", f.step);
+            }
+            tamper(&journal, how);
+            let mid = lab.committed();
+            let mut rerun = lab.sync(&cfg2, &[]);
+            let out = lab.wd.output(&mut rerun);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{} then {how:?}: the rerun failed\n{err}", f.step);
+            if committed > 0 && !matches!(how, Tamper::None) {
+                assert!(
+                    err.contains("again from its start"),
+                    "{} then {how:?}: the journal was believed\n{err}",
+                    f.step
+                );
+            }
+            committed::assert_follows("mailerlite", &mid, &lab.committed(), Change::Grow, "the rerun");
+            lab.finish(&cfg2, &format!("{} then the journal {how:?}", f.step));
+        }
+    }
+}
+
+/// Scenario 9: killed at the manifest's write and rename, after a sync and after a
+/// compact (whose state then commits fewer bytes than the old manifest records):
+/// the next sync neither refuses the directory nor takes it for a restored backup,
+/// and the manifest it writes verifies.
+#[test]
+fn crash_at_the_manifest() {
+    let opts = MockOptions { records: 40, seed: 45, ..MockOptions::default() };
+    let lab = Lab::new("crash-manifest", "mailerlite", ml_expected(&opts, 2));
+    let (_g1, cfg1) = mailerlite(&lab, &opts, 1, "");
+    let (_g2, cfg2) = mailerlite(&lab, &opts, 2, "");
+    lab.ok(lab.sync(&cfg1, &[]));
+    lab.save("base");
+    let paths = [lab.file("manifest.json.tmp")];
+    for (what, cmd) in [("sync", lab.sync(&cfg2, &[])), ("compact", lab.compact())] {
+        lab.restore("base");
+        if what == "compact" {
+            lab.ok(lab.sync(&cfg2, &[]));
+            lab.save("synced");
+        }
+        let events = lab.trace(&cmd, &paths);
+        let on = |syscall: &str| {
+            events.iter().find(|e| e.thread() == Thread::Main && e.syscall == syscall).expect("the manifest written")
+        };
+        let steps = [
+            Fault::at(&format!("{what}: manifest not written"), on("write"), &paths, Act::Kill),
+            Fault::at(&format!("{what}: manifest written, not renamed"), on("rename"), &paths, Act::Kill),
+            Fault::at(&format!("{what}: manifest renamed"), on("rename"), &paths, Act::KillAfter),
+        ];
+        for f in &steps {
+            lab.restore(if what == "compact" { "synced" } else { "base" });
+            let before = lab.committed();
+            let change = if what == "compact" { Change::Compact } else { Change::Grow };
+            lab.fault(&cmd, f, &before, change);
+            lab.ok(lab.sync(&cfg2, &[]));
+            let mut verify = lab.wd.command(&["verify"]);
+            verify.arg(lab.out());
+            lab.ok(verify);
+            lab.finish(&cfg2, &f.step);
+        }
+    }
+}
+
+/// Scenario 10: `repair` killed at its renames: the edited file's rename to
+/// `.edited-<time>` (before it, after it with the state not saved) and the state
+/// that marks the table for a rebuild. A second `repair` finishes the job, the
+/// edited bytes are kept in the file set aside, and the next sync rebuilds the table.
+#[test]
+fn crash_repair_at_its_renames() {
+    let opts = MockOptions { records: 40, seed: 47, ..MockOptions::default() };
+    let lab = Lab::new("crash-repair", "mailerlite", ml_expected(&opts, 2));
+    let (_g1, cfg1) = mailerlite(&lab, &opts, 1, "");
+    let (_g2, cfg2) = mailerlite(&lab, &opts, 2, "");
+    lab.ok(lab.sync(&cfg1, &[]));
+    lab.ok(lab.sync(&cfg2, &[]));
+    let table = lab.file("subscriber.csv");
+    let mut edited = std::fs::read(&table).unwrap();
+    edited.extend_from_slice(b"123,added@example.com\n");
+    std::fs::write(&table, &edited).unwrap();
+    lab.save("edited");
+    let repair = || {
+        let mut cmd = lab.wd.command(&["repair"]);
+        cmd.arg(lab.out());
+        cmd
+    };
+    let paths = [table.clone(), lab.file("state.json.tmp")];
+    let events = lab.trace(&repair(), &paths);
+    let rename = |name: &str| {
+        events
+            .iter()
+            .find(|e| e.thread() == Thread::Main && e.syscall == "rename" && e.text.contains(&format!("/{name}\", ")))
+            .unwrap_or_else(|| panic!("repair renamed no {name}"))
+    };
+    let steps = [
+        Fault::at("repair: table file not set aside", rename("subscriber.csv"), &paths, Act::Kill),
+        Fault::at("repair: table file set aside, state not saved", rename("subscriber.csv"), &paths, Act::KillAfter),
+        Fault::at("repair: state marking the rebuild not renamed", rename("state.json.tmp"), &paths, Act::Kill),
+    ];
+    for f in &steps {
+        lab.restore("edited");
+        lab.inject(&repair(), f);
+        let said = lab.ok(repair());
+        assert!(said.contains("subscriber.csv") && said.contains("rebuilds subscriber"), "{}: {said}", f.step);
+        let aside: Vec<std::path::PathBuf> = std::fs::read_dir(lab.out())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("subscriber.csv.edited-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{}: {aside:?}", f.step);
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), edited, "{}: the edited bytes were not kept", f.step);
+        std::fs::remove_file(&aside[0]).unwrap();
+        lab.finish(&cfg2, &f.step);
+    }
+}
+
+/// Scenario 11: a sync killed once the committer's first state is durable (a
+/// stream part read), then the table file edited and `repair` run: the next sync
+/// reads the set-aside table from the start of its stream, not from where the
+/// interrupted run stood.
+#[test]
+fn crash_then_repair_mid_run() {
+    let opts = MockOptions { records: 60, seed: 49, ..MockOptions::default() };
+    let lab = Lab::new("crash-repair-mid", "mailerlite", ml_expected(&opts, 2));
+    let (_g1, cfg1) = mailerlite(&lab, &opts, 1, "");
+    let (_g2, cfg2) = mailerlite(&lab, &opts, 2, "");
+    lab.ok(lab.sync(&cfg1, &[]));
+    lab.save("base");
+    let paths = [lab.file("state.json.tmp")];
+    let events = lab.trace(&lab.sync(&cfg2, &[]), &paths);
+    let f = lab::committer_first(&events, &paths, "/state.json.tmp", "rename", Act::KillAfter);
+    lab.restore("base");
+    let before = lab.committed();
+    lab.fault(&lab.sync(&cfg2, &[]), &f, &before, Change::Grow);
+    assert!(!state_json(&lab)["run"].is_null(), "{}: the run was not interrupted", f.step);
+    let table = lab.file("subscriber.csv");
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(std::fs::read(&table).unwrap());
+    std::fs::write(&table, bytes).unwrap();
+    let mut repair = lab.wd.command(&["repair"]);
+    repair.arg(lab.out());
+    let said = lab.ok(repair);
+    assert!(said.contains("renamed to"), "{said}");
+    for e in std::fs::read_dir(lab.out()).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().contains(".edited-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    // The run repair changed writes no tombstones (repair turned that off); the
+    // finishing sync after it does.
+    let out = lab.ok(lab.sync(&cfg2, &[]));
+    committed::assert_no_repeats(&lab.out(), "mailerlite");
+    let subscribers = committed::rows(&table, lab.committed().len["subscriber"]).len();
+    assert_eq!(subscribers, ml_expected(&opts, 2)("subscriber").len(), "a partial rebuild\n{out}");
+    lab.finish(&cfg2, &format!("{} then repair", f.step));
 }

@@ -208,7 +208,7 @@ pub fn rename_only_steps(events: &[Event], side: &Path) -> Vec<Fault> {
 pub fn committer_step(events: &[Event], paths: &[PathBuf], name: &str, syscall: &str, n: usize, act: Act) -> Fault {
     let e = events
         .iter()
-        .filter(|e| !e.main && e.syscall == syscall && e.on(name))
+        .filter(|e| e.thread() == Thread::Committer && e.syscall == syscall && e.on(name))
         .nth(n - 1)
         .unwrap_or_else(|| panic!("the committer made no {syscall} number {n} on {name}"));
     let what = match act {
@@ -217,6 +217,18 @@ pub fn committer_step(events: &[Event], paths: &[PathBuf], name: &str, syscall: 
         Act::KillAfter => "killed after",
     };
     Fault::at(&format!("committer: {what} {syscall} {n} of {name}"), e, paths, act)
+}
+
+/// The first call of `syscall` on a file ending in `name` by the committer that a
+/// `when=N` fault can reach: strace counts each thread's calls apart, so `when=N`
+/// fires at the first Nth call of any thread, and N must be one the committer
+/// reaches before every other thread does (the main thread saves the state too).
+pub fn committer_first(events: &[Event], paths: &[PathBuf], name: &str, syscall: &str, act: Act) -> Fault {
+    let calls: Vec<&Event> = events.iter().filter(|e| e.syscall == syscall).collect();
+    let n = (1..=calls.len())
+        .find(|&n| calls.iter().find(|e| e.nth == n).is_some_and(|e| e.thread() == Thread::Committer && e.on(name)))
+        .unwrap_or_else(|| panic!("no {syscall} of {name} by the committer comes first at its count"));
+    committer_step(events, paths, name, syscall, n, act)
 }
 
 /// Every call of a single-threaded run from the creation of `side` to the directory

@@ -2,11 +2,14 @@
 //! (it never runs), SIGKILL right after one returned (strace stalls the thread on its
 //! way out and the test kills the process), or ENOSPC instead of it.
 //!
-//! strace counts a syscall per thread, and with `-P` only the calls that touch one of
-//! the given paths. A fault is therefore "the `nth` call of `syscall` on `paths` by the
-//! main thread (or the committer)", and [`trace`] with the same paths finds `nth` for
-//! a step in a clean run. Every injected run checks where its fault landed: a test
-//! whose fault hit another call than the one meant fails, it never passes by luck.
+//! strace counts a syscall per thread (`when=N` is each thread's Nth call), and with
+//! `-P` only the calls that touch one of the given paths. A fault is therefore "the
+//! `nth` call of `syscall` on `file` by the thread named `thread`" (the main thread,
+//! the committer, a fetcher: strace's `-Y` prints each thread's name), and [`trace`]
+//! with the same paths finds `nth` for a step in a clean run. Every injected run
+//! checks from its own trace that the fault fired, and on that call of that thread on
+//! that file: a test whose fault hit another thread's call, or never fired, fails; it
+//! never passes by luck.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -35,7 +38,9 @@ pub enum Act {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Thread {
     Main,
-    /// The committer (any thread but the main one).
+    /// The thread named `committer`.
+    Committer,
+    /// Any other (a fetcher).
     Other,
 }
 
@@ -44,6 +49,8 @@ pub enum Thread {
 pub struct Event {
     pub main: bool,
     pub tid: u32,
+    /// The thread's name, as strace's `-Y` prints it.
+    pub comm: String,
     pub syscall: String,
     /// The whole line, paths decoded (`-y`).
     pub text: String,
@@ -53,10 +60,10 @@ pub struct Event {
 
 impl Event {
     pub fn thread(&self) -> Thread {
-        if self.main {
-            Thread::Main
-        } else {
-            Thread::Other
+        match (self.main, self.comm.as_str()) {
+            (true, _) => Thread::Main,
+            (false, "committer") => Thread::Committer,
+            _ => Thread::Other,
         }
     }
 
@@ -76,13 +83,19 @@ pub struct Fault {
     pub paths: Vec<PathBuf>,
     pub nth: usize,
     pub thread: Thread,
+    /// The end of the path of the file the call touches (`/subscriber.csv`).
+    pub file: String,
     pub act: Act,
 }
 
 impl Fault {
     /// The fault `act` at traced call `event`, counted over `paths`.
     pub fn at(step: &str, event: &Event, paths: &[PathBuf], act: Act) -> Fault {
+        let names = paths.iter().map(|p| format!("/{}", p.file_name().unwrap().to_string_lossy()));
+        let file = names.filter(|n| event.on(n)).max_by_key(String::len);
+        let file = file.unwrap_or_else(|| panic!("{step}: the call touches none of {paths:?}: {}", event.text));
         Fault {
+            file,
             step: step.to_string(),
             syscall: event.syscall.clone(),
             paths: paths.to_vec(),
@@ -138,7 +151,7 @@ pub fn inject(cmd: &Command, fault: &Fault, log: &Path) -> Run {
         Act::Enospc => "ENOSPC",
     };
     let hit = run.events.iter().find(|e| e.syscall == fault.syscall && e.text.contains(mark));
-    let landed = hit.is_some_and(|e| e.nth == fault.nth && e.thread() == fault.thread);
+    let landed = hit.is_some_and(|e| e.nth == fault.nth && e.thread() == fault.thread && e.on(&fault.file));
     if !landed {
         let log: Vec<&str> = run.events.iter().map(|e| e.text.as_str()).collect();
         panic!(
@@ -159,7 +172,7 @@ pub fn inject(cmd: &Command, fault: &Fault, log: &Path) -> Run {
 fn traced(cmd: &Command, paths: &[PathBuf], trace: &str, fault: Option<&Fault>, log: &Path) -> Run {
     let program = PathBuf::from(cmd.get_program());
     let mut s = Command::new(strace());
-    s.args(["-f", "-qq", "-y", "-s", "48", "-o"]).arg(log);
+    s.args(["-f", "-qq", "-y", "-Y", "-s", "48", "-o"]).arg(log);
     for p in paths.iter().chain([&program]) {
         s.arg("-P").arg(p);
     }
@@ -235,6 +248,8 @@ fn parse(log: &str) -> Vec<Event> {
     let mut main = None;
     for line in log.lines() {
         let Some((tid, rest)) = line.split_once(char::is_whitespace) else { continue };
+        // `1234<committer>`: the thread id and its name (`-Y`).
+        let (tid, comm) = tid.split_once('<').map_or((tid, ""), |(t, c)| (t, c.trim_end_matches('>')));
         let Ok(tid) = tid.parse::<u32>() else { continue };
         let rest = rest.trim_start();
         if let Some(resumed) = rest.strip_prefix("<... ") {
@@ -252,7 +267,8 @@ fn parse(log: &str) -> Vec<Event> {
             main.get_or_insert(tid);
         }
         let nth = 1 + events.iter().filter(|e| e.tid == tid && e.syscall == syscall).count();
-        events.push(Event { main: main == Some(tid), tid, syscall: syscall.to_string(), text: line.to_string(), nth });
+        let (main, comm, syscall, text) = (main == Some(tid), comm.to_string(), syscall.to_string(), line.to_string());
+        events.push(Event { main, tid, comm, syscall, text, nth });
     }
     events
 }
