@@ -7,9 +7,11 @@ pub const USAGE: &str = "\
 api2csv repair <DIR>
 
 For each table file changed outside api2csv (a spreadsheet re-save, an edited cell or
-row, an added column) or deleted: renames it to <table>.csv.edited-<UTC time> (never
-deletes it) and marks the table for a full rebuild by the next sync; the other tables
-stay incremental. Also finishes an interrupted file replacement and removes leftover
+row, an added column, rows added at its end after a sync that ended), deleted, or
+holding more than state.json commits (an older state.json put back): renames it to
+<table>.csv.edited-<UTC time> (never deletes it) and marks the table for a full
+rebuild by the next sync, from the start of its listing; the other tables stay
+incremental. Also finishes an interrupted file replacement and removes leftover
 temporary files. Prints what it did; says so when nothing needed repair.
 
 A table file that state.json does not know is left alone: repair says what to do.
