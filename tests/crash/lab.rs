@@ -144,6 +144,11 @@ impl Lab {
         repair.arg(&out);
         let said = self.ok(repair);
         assert!(said.contains("nothing needed repair"), "{context}: repair found work:\n{said}");
+        // The manifest written last holds the digests of the files as they are.
+        let mut verify = self.wd.command(&["verify"]);
+        verify.arg(&out);
+        let status = self.wd.output(&mut verify);
+        assert!(status.status.success(), "{context}: {}", crate::workdir::describe(&verify, &status));
         assert_eq!(committed::leftovers(&out), Vec::<PathBuf>::new(), "{context}: files left behind");
     }
 }
