@@ -90,18 +90,11 @@ pub fn header_of<'n>(names: impl Iterator<Item = &'n str>, bom: bool) -> Vec<u8>
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
     Missing,
-    Shorter {
-        actual: u64,
-    },
+    Shorter { actual: u64 },
     Header(&'static str),
     Content,
-    Range {
-        tail_start: u64,
-    },
-    /// Bytes past the committed length after a run that ended.
-    Added {
-        extra: u64,
-    },
+    Range { tail_start: u64 },
+    Added { extra: u64 },
 }
 
 impl Damage {
@@ -111,6 +104,7 @@ impl Damage {
             Damage::Shorter { actual } => format!("it has {actual} bytes but {committed} were committed"),
             Damage::Header(what) => format!("its header {what}"),
             Damage::Content => "its committed rows differ".into(),
+            // Bytes past the committed length after a run that ended.
             Damage::Added { extra } => format!("{extra} bytes were added after its {committed} committed bytes"),
             Damage::Range { tail_start } => {
                 format!("state.json commits {committed} bytes of it, but its last commit began at byte {tail_start}")
