@@ -15,4 +15,5 @@ mod observe;
 mod paligo;
 mod requests;
 mod signals;
+mod stops;
 mod workdir;
