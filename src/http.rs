@@ -207,6 +207,9 @@ pub struct Client {
     rng: AtomicU64,
     stats: Mutex<Stats>,
     pacer: Mutex<Pacer>,
+    /// The proxy requests go through (ureq takes it from `ALL_PROXY`, `HTTPS_PROXY`
+    /// or `HTTP_PROXY`), without credentials: named when a request cannot be made.
+    proxy: Option<String>,
     /// Set when the page being fetched is no longer wanted (the read ended on an
     /// error): waits end at once, like on a signal.
     cancel: AtomicBool,
@@ -238,6 +241,7 @@ impl Client {
             .and_then(|v| v.parse().ok())
             .map_or(BACKOFF_BASE, Duration::from_millis);
         let pacer = Mutex::new(Pacer::new(config.budget));
+        let proxy = proxy_of(&agent, &config.base_url);
         Client {
             agent,
             config,
@@ -246,6 +250,7 @@ impl Client {
             rng: AtomicU64::new(seed | 1),
             stats: Mutex::new(Stats::default()),
             pacer,
+            proxy,
             cancel: AtomicBool::new(false),
         }
     }
@@ -385,7 +390,13 @@ impl Client {
             .call();
         let mut resp = match sent {
             Ok(r) => r,
-            Err(e) => return Err(Failure::Retryable(Outcome::Transport, e.to_string())),
+            Err(e) => {
+                let detail = match &self.proxy {
+                    Some(proxy) => format!("{e} (through the proxy {proxy})"),
+                    None => e.to_string(),
+                };
+                return Err(Failure::Retryable(Outcome::Transport, detail));
+            }
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -500,6 +511,15 @@ fn too_long(t: &TooLong) -> String {
         t.wait.as_secs(),
         MAX_WAIT.as_secs()
     )
+}
+
+/// The proxy `agent` sends requests for `base_url` through, as scheme, host and
+/// port (never the user and password a proxy URL may hold).
+fn proxy_of(agent: &ureq::Agent, base_url: &str) -> Option<String> {
+    let proxy = agent.config().proxy()?;
+    let bypassed = base_url.parse::<Uri>().is_ok_and(|uri| proxy.is_no_proxy(&uri));
+    let scheme = proxy.uri().scheme_str().unwrap_or("http");
+    (!bypassed).then(|| format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
 }
 
 /// Seconds since 1970, for rate-limit resets sent as a Unix time.

@@ -68,3 +68,72 @@ fn sigterm_during_the_compaction_of_a_sync_stops_it_between_whole_replacements()
         assert_table(&wd.path("out"), "mailerlite", t, &ml.expected(t));
     }
 }
+
+/// The environment variables ureq takes a proxy from, and its exceptions.
+const PROXY_VARS: [&str; 8] =
+    ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+
+/// A loopback port nobody listens on: bound, then freed.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_written_exits_2_saying_so() {
+    let wd = Workdir::new("stops-unwritable");
+    let opts = MockOptions { records: 20, ..MockOptions::default() };
+    let (server, cfg) = mock(&wd, &opts, 1, "c.json", "");
+    // sysfs refuses new files even to root: a directory no test user can write in.
+    let err = wd.fails(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "/sys/fs"]), 2);
+    let line = crate::directory::one_line(&err);
+    assert!(
+        line.starts_with("error: /sys/fs: cannot write in this directory: cannot create .api2csv.lock: "),
+        "{line}"
+    );
+    assert!(!line.contains("run the same command"), "{line}");
+    assert!(server.requests() <= 1, "the credentials check is all it asked");
+    // A parent that is a file is named as such.
+    wd.write("file", "");
+    let err = wd.fails(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "file/out"]), 2);
+    let line = crate::directory::one_line(&err);
+    assert!(line.ends_with("--out file/out: its parent file is not a directory"), "{line}");
+}
+
+#[test]
+fn a_failure_before_anything_was_committed_does_not_offer_a_resume() {
+    let wd = Workdir::new("stops-nothing-committed");
+    let opts = MockOptions { records: 20, ..MockOptions::default() };
+    let (server, _) = mock(&wd, &opts, 1, "unused.json", "");
+    let config = |base: &str| {
+        let text = format!(
+            r#"{{"api_key": "{}", "base_url": "{base}/api", "retry_attempts": 1}}"#,
+            api2csv::mock::mailerlite::API_KEY
+        );
+        wd.write("c.json", &text);
+    };
+    let sync = || {
+        let mut cmd = wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out"]);
+        for var in PROXY_VARS {
+            cmd.env_remove(var);
+        }
+        cmd
+    };
+    // No server at all.
+    let port = closed_port();
+    config(&format!("http://127.0.0.1:{port}"));
+    let line = crate::directory::one_line(&wd.fails(&mut sync(), 1));
+    assert!(line.contains(&format!("request failed http://127.0.0.1:{port}/api/")), "{line}");
+    assert!(!line.contains("committed") && !line.contains("resume"), "{line}");
+    assert!(!line.contains("proxy"), "{line}");
+    assert!(!wd.path("out").exists());
+    // A proxy that does not answer: the line names it, and the server never hears of the run.
+    let proxy = format!("http://127.0.0.1:{}", closed_port());
+    config(&server.origin());
+    let line = crate::directory::one_line(&wd.fails(sync().env("HTTPS_PROXY", &proxy), 1));
+    assert!(line.contains(&format!("(through the proxy {proxy})")), "{line}");
+    assert!(!line.contains("committed") && !line.contains("resume"), "{line}");
+    assert_eq!(server.requests(), 0);
+    assert!(!wd.path("out").exists());
+    // The same proxy, bypassed for the host by NO_PROXY: the sync goes straight through.
+    wd.stdout(sync().env("HTTPS_PROXY", &proxy).env("NO_PROXY", "127.0.0.1"));
+}

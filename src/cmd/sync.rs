@@ -153,9 +153,11 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
         }
         e => e,
     });
+    // Rerunning resumes what this run or an earlier one committed: the line says so.
+    // When nothing was ever committed there is nothing to resume, and it does not.
+    let committed = report.wrote && (report.pages_committed > 0 || report.dir_checked);
     let failure = result.err().map(|error| Failure { error, wrote: report.wrote }).map(|f| match f.status() {
-        // Rerunning is the remedy: the line says so.
-        1 => Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote },
+        1 if committed => Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote },
         _ => f,
     });
     let status = failure.as_ref().map_or(0, Failure::status);
