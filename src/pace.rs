@@ -24,14 +24,16 @@ const SAFETY: Duration = Duration::from_millis(50);
 /// A reset header above this many seconds is a Unix time (GitHub sends one), not a delay.
 const UNIX_TIME_FROM: u64 = 1_000_000_000;
 
-/// What one response says about the rate limit: `x-ratelimit-*` or the IETF
-/// draft's `ratelimit-*` headers.
+/// What one response says about the rate limit: `x-ratelimit-*`, or the IETF
+/// drafts' `ratelimit-*`, `ratelimit-policy` and `ratelimit` headers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Announced {
     pub limit: Option<u64>,
     pub remaining: Option<u64>,
     /// How long until the current window resets.
     pub reset: Option<Duration>,
+    /// The window the limit counts in (`ratelimit-policy: 10;w=60`).
+    pub window: Option<Duration>,
 }
 
 impl Announced {
@@ -40,14 +42,22 @@ impl Announced {
     /// says nothing; one too large for 64 bits is the largest there is.
     pub fn from_headers<'h>(header: impl Fn(&str) -> Option<&'h str>, now_unix: u64) -> Announced {
         let first = |names: [&str; 2]| names.iter().find_map(|n| header(n).and_then(count));
-        let reset = first(["x-ratelimit-reset", "ratelimit-reset"]).map(|n| {
-            let secs = if n >= UNIX_TIME_FROM { n.saturating_sub(now_unix) } else { n };
-            Duration::from_secs(secs)
-        });
+        let policy = header("ratelimit-policy").or_else(|| header("x-ratelimit-policy"));
+        // The newest draft puts remaining and reset in one `ratelimit: "default";r=5;t=30`.
+        let combined = header("ratelimit");
+        let reset = first(["x-ratelimit-reset", "ratelimit-reset"]).or_else(|| combined.and_then(|v| param(v, "t")));
+        let reset =
+            reset.map(|n| Duration::from_secs(if n >= UNIX_TIME_FROM { n.saturating_sub(now_unix) } else { n }));
+        // `ratelimit-limit: 10, 10;w=60` (an older draft) names the window too.
+        let window =
+            policy.and_then(|p| param(p, "w")).or_else(|| header("ratelimit-limit").and_then(|v| param(v, "w")));
         Announced {
-            limit: first(["x-ratelimit-limit", "ratelimit-limit"]),
-            remaining: first(["x-ratelimit-remaining", "ratelimit-remaining"]),
+            limit: first(["x-ratelimit-limit", "ratelimit-limit"])
+                .or_else(|| policy.and_then(|p| param(p, "q").or(count(p)))),
+            remaining: first(["x-ratelimit-remaining", "ratelimit-remaining"])
+                .or_else(|| combined.and_then(|v| param(v, "r"))),
             reset,
+            window: window.filter(|&w| w > 0).map(Duration::from_secs),
         }
     }
 }
@@ -59,6 +69,15 @@ fn count(value: &str) -> Option<u64> {
         return None;
     }
     Some(item.parse().unwrap_or(u64::MAX))
+}
+
+/// The first parameter `key` of a structured header value: `w` of `10;w=60` or of
+/// `"default";q=10;w=60`.
+fn param(value: &str, key: &str) -> Option<u64> {
+    value.split([',', ';']).find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        (k.trim() == key).then(|| count(v))?
+    })
 }
 
 /// A wait longer than [`MAX_WAIT`], and what the server said that asks for it.
@@ -185,6 +204,9 @@ impl Pacer {
     /// window used up until its announced reset holds back the next request until then.
     pub fn announced_all(&mut self, now: Instant, a: Announced) {
         self.announced(a.limit, a.remaining);
+        if let (Some(limit), Some(window)) = (self.announced, a.window) {
+            self.learn(limit, window.saturating_add(SAFETY), "announces");
+        }
         let (Some(0), Some(reset)) = (a.remaining, a.reset) else { return };
         let demand =
             format!("its rate limit is used up (remaining 0) until the reset it announced in {} s", reset.as_secs());
@@ -213,22 +235,30 @@ impl Pacer {
         };
         let Some(reset) = now.checked_add(after).filter(|_| after <= MAX_WAIT) else { return };
         let window = reset.saturating_duration_since(began).saturating_add(SAFETY);
+        self.learn(limit, window, "allows");
+        // Every request of the refused window counts against it: none goes before its reset.
+        self.sent.clear();
+        self.block_until(now, after, format!("Retry-After: {}", after.as_secs()));
+        self.window_began = None;
+        self.remaining = None;
+    }
+}
+
+impl Pacer {
+    /// Paces to `limit` requests per `window` from now on, if that is stricter than
+    /// the budget in force and the window is no longer than [`MAX_WAIT`].
+    fn learn(&mut self, limit: usize, window: Duration, how: &str) {
         let tighter = match self.budget {
             None => true,
             Some((n, w)) => limit < n || slower(window, limit, w, n),
         };
         if tighter && !window.is_zero() && window <= MAX_WAIT {
             log::info!(
-                "rate limit: the server allows {limit} requests per {:.1}s; pacing to that",
+                "rate limit: the server {how} {limit} requests per {:.1}s; pacing to that",
                 window.as_secs_f64()
             );
             self.budget = Some((limit, window));
         }
-        // Every request of the refused window counts against it: none goes before its reset.
-        self.sent.clear();
-        self.block_until(now, after, format!("Retry-After: {}", after.as_secs()));
-        self.window_began = None;
-        self.remaining = None;
     }
 }
 
@@ -326,13 +356,15 @@ mod tests {
             Announced::from_headers(move |n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v), now_unix)
         };
         let a = read(&[("x-ratelimit-limit", " 120 "), ("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "7")]);
-        assert_eq!(a, Announced { limit: Some(120), remaining: Some(0), reset: Some(s(7.0)) });
+        assert_eq!(a, Announced { limit: Some(120), remaining: Some(0), reset: Some(s(7.0)), window: None });
         let a = read(&[
             ("ratelimit-limit", "10, 10;w=60"),
             ("ratelimit-remaining", "3"),
             ("ratelimit-reset", "1800000030"),
         ]);
-        assert_eq!(a, Announced { limit: Some(10), remaining: Some(3), reset: Some(s(30.0)) });
+        assert_eq!(a, Announced { limit: Some(10), remaining: Some(3), reset: Some(s(30.0)), window: Some(s(60.0)) });
+        let a = read(&[("ratelimit-policy", "\"default\";q=100;w=10"), ("ratelimit", "\"default\";r=0;t=4")]);
+        assert_eq!(a, Announced { limit: Some(100), remaining: Some(0), reset: Some(s(4.0)), window: Some(s(10.0)) });
         let a = read(&[("x-ratelimit-limit", "-1"), ("x-ratelimit-remaining", "1.5"), ("x-ratelimit-reset", "soon")]);
         assert_eq!(a, Announced::default());
         let a = read(&[("x-ratelimit-remaining", "99999999999999999999999")]);
@@ -378,14 +410,14 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(None);
         p.sent(t0);
-        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(1), reset: Some(s(4.0)) });
+        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(1), reset: Some(s(4.0)), window: None });
         assert_eq!(p.wait(t0), Ok(Duration::ZERO), "a request remains");
         p.sent(t0);
-        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(0), reset: Some(s(4.0)) });
+        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(0), reset: Some(s(4.0)), window: None });
         assert_eq!(p.wait(t0 + s(1.0)), Ok(s(3.05)));
         assert_eq!(p.wait(t0 + s(5.0)), Ok(Duration::ZERO));
         // A reset beyond the cap is not waited for: it is refused, naming the demand.
-        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(0), reset: Some(s(86400.0)) });
+        p.announced_all(t0, Announced { limit: Some(5), remaining: Some(0), reset: Some(s(86400.0)), window: None });
         let err = p.wait(t0).unwrap_err();
         assert!(err.wait > MAX_WAIT && err.demand.contains("86400 s"), "{err:?}");
     }
@@ -422,7 +454,7 @@ mod tests {
                     r.below(60)
                 )
             };
-            match self.below(14) {
+            match self.below(17) {
                 0 => self.below(10).to_string(),
                 1 => self.below(1000).to_string(),
                 2 => self.below(1_000_000).to_string(),
@@ -434,6 +466,8 @@ mod tests {
                 8 => date(self),
                 9 => (1_700_000_000 + self.below(400_000_000)).to_string(),
                 10 => format!("{}, {};w={}", self.below(100), self.below(100), self.below(100)),
+                15 => format!("\"default\";q={};w={}", self.below(100), self.value()),
+                16 => format!("\"default\";r={};t={}", self.below(3), self.value()),
                 11 => ["", " ", "soon", "0x10", "1e9", "NaN", "\u{0}"][usize::try_from(self.below(7)).unwrap()].into(),
                 12 => "86400".into(),
                 _ => "0".into(),
@@ -447,8 +481,11 @@ mod tests {
     #[test]
     fn random_rate_limit_headers_give_bounded_waits_and_no_panic() {
         use crate::http::{next_step, parse_retry_after, Next, Outcome};
-        let names = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
-        let names = [names, ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]];
+        let names = [
+            ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+            ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
+            ["ratelimit-policy", "ratelimit", "x-ratelimit-policy"],
+        ];
         let mut rng = Rng(0x5EED);
         let (mut refused, mut too_long, mut learned) = (0, 0, 0);
         for case in 0..400 {
@@ -468,7 +505,7 @@ mod tests {
                     }
                 }
                 p.sent(now);
-                let spelling = names[usize::try_from(rng.below(2)).unwrap()];
+                let spelling = names[usize::try_from(rng.below(3)).unwrap()];
                 let mut values: Vec<(&str, String)> = Vec::new();
                 for name in spelling {
                     if rng.below(4) > 0 {
