@@ -117,7 +117,11 @@ pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Durat
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     let at = time::PrimitiveDateTime::parse(value, format).ok()?.assume_utc();
-    Some((at - now).try_into().unwrap_or(Duration::ZERO))
+    // In nanoseconds since 1970 (i128: no date overflows it), then back to a Duration.
+    let ahead = at.unix_timestamp_nanos().saturating_sub(now.unix_timestamp_nanos());
+    let secs = u64::try_from(ahead.div_euclid(1_000_000_000)).unwrap_or(0);
+    let nanos = u32::try_from(ahead.rem_euclid(1_000_000_000)).unwrap_or(0);
+    Some(if ahead > 0 { Duration::new(secs, nanos) } else { Duration::ZERO })
 }
 
 /// A base URL that credentials may be sent to: https, or plain http to a loopback host.
@@ -590,6 +594,26 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_is_refused_not_cut_short() {
+        let now = time::macros::datetime!(2026-12-05 19:00:00.25 UTC);
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+        assert_eq!((far.as_secs(), far.subsec_millis()), (251_605_803_598, 750));
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(parse_retry_after("184467440737095516150", now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(parse_retry_after("-1", now), None);
+        for after in [far, Duration::from_secs(86400), MAX_WAIT + Duration::from_millis(1)] {
+            for status in [429, 503] {
+                assert_eq!(next_step(0, 5, &Outcome::Status(status, Some(after)), 0.5, BASE), Next::TooLong(after));
+            }
+            // Other statuses do not honour Retry-After: they back off.
+            assert_eq!(next_step(0, 5, &Outcome::Status(500, Some(after)), 1.0, BASE), Next::Retry(BASE));
+        }
+        let o = Outcome::Status(429, Some(MAX_WAIT));
+        assert_eq!(next_step(0, 5, &o, 0.5, BASE), Next::Retry(MAX_WAIT));
+        assert_eq!(next_step(5, 5, &o, 0.5, BASE), Next::GiveUp);
     }
 
     #[test]
