@@ -21,6 +21,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// request is counted when it arrives, not when it leaves.
 const SAFETY: Duration = Duration::from_millis(50);
 
+/// Send times kept while unpaced, so that a window announced later counts the
+/// requests already sent in it.
+const UNPACED_HISTORY: usize = 1024;
+
 /// A reset header above this many seconds is a Unix time (GitHub sends one), not a delay.
 const UNIX_TIME_FROM: u64 = 1_000_000_000;
 
@@ -170,8 +174,12 @@ impl Pacer {
     pub fn sent(&mut self, now: Instant) {
         self.last_sent = Some(now);
         self.sent.push_back(now);
-        let keep = self.budget.map_or(0, |(n, _)| n);
-        while self.sent.len() > keep {
+        self.keep(self.budget.map_or(UNPACED_HISTORY, |(n, _)| n));
+    }
+
+    /// Forgets all but the last `n` send times.
+    fn keep(&mut self, n: usize) {
+        while self.sent.len() > n {
             self.sent.pop_front();
         }
     }
@@ -183,9 +191,7 @@ impl Pacer {
             self.announced = Some(limit);
             if let Some((_, w)) = self.budget.filter(|&(n, _)| limit < n) {
                 self.budget = Some((limit, w));
-                while self.sent.len() > limit {
-                    self.sent.pop_front();
-                }
+                self.keep(limit);
             }
         }
         if let (Some(r), Some(limit)) = (remaining, self.announced) {
@@ -258,6 +264,7 @@ impl Pacer {
                 window.as_secs_f64()
             );
             self.budget = Some((limit, window));
+            self.keep(limit);
         }
     }
 }
@@ -420,6 +427,20 @@ mod tests {
         p.announced_all(t0, Announced { limit: Some(5), remaining: Some(0), reset: Some(s(86400.0)), window: None });
         let err = p.wait(t0).unwrap_err();
         assert!(err.wait > MAX_WAIT && err.demand.contains("86400 s"), "{err:?}");
+    }
+
+    #[test]
+    fn an_announced_window_counts_the_requests_already_sent() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(None);
+        p.sent(t0);
+        p.sent(t0 + s(0.1));
+        p.announced_all(
+            t0 + s(0.1),
+            Announced { limit: Some(2), remaining: Some(0), reset: None, window: Some(s(1.0)) },
+        );
+        assert_eq!(p.budget(), Some((2, s(1.05))));
+        assert_eq!(p.wait(t0 + s(0.2)), Ok(s(0.85)));
     }
 
     /// A small deterministic generator (splitmix64): the same cases on every run.

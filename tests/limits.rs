@@ -151,11 +151,20 @@ fn a_used_up_limit_whose_reset_is_beyond_the_cap_stops_before_the_next_request()
     assert_eq!(server.requests(), 3, "{:?}", server.targets());
 }
 
+/// What a fixed-window server says besides its limit and what remains.
+#[derive(Clone, Copy)]
+enum Announces {
+    /// When the window resets (`x-ratelimit-reset`).
+    Reset,
+    /// How long its windows are (`ratelimit-policy: 4;w=1`).
+    Policy,
+}
+
 /// A server that admits `limit` requests in each fixed window of `window`, windows
 /// counted from `origin` (which may lie before the sync's first request), and
-/// answers with `x-ratelimit-*` headers (the reset too when `announce_reset`).
-/// Returns it and the number of requests it refused.
-fn fixed_window(limit: usize, window: Duration, origin: Instant, announce_reset: bool) -> (Server, Arc<Mutex<usize>>) {
+/// answers with `x-ratelimit-*` headers and what `announces` says. Returns it and
+/// the number of requests it refused.
+fn fixed_window(limit: usize, window: Duration, origin: Instant, announces: Announces) -> (Server, Arc<Mutex<usize>>) {
     let refused = Arc::new(Mutex::new(0));
     let count = Arc::clone(&refused);
     let mut current = (u128::MAX, 0usize);
@@ -175,8 +184,9 @@ fn fixed_window(limit: usize, window: Duration, origin: Instant, announce_reset:
         }
         current.1 += 1;
         headers.push(("x-ratelimit-remaining", (limit - current.1).to_string()));
-        if announce_reset {
-            headers.push(("x-ratelimit-reset", reset));
+        match announces {
+            Announces::Reset => headers.push(("x-ratelimit-reset", reset)),
+            Announces::Policy => headers.push(("ratelimit-policy", format!("{limit};w={}", window.as_secs()))),
         }
         with_headers(reply, &headers)
     });
@@ -184,16 +194,19 @@ fn fixed_window(limit: usize, window: Duration, origin: Instant, announce_reset:
 }
 
 #[test]
-fn a_fixed_window_that_announces_its_reset_is_never_run_into() {
+fn a_fixed_window_that_announces_its_reset_or_length_is_never_run_into() {
     // Windows of 1 s, the first of them begun 0.6 s before the sync's first request;
     // 4 requests a window, 10 requests in all: the sync spans three windows and
-    // waits for each reset instead of being refused.
-    let (server, refused) = fixed_window(4, Duration::from_secs(1), Instant::now() - Duration::from_millis(600), true);
-    let wd = Workdir::new("limits-fixed-window");
-    wd.write("c.json", &format!(r#"{{"api_key":"k","base_url":"{}/api"}}"#, server.origin));
-    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out"]));
-    assert!(server.requests() > 8, "{:?}", server.targets());
-    assert_eq!(*refused.lock().unwrap(), 0, "{:?}", server.targets());
-    assert_eq!(last_sync(&wd)["rate_limited"], 0);
-    assert_eq!(crate::expected::row_count(&wd.path("out"), "subscriber"), SUBSCRIBERS);
+    // waits for each reset (or paces to the announced window) instead of being refused.
+    for announces in [Announces::Reset, Announces::Policy] {
+        let origin = Instant::now().checked_sub(Duration::from_millis(600)).unwrap();
+        let (server, refused) = fixed_window(4, Duration::from_secs(1), origin, announces);
+        let wd = Workdir::new("limits-fixed-window");
+        wd.write("c.json", &format!(r#"{{"api_key":"k","base_url":"{}/api"}}"#, server.origin));
+        wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out"]));
+        assert!(server.requests() > 8, "{:?}", server.targets());
+        assert_eq!(*refused.lock().unwrap(), 0, "{:?}", server.targets());
+        assert_eq!(last_sync(&wd)["rate_limited"], 0);
+        assert_eq!(crate::expected::row_count(&wd.path("out"), "subscriber"), SUBSCRIBERS);
+    }
 }
