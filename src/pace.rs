@@ -248,9 +248,7 @@ impl Pacer {
         self.window_began = None;
         self.remaining = None;
     }
-}
 
-impl Pacer {
     /// Paces to `limit` requests per `window` from now on, if that is stricter than
     /// the budget in force and the window is no longer than [`MAX_WAIT`].
     fn learn(&mut self, limit: usize, window: Duration, how: &str) {
