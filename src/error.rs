@@ -36,6 +36,9 @@ pub enum Error {
     Interrupted,
     /// The run stopped for a signal after committing what it had.
     Signal { name: &'static str, status: i32, committed: u64 },
+    /// A signal stopped the compaction of `sync --compact` in `dir` after the sync
+    /// itself had finished.
+    SignalCompacting { name: &'static str, status: i32, dir: PathBuf },
     /// A sync failed on the way; what it committed stays, and rerunning resumes.
     Resumable(Box<Error>),
 }
@@ -92,7 +95,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Mismatch { .. } => 1,
             Error::Interrupted => 130,
-            Error::Signal { status, .. } => *status,
+            Error::Signal { status, .. } | Error::SignalCompacting { status, .. } => *status,
             Error::Resumable(e) => e.exit_status(),
         }
     }
@@ -135,6 +138,12 @@ impl fmt::Display for Error {
                 let pages = if *committed == 1 { "page" } else { "pages" };
                 write!(f, "interrupted by {name}: {committed} {pages} committed; run the same command to resume")
             }
+            Error::SignalCompacting { name, dir, .. } => write!(
+                f,
+                "interrupted by {name} while compacting {0}: the sync had finished, and each table file is \
+                 either compacted or as the sync left it; run `api2csv compact {0}` to compact the rest",
+                dir.display()
+            ),
         }
     }
 }

@@ -69,6 +69,13 @@ pub fn create_out_dir(dir: &Path) -> Result<bool> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if parent.exists() && !parent.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {}: its parent {} is not a directory",
+            dir.display(),
+            parent.display()
+        )));
+    }
     if !parent.is_dir() {
         return Err(Error::Usage(format!(
             "--out {}: its parent {} does not exist (api2csv creates only the last component)",
@@ -95,12 +102,10 @@ pub const LOCK_NAME: &str = ".api2csv.lock";
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_NAME);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open lock file", &path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| {
+                Error::dir(dir, format!("cannot write in this directory: cannot create {LOCK_NAME}: {e}"))
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),

@@ -16,10 +16,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ureq::http::{HeaderMap, Uri};
 
 use crate::error::{Error, Result};
-use crate::pace::Pacer;
+use crate::pace::{Announced, Pacer, TooLong, MAX_WAIT};
 
-/// Longest wait a `Retry-After` can impose; longer values are cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Longest wait a `Retry-After` can impose: [`decide`] cuts longer values to this,
+/// and the client fails on them before it asks (see [`next_step`]).
+pub const MAX_RETRY_AFTER: Duration = MAX_WAIT;
 /// First backoff step; step n waits a uniform draw in 0..BASE·2ⁿ (full jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -84,17 +85,43 @@ pub fn decide(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64, base
     Some(step.mul_f64(jitter.clamp(0.0, 1.0)))
 }
 
-/// `Retry-After` as delay-seconds or an HTTP-date, relative to `now`.
+/// What the client does after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Wait this long (never more than [`MAX_WAIT`]), then try again.
+    Retry(Duration),
+    /// Not retryable, or out of retries.
+    GiveUp,
+    /// The server asks for a wait longer than [`MAX_WAIT`]: waiting that long would
+    /// look like a hang, so the run fails and says what the server asked.
+    TooLong(Duration),
+}
+
+/// [`decide`], except that a `Retry-After` beyond [`MAX_WAIT`] on a 429 or 503 is
+/// not cut short but refused: the server would refuse a request sent earlier.
+pub fn next_step(retry: u32, max_retries: u32, outcome: &Outcome, jitter: f64, base: Duration) -> Next {
+    match outcome {
+        Outcome::Status(429 | 503, Some(after)) if *after > MAX_WAIT => Next::TooLong(*after),
+        _ => decide(retry, max_retries, outcome, jitter, base).map_or(Next::GiveUp, Next::Retry),
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date, relative to `now`. A number
+/// too large for 64 bits is the longest wait there is, not a missing header.
 pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     let at = time::PrimitiveDateTime::parse(value, format).ok()?.assume_utc();
-    Some((at - now).try_into().unwrap_or(Duration::ZERO))
+    // In nanoseconds since 1970 (i128: no date overflows it), then back to a Duration.
+    let ahead = at.unix_timestamp_nanos().saturating_sub(now.unix_timestamp_nanos());
+    let secs = u64::try_from(ahead.div_euclid(1_000_000_000)).unwrap_or(0);
+    let nanos = u32::try_from(ahead.rem_euclid(1_000_000_000)).unwrap_or(0);
+    Some(if ahead > 0 { Duration::new(secs, nanos) } else { Duration::ZERO })
 }
 
 /// A base URL that credentials may be sent to: https, or plain http to a loopback host.
@@ -184,6 +211,9 @@ pub struct Client {
     rng: AtomicU64,
     stats: Mutex<Stats>,
     pacer: Mutex<Pacer>,
+    /// The proxy requests go through (ureq takes it from `ALL_PROXY`, `HTTPS_PROXY`
+    /// or `HTTP_PROXY`), without credentials: named when a request cannot be made.
+    proxy: Option<String>,
     /// Set when the page being fetched is no longer wanted (the read ended on an
     /// error): waits end at once, like on a signal.
     cancel: AtomicBool,
@@ -207,15 +237,15 @@ impl Client {
             .user_agent(concat!("api2csv/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-                ^ (std::process::id() as u64) << 32;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos());
+        let seed = u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(1) ^ u64::from(std::process::id()) << 32;
         // Tests shorten the backoff so that fault tests take seconds, not minutes.
         let backoff_base = std::env::var("API2CSV_TEST_BACKOFF_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(BACKOFF_BASE, Duration::from_millis);
         let pacer = Mutex::new(Pacer::new(config.budget));
+        let proxy = proxy_of(&agent, &config.base_url);
         Client {
             agent,
             config,
@@ -224,6 +254,7 @@ impl Client {
             rng: AtomicU64::new(seed | 1),
             stats: Mutex::new(Stats::default()),
             pacer,
+            proxy,
             cancel: AtomicBool::new(false),
         }
     }
@@ -308,13 +339,20 @@ impl Client {
                 Err(Failure::Final(e)) => return Err(e),
                 Err(Failure::Retryable(o, d)) => (o, d),
             };
-            let Some(wait) = decide(retry, self.config.retries, &outcome, self.jitter(), self.backoff_base) else {
-                let url = url.to_string();
-                return Err(match outcome {
-                    Outcome::BadBody => Error::Response { url, detail },
-                    _ if retry == 0 => Error::Request { url, detail },
-                    _ => Error::Request { url, detail: format!("{detail} (after {retry} retries)") },
-                });
+            let wait = match next_step(retry, self.config.retries, &outcome, self.jitter(), self.backoff_base) {
+                Next::Retry(wait) => wait,
+                Next::TooLong(wait) => {
+                    let demand = TooLong { wait, demand: detail };
+                    return Err(Error::Request { url: url.to_string(), detail: too_long(&demand) });
+                }
+                Next::GiveUp => {
+                    let url = url.to_string();
+                    return Err(match outcome {
+                        Outcome::BadBody => Error::Response { url, detail },
+                        _ if retry == 0 => Error::Request { url, detail },
+                        _ => Error::Request { url, detail: format!("{detail} (after {retry} retries)") },
+                    });
+                }
             };
             // The progress line counts retries; the detail is for -v.
             log::debug!(
@@ -326,7 +364,7 @@ impl Client {
             self.count(|s| s.retries += 1);
             let (slept, done) = self.sleep(wait, call.wanted);
             if matches!(outcome, Outcome::Status(429, _)) {
-                self.count(|s| s.waited += slept);
+                self.count(|s| s.waited = s.waited.saturating_add(slept));
             }
             if !done {
                 return Err(Error::Interrupted);
@@ -341,7 +379,7 @@ impl Client {
 
     fn attempt(&self, call: &Call, requests: &mut u64, body: &mut Vec<u8>) -> std::result::Result<HeaderMap, Failure> {
         // After a signal, or once nobody wants the page, no request leaves.
-        if self.stopped(call.wanted) || !self.pace(call.wanted) {
+        if self.stopped(call.wanted) || !self.pace(call)? {
             return Err(Failure::Final(Error::Interrupted));
         }
         let url = call.url;
@@ -356,12 +394,19 @@ impl Client {
             .call();
         let mut resp = match sent {
             Ok(r) => r,
-            Err(e) => return Err(Failure::Retryable(Outcome::Transport, e.to_string())),
+            Err(e) => {
+                let detail = match &self.proxy {
+                    Some(proxy) => format!("{e} (through the proxy {proxy})"),
+                    None => e.to_string(),
+                };
+                return Err(Failure::Retryable(Outcome::Transport, detail));
+            }
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        locked(&self.pacer).announced(number("x-ratelimit-limit"), number("x-ratelimit-remaining"));
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let announced = Announced::from_headers(header, unix_now());
+        locked(&self.pacer).announced_all(Instant::now(), announced);
         body.clear();
         let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(body);
         log::debug!("GET {url} -> {status} ({} bytes, {} ms)", body.len(), started.elapsed().as_millis());
@@ -371,11 +416,13 @@ impl Client {
                 Err(e) => Err(Failure::Retryable(Outcome::BadBody, format!("body cut short: {e}"))),
             };
         }
-        let message = api_message(body, status);
-        let retry_after = headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+        let mut message = api_message(body, status);
+        let retry_after_header = header("retry-after").map(one_line);
+        let retry_after =
+            retry_after_header.as_deref().and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+        if let (Some(raw), Some(_)) = (&retry_after_header, retry_after) {
+            message = format!("{message} (Retry-After: {})", raw.chars().take(60).collect::<String>());
+        }
         if status == 429 {
             self.count(|s| s.refused += 1);
             locked(&self.pacer).refused(Instant::now(), retry_after);
@@ -390,25 +437,28 @@ impl Client {
     }
 
     /// Waits until the next request keeps within the rate limit; false when
-    /// interrupted. The request's slot is taken before the wait, under the lock, so
-    /// that two fetchers never both take the last one.
-    fn pace(&self, wanted: &dyn Fn() -> bool) -> bool {
+    /// interrupted, an error when the wait would be longer than [`MAX_WAIT`]. The
+    /// request's slot is taken before the wait, under the lock, so that two
+    /// fetchers never both take the last one.
+    fn pace(&self, call: &Call) -> std::result::Result<bool, Failure> {
         let wait = {
             let mut pacer = locked(&self.pacer);
             let now = Instant::now();
-            let wait = pacer.delay(now);
-            pacer.sent(now + wait);
+            let wait = pacer.wait(now).map_err(|demand| {
+                Failure::Final(Error::Request { url: call.url.to_string(), detail: too_long(&demand) })
+            })?;
+            pacer.sent(now.checked_add(wait).unwrap_or(now));
             wait
         };
         if !wait.is_zero() {
             log::debug!("pacing: waiting {:.1}s to stay within the API's rate limit", wait.as_secs_f64());
-            let (slept, done) = self.sleep(wait, wanted);
-            self.count(|s| s.waited += slept);
+            let (slept, done) = self.sleep(wait, call.wanted);
+            self.count(|s| s.waited = s.waited.saturating_add(slept));
             if !done {
-                return false;
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// A signal arrived, the fetch was cancelled, or nobody wants the page any more.
@@ -422,12 +472,11 @@ impl Client {
     /// whether it slept all of `d`.
     fn sleep(&self, d: Duration, wanted: &dyn Fn() -> bool) -> (Duration, bool) {
         let start = Instant::now();
-        let until = start + d;
         loop {
             if self.stopped(wanted) {
                 return (start.elapsed(), false);
             }
-            let left = until.saturating_duration_since(Instant::now());
+            let left = d.saturating_sub(start.elapsed());
             if left.is_zero() {
                 return (start.elapsed(), true);
             }
@@ -442,7 +491,8 @@ impl Client {
         x ^= x << 25;
         x ^= x >> 27;
         self.rng.store(x, Ordering::Relaxed);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        let high = u32::try_from(x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32).unwrap_or(0);
+        f64::from(high) / 4_294_967_296.0
     }
 }
 
@@ -455,6 +505,30 @@ struct Call<'a> {
 enum Failure {
     Final(Error),
     Retryable(Outcome, String),
+}
+
+/// The line for a wait longer than [`MAX_WAIT`]: what the server asked, and the cap.
+fn too_long(t: &TooLong) -> String {
+    format!(
+        "{}: the server asks for a wait of {} s, longer than the {} s api2csv waits at most",
+        t.demand,
+        t.wait.as_secs(),
+        MAX_WAIT.as_secs()
+    )
+}
+
+/// The proxy `agent` sends requests for `base_url` through, as scheme, host and
+/// port (never the user and password a proxy URL may hold).
+fn proxy_of(agent: &ureq::Agent, base_url: &str) -> Option<String> {
+    let proxy = agent.config().proxy()?;
+    let bypassed = base_url.parse::<Uri>().is_ok_and(|uri| proxy.is_no_proxy(&uri));
+    let scheme = proxy.uri().scheme_str().unwrap_or("http");
+    (!bypassed).then(|| format!("{scheme}://{}:{}", proxy.host(), proxy.port()))
+}
+
+/// Seconds since 1970, for rate-limit resets sent as a Unix time.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The API's own message: `message` of a JSON body, else the start of the text.
@@ -520,6 +594,26 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_is_refused_not_cut_short() {
+        let now = time::macros::datetime!(2026-12-05 19:00:00.25 UTC);
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+        assert_eq!((far.as_secs(), far.subsec_millis()), (251_605_803_598, 750));
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(parse_retry_after("184467440737095516150", now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(parse_retry_after("-1", now), None);
+        for after in [far, Duration::from_secs(86400), MAX_WAIT + Duration::from_millis(1)] {
+            for status in [429, 503] {
+                assert_eq!(next_step(0, 5, &Outcome::Status(status, Some(after)), 0.5, BASE), Next::TooLong(after));
+            }
+            // Other statuses do not honour Retry-After: they back off.
+            assert_eq!(next_step(0, 5, &Outcome::Status(500, Some(after)), 1.0, BASE), Next::Retry(BASE));
+        }
+        let o = Outcome::Status(429, Some(MAX_WAIT));
+        assert_eq!(next_step(0, 5, &o, 0.5, BASE), Next::Retry(MAX_WAIT));
+        assert_eq!(next_step(5, 5, &o, 0.5, BASE), Next::GiveUp);
     }
 
     #[test]

@@ -15,7 +15,9 @@ DIR/manifest.json.
 pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     let Some(dir) = dir_arg(p, "compact")? else { return help(USAGE) };
     quiet_logging();
-    let (state, done) = crate::compact::run(&dir).map_err(|e| Failure { wrote: false, error: e })?;
+    // No handlers: a signal ends the process at once, which the replacement protocol makes safe.
+    let interrupt = crate::signal::Interrupt::default();
+    let (state, done) = crate::compact::run(&dir, &interrupt).map_err(|e| Failure { wrote: false, error: e })?;
     say(&text(&done));
     super::sync::write_manifest(&dir, &state, &[]).map_err(|e| Failure { error: e, wrote: true })
 }

@@ -147,11 +147,19 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     if report.dir_ready && args.verbosity != Verbosity::Quiet {
         say(&report::summary_text(&report));
     }
-    let result = result.and_then(|()| finish(args, &report.digests));
+    let result = result.and_then(|()| finish(args, &report.digests, &interrupt)).map_err(|e| match e {
+        Error::Interrupted => {
+            Error::SignalCompacting { name: interrupt.name(), status: interrupt.exit_status(), dir: args.out.clone() }
+        }
+        e => e,
+    });
+    // Rerunning resumes what this run or an earlier one committed: the line says so.
+    // When nothing was ever committed there is nothing to resume, and it does not.
+    let committed = report.wrote && (report.pages_committed > 0 || report.dir_checked);
     let failure = result.err().map(|error| Failure { error, wrote: report.wrote }).map(|f| match f.status() {
-        // Rerunning is the remedy: the line says so. Not for a directory error,
-        // whose line says what to do instead (`repair`): rerunning fails again.
-        1 if !matches!(f.error, Error::Dir { .. }) => {
+        // Rerunning is the remedy only when something was committed to resume,
+        // and not for a directory error, whose line names `repair` instead.
+        1 if committed && !matches!(f.error, Error::Dir { .. }) => {
             Failure { error: Error::Resumable(Box::new(f.error)), wrote: f.wrote }
         }
         _ => f,
@@ -167,10 +175,18 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     failure.map_or(Ok(()), Err)
 }
 
-/// After a successful sync: compaction if asked, and the manifest of what is there.
-fn finish(args: &Args, digests: &[(std::path::PathBuf, u64, String)]) -> Result<()> {
+/// After a successful sync: compaction if asked, and the manifest of what is there
+/// (also when a signal stopped the compaction).
+fn finish(args: &Args, digests: &[(std::path::PathBuf, u64, String)], interrupt: &Interrupt) -> Result<()> {
     if args.compact {
-        let (state, done) = crate::compact::run(&args.out)?;
+        let (state, done) = match crate::compact::run(&args.out, interrupt) {
+            Err(Error::Interrupted) => {
+                let state = crate::state::State::load(&args.out)?.expect("a state after a sync");
+                write_manifest(&args.out, &state, digests)?;
+                return Err(Error::Interrupted);
+            }
+            result => result?,
+        };
         say(&super::compact::text(&done));
         return write_manifest(&args.out, &state, &[]);
     }
