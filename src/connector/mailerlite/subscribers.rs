@@ -200,7 +200,12 @@ impl Stream for Subscribers<'_> {
             }
         }
         let Position::Steps(s) = &mut self.position else { unreachable!() };
-        let done = advance(&mut s.inner, env, &mut self.seen)? == Next::Done;
+        let listing = match step.as_str() {
+            PASS => "/subscribers",
+            GROUPS => "/groups",
+            _ => "/groups/{id}/subscribers",
+        };
+        let done = advance(&mut s.inner, listing, env, batch.len(), &mut self.seen)? == Next::Done;
         if done {
             self.seen.clear();
             self.next_step(&step, counts);
