@@ -9,6 +9,7 @@ mod expected;
 mod hostile;
 mod hostile_ml;
 mod hostile_pg;
+mod listing;
 mod mailerlite;
 mod observe;
 mod paligo;

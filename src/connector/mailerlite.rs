@@ -345,6 +345,8 @@ impl Stream for Listing<'_> {
     }
 
     fn not_found(&mut self) -> bool {
+        // A restart forgets the abandoned pass's cursors: they are met again.
+        self.seen.clear();
         restart_listing(&mut self.position, self.ml.page())
     }
 
@@ -353,6 +355,7 @@ impl Stream for Listing<'_> {
     }
 
     fn shrink_page_size(&mut self) -> bool {
+        self.seen.clear();
         shrink(self.ml, &mut self.position)
     }
 }
