@@ -913,6 +913,44 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_counts_repeated_pages_in_a_row_and_restarts_afresh() {
+        let mut pass = Pass::default();
+        // Shifted pages repeat a page now and then: the count starts over.
+        assert_eq!([1, 2, 1, 3, 2, 4].map(|h| pass.repeats(h)), [0, 0, 1, 0, 1, 0]);
+        // A loop repeats page after page.
+        assert_eq!([1, 2, 3, 4].map(|h| pass.repeats(h)), [1, 2, 3, 4]);
+        // A restart forgets the pages of the abandoned pass, not that it restarted.
+        assert!(pass.restart());
+        assert_eq!(pass.repeats(1), 0);
+        for _ in 1..RESTARTS {
+            assert!(pass.restart());
+        }
+        assert!(!pass.restart());
+    }
+
+    #[test]
+    fn page_hashes_see_records_not_paging_signals() {
+        let spec = parse::Spec::records_in(&["data"]);
+        let hash = |body: &str| {
+            let mut batch = Batch::default();
+            parse::parse(body.as_bytes(), &spec, &mut batch).unwrap();
+            content_hash(&batch)
+        };
+        let a = hash(r#"{"data":[{"id":"1"},{"id":"2"}],"meta":{"next_cursor":"x"}}"#);
+        assert_eq!(a, hash(r#"{"data":[{"id":"1"},{"id":"2"}],"meta":{"next_cursor":"y"}}"#));
+        assert_ne!(a, hash(r#"{"data":[{"id":"2"},{"id":"1"}],"meta":{"next_cursor":"x"}}"#));
+        assert_ne!(a, hash(r#"{"data":[{"id":"12"}],"meta":{"next_cursor":"x"}}"#));
+        assert_ne!(hash(r#"{"data":[{"a":"1"}]}"#), hash(r#"{"data":[{"b":"1"}]}"#));
+    }
+
+    #[test]
+    fn a_refused_page_size_is_told_by_the_field_or_the_message() {
+        assert!(about_page_size("The given data was invalid. (limit: The limit must not be greater than 100.)"));
+        assert!(about_page_size("per_page must be at most 100"));
+        assert!(!about_page_size("The given data was invalid. (email: The email must be valid.)"));
+    }
+
+    #[test]
     fn a_fetcher_that_panics_releases_the_other() {
         let ahead = Ahead::new();
         std::thread::scope(|scope| {
