@@ -157,6 +157,7 @@ impl Reader {
             let mut stream = ctx.connector.open(&self.plan, position);
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
             self.pages(ctx, state, committer, progress, stream.as_mut(), None)?;
+            self.writers.iter_mut().for_each(TableWriter::forget_abandoned);
             let deletes = state.run.as_ref().is_some_and(|r| r.deletes);
             for w in self.writers.iter().filter(|w| !w.summary.skipped) {
                 let t = w.spec.name;
@@ -327,8 +328,12 @@ impl Reader {
                         let detail = format!("the listing started over {RESTARTS} times in this run (the server forgot its position or refused the page size each time)");
                         return Err(Error::Response { url, detail });
                     }
+                    if only.is_none() {
+                        self.writers.iter_mut().for_each(TableWriter::restart_pass);
+                    }
                 } else {
                     pass = Pass::default();
+                    self.writers.iter_mut().for_each(TableWriter::new_listing);
                 }
                 ahead.forget();
                 if let Some(request) = next {
@@ -364,10 +369,11 @@ impl Reader {
                     lead,
                 });
             }
+            self.write_page(ctx, state, committer, stream, only)?;
             if !continues {
                 pass = Pass::default();
+                self.writers.iter_mut().for_each(TableWriter::new_listing);
             }
-            self.write_page(ctx, state, committer, stream, only)?;
             let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
             if let Some(fed) = fed.filter(|&f| f != page_of) {
                 self.writers[page_of].summary.requests -= requests;
