@@ -531,20 +531,40 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The API's own message: `message` of a JSON body, else the start of the text.
+/// The API's own message: `message` of a JSON body with the fields its `errors`
+/// name (Laravel's validation errors: `{"limit": ["..."]}`), else the start of the text.
 fn api_message(body: &[u8], status: u16) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         message: String,
+        #[serde(default)]
+        errors: Option<serde_json::Map<String, serde_json::Value>>,
     }
     if let Ok(b) = serde_json::from_slice::<Body>(body) {
-        return one_line(&b.message);
+        let fields: Vec<String> = b.errors.unwrap_or_default().iter().map(|(k, v)| field_error(k, v)).collect();
+        let message = match fields.is_empty() {
+            true => b.message,
+            false => format!("{} ({})", b.message, fields.join("; ")),
+        };
+        return one_line(&message).chars().take(500).collect();
     }
     let text = one_line(&String::from_utf8_lossy(body));
     if text.is_empty() {
         return format!("status {status}");
     }
     text.chars().take(200).collect()
+}
+
+/// One field of a validation error: its name and its first message.
+fn field_error(field: &str, errors: &serde_json::Value) -> String {
+    let first = match errors {
+        serde_json::Value::Array(a) => a.first(),
+        other => Some(other),
+    };
+    match first.and_then(serde_json::Value::as_str) {
+        Some(m) => format!("{field}: {m}"),
+        None => field.to_string(),
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -669,5 +689,10 @@ mod tests {
         assert_eq!(api_message(b"<html>\n<b>Bad gateway</b>\n</html>", 502), "<html> <b>Bad gateway</b> </html>");
         assert_eq!(api_message(b"", 500), "status 500");
         assert_eq!(api_message(b"{\"message\":\"a\\nb\"}", 500), "a b");
+        let invalid = br#"{"message": "The given data was invalid.", "errors": {"limit": ["The limit must not be greater than 100."]}}"#;
+        assert_eq!(
+            api_message(invalid, 422),
+            "The given data was invalid. (limit: The limit must not be greater than 100.)"
+        );
     }
 }

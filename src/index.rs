@@ -149,6 +149,16 @@ impl KeyIndex {
         }
     }
 
+    /// Takes back that `key` was read in this sync (it was read only in a pass of
+    /// its listing that was abandoned); its latest fingerprint stays.
+    pub fn unmark_seen(&mut self, key: u64) {
+        if let Some(i) = self.find_main(key) {
+            self.main[i].val &= !SEEN;
+        } else if let (i, true) = self.find_added(key) {
+            self.added[i].val &= !SEEN;
+        }
+    }
+
     /// Keys committed before that were not read in this sync.
     pub fn unseen(&self) -> Vec<u64> {
         let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));

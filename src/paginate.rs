@@ -78,6 +78,14 @@ pub struct Page {
     /// The last page, as the API announced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_page: Option<u64>,
+    /// The most records a page of this listing held: a page that holds as many is
+    /// full, whatever size the server caps pages at.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub largest: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The paging signals of a page-number page.
@@ -89,27 +97,71 @@ pub struct PageSignals {
     pub last_page: Option<u64>,
     /// Whether the API points at a next page (`links.next`, `next_page`).
     pub has_next: bool,
+    /// How many records the page held, if the caller counted them.
+    pub records: Option<u64>,
 }
 
 impl Page {
     pub fn start(page_size: u32) -> Page {
-        Page { page: 1, page_size, last_page: None }
+        Page { page: 1, page_size, last_page: None, largest: 0 }
     }
 
-    /// After a page: done when the API says there is no next page or this was the
-    /// last; a page other than the one asked for is an error.
+    /// After a page: done when no end signal says more follows. The signals are a
+    /// next page named (`has_next`) and a last page still ahead; a next page named
+    /// past the announced last page counts only on a full page (a short one agrees
+    /// with the count that this is the end). When they disagree the listing reads
+    /// on, bounded by the loop guards. A page other than the one asked for is an error.
     pub fn advance(&mut self, s: &PageSignals) -> Result<Next, String> {
         if let Some(got) = s.current_page.filter(|&c| c != self.page) {
             return Err(format!("asked for page {}, got page {got}", self.page));
         }
+        let (more, _) = self.verdict(s);
         if s.last_page.is_some() {
             self.last_page = s.last_page;
         }
-        if !s.has_next || self.last_page.is_some_and(|l| self.page >= l) {
+        self.largest = self.largest.max(s.records.unwrap_or(0));
+        if !more {
             return Ok(Next::Done);
         }
-        self.page += 1;
+        self.page = self.page.checked_add(1).ok_or("the page number overflows")?;
         Ok(Next::More)
+    }
+
+    /// Why the end signals of the page just read disagree, if they do and the
+    /// listing reads on because of it (ask before [`Page::advance`]).
+    pub fn disagreement(&self, s: &PageSignals) -> Option<String> {
+        self.verdict(s).1
+    }
+
+    /// Whether more pages follow the one just read, and why its signals disagree.
+    fn verdict(&self, s: &PageSignals) -> (bool, Option<String>) {
+        let Some(last) = s.last_page.or(self.last_page) else { return (s.has_next, None) };
+        let full = s.records.is_some_and(|n| n > 0 && (n >= u64::from(self.page_size) || n >= self.largest));
+        let page = self.page;
+        match (s.has_next, page < last) {
+            (true, true) => (true, None),
+            (false, false) => (false, None),
+            (true, false) if full => {
+                (true, Some(format!("full page {page} names a next page, but {last} pages were announced")))
+            }
+            (true, false) => (false, None),
+            (false, true) => (true, Some(format!("page {page} names no next page, but {last} pages were announced"))),
+        }
+    }
+}
+
+/// Listings whose end signals were found to disagree in this process: each is
+/// warned about once, its re-reads and every frame of a tree included.
+static DISAGREEING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Warns, once per `listing` in this process, when the end signals of the page just
+/// read at `page` disagree ([`Page::disagreement`]).
+pub fn warn_if_signals_disagree(listing: &str, page: &Page, s: &PageSignals) {
+    let Some(why) = page.disagreement(s) else { return };
+    let mut warned = DISAGREEING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !warned.iter().any(|l| l == listing) {
+        warned.push(listing.to_string());
+        log::warn!("{listing}: the end signals disagree ({why}); reading on while any says there is more");
     }
 }
 
@@ -264,7 +316,7 @@ mod tests {
     #[test]
     fn pages_stop_on_the_api_end_signal_only() {
         let mut p = Page::start(100);
-        let more = PageSignals { current_page: Some(1), last_page: Some(3), has_next: true };
+        let more = PageSignals { current_page: Some(1), last_page: Some(3), has_next: true, records: None };
         assert_eq!(p.advance(&more), Ok(Next::More));
         assert_eq!(p.page, 2);
         // A short or empty page is not the end while the API points further.
@@ -272,8 +324,27 @@ mod tests {
         assert_eq!(p.advance(&PageSignals { current_page: Some(3), ..more }), Ok(Next::Done));
         let mut p = Page::start(100);
         assert_eq!(p.advance(&PageSignals { has_next: false, ..PageSignals::default() }), Ok(Next::Done));
+        // Signals that disagree: read on while either says there is more, a next
+        // page past the count only from a full page.
+        let mut p = Page::start(100);
+        let stale_count = PageSignals { current_page: Some(1), last_page: Some(1), has_next: true, records: Some(100) };
+        assert!(p.disagreement(&stale_count).is_some());
+        assert_eq!(p.advance(&stale_count), Ok(Next::More));
+        // A server that caps pages below the size asked for: as large as the largest is full.
+        let capped = PageSignals { current_page: Some(2), records: Some(60), ..stale_count };
+        let mut q = Page { largest: 60, page: 2, ..Page::start(1000) };
+        assert_eq!(q.advance(&capped), Ok(Next::More));
+        let short = PageSignals { current_page: Some(2), records: Some(99), ..stale_count };
+        assert_eq!(p.disagreement(&short), None);
+        assert_eq!(p.clone().advance(&short), Ok(Next::Done));
+        let no_link = PageSignals { current_page: Some(2), last_page: Some(3), has_next: false, records: Some(5) };
+        assert!(p.disagreement(&no_link).is_some());
+        assert_eq!(p.advance(&no_link), Ok(Next::More));
+        let agreed = PageSignals { current_page: Some(3), last_page: Some(3), has_next: false, records: Some(0) };
+        assert_eq!(p.disagreement(&agreed), None);
+        assert_eq!(p.advance(&agreed), Ok(Next::Done));
         let mut p = Page { page: 2, ..Page::start(100) };
-        let stuck = PageSignals { current_page: Some(1), last_page: None, has_next: true };
+        let stuck = PageSignals { current_page: Some(1), last_page: None, has_next: true, records: None };
         assert_eq!(p.advance(&stuck), Err("asked for page 2, got page 1".into()));
     }
 

@@ -25,7 +25,7 @@ use crate::progress::{Progress, Snapshot};
 use crate::state::{Resume, State, Target};
 use crate::sync::Ctx;
 use crate::table::{TableSummary, TableWriter};
-use crate::{replace, timestamp};
+use crate::{hashing, replace, timestamp};
 
 /// A page that appends nothing only moves the resume position; losing it to a crash
 /// costs a re-read, never a row, so such pages are committed at most this often.
@@ -33,9 +33,14 @@ const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 /// Journaled keys (8 bytes each) an idle commit waits for at most: the journal
 /// held in memory stays small however fast unchanged pages arrive.
 const IDLE_JOURNAL_LIMIT: usize = 256 << 10;
-/// Pages in a row of one listing that bring no record new to this read: the listing
-/// repeats itself or never ends.
-const STALE_PAGES: u32 = 10;
+/// Pages in a row of one pass of a listing whose records repeat, exactly, a page
+/// already read in that pass: the server loops. Re-reading records is no loop (a
+/// listing restarted, a member listing after the subscriber pass, shifted pages
+/// repeat a record, rarely a whole page, never page after page).
+const REPEATED_PAGES: u32 = 10;
+/// Times one listing may start over within a run (a forgotten position, a refused
+/// page size) before that is an error: each restart forgets the pass's positions.
+const RESTARTS: u32 = 5;
 /// Threads that fetch and parse pages: the walk's next page, and the one after it
 /// asked for on a guess while that is parsed.
 const FETCHERS: usize = 2;
@@ -152,6 +157,7 @@ impl Reader {
             let mut stream = ctx.connector.open(&self.plan, position);
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
             self.pages(ctx, state, committer, progress, stream.as_mut(), None)?;
+            self.writers.iter_mut().for_each(TableWriter::forget_abandoned);
             let deletes = state.run.as_ref().is_some_and(|r| r.deletes);
             for w in self.writers.iter().filter(|w| !w.summary.skipped) {
                 let t = w.spec.name;
@@ -280,7 +286,7 @@ impl Reader {
         only: Option<usize>,
         ahead: &mut Prefetch,
     ) -> Result<()> {
-        let mut stale = 0u32;
+        let mut pass = Pass::default();
         let bound = ctx.checked.totals.get(self.plan.tables[0]).map(|n| n.saturating_mul(2) + 1000);
         let mut spare = std::mem::take(&mut self.spare);
         if let Some(request) = stream.request() {
@@ -314,9 +320,29 @@ impl Reader {
                 Err(e) => return Err(e),
             };
             if moved_on {
-                if let Some(request) = stream.request() {
-                    let lead = only.is_none() && stale == 0;
-                    ahead.start(Job { request, reading: stream.reading(), batch: std::mem::take(&mut spare), lead });
+                let next = stream.request();
+                // The same listing again from its start: a new pass, whose loop
+                // guard starts afresh; another listing: a new listing.
+                if next.as_ref().is_some_and(|n| same_listing(&request, n) || restarted(&request, n)) {
+                    if !pass.restart() {
+                        let detail = format!("the listing started over {RESTARTS} times in this run (the server forgot its position or refused the page size each time)");
+                        return Err(Error::Response { url, detail });
+                    }
+                    if only.is_none() {
+                        self.writers.iter_mut().for_each(TableWriter::restart_pass);
+                    }
+                } else {
+                    pass = Pass::default();
+                    self.writers.iter_mut().for_each(TableWriter::new_listing);
+                }
+                ahead.forget();
+                if let Some(request) = next {
+                    ahead.start(Job {
+                        request,
+                        reading: stream.reading(),
+                        batch: std::mem::take(&mut spare),
+                        lead: false,
+                    });
                 }
                 continue;
             }
@@ -328,33 +354,30 @@ impl Reader {
             accepted.map_err(|detail| Error::Response { url: url.clone(), detail })?;
             self.note_bad_times();
             let next = stream.request();
-            let mut deferred = None;
-            if let Some(next) = &next {
-                // A listing that brought nothing new lately may be given up after this
-                // page: its next page waits for the verdict, so that giving up costs
-                // no request, and it asks for no page on a guess.
-                let lead = only.is_none() && stale == 0;
-                let job =
-                    Job { request: next.clone(), reading: stream.reading(), batch: std::mem::take(&mut spare), lead };
-                if stale == 0 {
-                    ahead.start(job);
-                } else {
-                    deferred = Some(job);
-                }
+            let continues = next.as_ref().is_some_and(|next| same_listing(&request, next));
+            if pass.repeats(content_hash(&self.batch)) >= REPEATED_PAGES && continues {
+                let detail = format!("{REPEATED_PAGES} pages in a row repeated pages already read in this pass: the listing repeats itself or never ends");
+                return Err(Error::Response { url, detail });
             }
-            let (rows, fresh) = self.write_page(ctx, state, committer, stream, only)?;
+            if let Some(next) = &next {
+                // A listing that repeats itself lately asks for no page on a guess.
+                let lead = only.is_none() && pass.repeated == 0;
+                ahead.start(Job {
+                    request: next.clone(),
+                    reading: stream.reading(),
+                    batch: std::mem::take(&mut spare),
+                    lead,
+                });
+            }
+            self.write_page(ctx, state, committer, stream, only)?;
+            if !continues {
+                pass = Pass::default();
+                self.writers.iter_mut().for_each(TableWriter::new_listing);
+            }
             let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
             if let Some(fed) = fed.filter(|&f| f != page_of) {
                 self.writers[page_of].summary.requests -= requests;
                 self.writers[fed].summary.requests += requests;
-            }
-            let continues = next.is_some_and(|next| same_listing(&request, &next));
-            // Records a stream filters out (initial_sync_days) are neither fresh nor stale.
-            let nothing_new = (rows > 0 && fresh == 0) || self.batch.is_empty();
-            stale = if nothing_new && only.is_none() && continues { stale + 1 } else { 0 };
-            if stale >= STALE_PAGES {
-                let detail = format!("{STALE_PAGES} pages in a row brought no record not already read: the listing repeats itself or never ends");
-                return Err(Error::Response { url, detail });
             }
             if let Some(bound) = bound.filter(|_| only.is_none()) {
                 if self.writers[0].summary.read > bound {
@@ -364,9 +387,6 @@ impl Reader {
                     );
                     return Err(Error::Response { url, detail });
                 }
-            }
-            if let Some(job) = deferred {
-                ahead.start(job);
             }
             progress.update(&self.snapshot(ctx));
         }
@@ -582,6 +602,11 @@ impl Ahead {
         self.changed.notify_all();
     }
 
+    /// A new pass of a listing: its requests may be asked for on a guess again.
+    fn forget(&self) {
+        self.locked().asked.clear();
+    }
+
     fn close(&self) {
         self.locked().closed = true;
         self.changed.notify_all();
@@ -637,6 +662,13 @@ impl Prefetch<'_> {
                 detail: "the threads fetching pages stopped".into(),
             }),
         }
+    }
+}
+
+impl Prefetch<'_> {
+    /// A new pass of a listing: its requests may be asked for on a guess again.
+    fn forget(&self) {
+        self.ahead.forget();
     }
 }
 
@@ -813,6 +845,54 @@ impl Reader {
     }
 }
 
+/// The loop guard of one pass of a listing: a hash of the records of each page read
+/// in it, and how many pages in a row repeated one of them. A restart begins a new
+/// pass; the restarts of the listing are counted.
+#[derive(Default)]
+struct Pass {
+    pages: HashSet<u64>,
+    repeated: u32,
+    restarts: u32,
+}
+
+impl Pass {
+    /// Notes a page of records hashing to `hash`: the pages in a row that repeated one.
+    fn repeats(&mut self, hash: u64) -> u32 {
+        self.repeated = if self.pages.insert(hash) { 0 } else { self.repeated.saturating_add(1) };
+        self.repeated
+    }
+
+    /// The listing starts over: a new pass; false once it has done so too often.
+    fn restart(&mut self) -> bool {
+        let restarts = self.restarts.saturating_add(1);
+        *self = Pass { restarts, ..Pass::default() };
+        restarts <= RESTARTS
+    }
+}
+
+/// A hash of the records of a page, as parsed (paths and values): two pages hash
+/// alike when they hold the same records in the same order, whatever their paging
+/// signals say.
+fn content_hash(batch: &Batch) -> u64 {
+    let mut h = hashing::stable(0, b"page");
+    for i in 0..batch.len() {
+        for cell in batch.record(i) {
+            h = hashing::stable(h, batch.path(cell.path));
+            h = hashing::stable(h, batch.value(cell));
+        }
+        h = hashing::stable(h, b"\n");
+    }
+    h
+}
+
+/// True if `next` starts `req`'s listing over with another page size.
+fn restarted(req: &Request, next: &Request) -> bool {
+    let strip = |r: &Request| -> Vec<(&'static str, String)> {
+        r.query.iter().filter(|(k, _)| !matches!(*k, "page" | "cursor" | "limit" | "per_page")).cloned().collect()
+    };
+    req.path == next.path && strip(req) == strip(next)
+}
+
 /// True if `next` reads on in the same listing as `req` (only its page or cursor differ).
 fn same_listing(req: &Request, next: &Request) -> bool {
     let strip = |r: &Request| -> Vec<(&'static str, String)> {
@@ -836,6 +916,44 @@ mod tests {
         let reading = Reading { spec: parse::Spec::records_in(&["data"]), check: |_| Ok(()), follows_cursor: true };
         let request = if cursor.is_empty() { request } else { request.with_cursor(cursor) };
         Job { request, reading, batch: Batch::default(), lead: true }
+    }
+
+    #[test]
+    fn a_pass_counts_repeated_pages_in_a_row_and_restarts_afresh() {
+        let mut pass = Pass::default();
+        // Shifted pages repeat a page now and then: the count starts over.
+        assert_eq!([1, 2, 1, 3, 2, 4].map(|h| pass.repeats(h)), [0, 0, 1, 0, 1, 0]);
+        // A loop repeats page after page.
+        assert_eq!([1, 2, 3, 4].map(|h| pass.repeats(h)), [1, 2, 3, 4]);
+        // A restart forgets the pages of the abandoned pass, not that it restarted.
+        assert!(pass.restart());
+        assert_eq!(pass.repeats(1), 0);
+        for _ in 1..RESTARTS {
+            assert!(pass.restart());
+        }
+        assert!(!pass.restart());
+    }
+
+    #[test]
+    fn page_hashes_see_records_not_paging_signals() {
+        let spec = parse::Spec::records_in(&["data"]);
+        let hash = |body: &str| {
+            let mut batch = Batch::default();
+            parse::parse(body.as_bytes(), &spec, &mut batch).unwrap();
+            content_hash(&batch)
+        };
+        let a = hash(r#"{"data":[{"id":"1"},{"id":"2"}],"meta":{"next_cursor":"x"}}"#);
+        assert_eq!(a, hash(r#"{"data":[{"id":"1"},{"id":"2"}],"meta":{"next_cursor":"y"}}"#));
+        assert_ne!(a, hash(r#"{"data":[{"id":"2"},{"id":"1"}],"meta":{"next_cursor":"x"}}"#));
+        assert_ne!(a, hash(r#"{"data":[{"id":"12"}],"meta":{"next_cursor":"x"}}"#));
+        assert_ne!(hash(r#"{"data":[{"a":"1"}]}"#), hash(r#"{"data":[{"b":"1"}]}"#));
+    }
+
+    #[test]
+    fn a_refused_page_size_is_told_by_the_field_or_the_message() {
+        assert!(about_page_size("The given data was invalid. (limit: The limit must not be greater than 100.)"));
+        assert!(about_page_size("per_page must be at most 100"));
+        assert!(!about_page_size("The given data was invalid. (email: The email must be valid.)"));
     }
 
     #[test]

@@ -17,12 +17,30 @@ use crate::state::{FileState, ReplaceKind, State, Target};
 
 /// Replaces the file of `table` with its durable side file of `kind`, which holds `file`.
 pub fn replace(dir: &Path, state: &mut State, table: &str, kind: ReplaceKind, file: FileState) -> Result<()> {
+    let empty = holds_nothing(kind, &file);
     state.table(table).begin_replace(kind, file);
     state.save(dir)?;
     let (side, target) = side_and_target(dir, table, kind);
-    rename_durably(&side, &target)?;
+    if empty {
+        remove_both(dir, &side, &target)?;
+    } else {
+        rename_durably(&side, &target)?;
+    }
     state.table(table).finish_replace();
     state.save(dir)
+}
+
+/// A full refresh that found no record rebuilt an empty table, which has no file
+/// (as a table that never had a record): the old file goes instead of a rename.
+fn holds_nothing(kind: ReplaceKind, file: &FileState) -> bool {
+    kind == ReplaceKind::Refresh && file.is_empty()
+}
+
+/// Removes a side file (if one was ever created) and its target, durably.
+fn remove_both(dir: &Path, side: &Path, target: &Path) -> Result<()> {
+    remove_if_present(side)?;
+    remove_if_present(target)?;
+    sync_dir(dir)
 }
 
 /// What [`recover`] did, for `repair` to report.
@@ -45,7 +63,11 @@ pub fn recover(dir: &Path, state: &mut State) -> Result<Recovered> {
     for name in &names {
         let Some(pending) = state.table(name).replace.clone() else { continue };
         let (side, target) = side_and_target(dir, name, pending.kind);
-        if matches(&side, &pending.file, bom)? {
+        if holds_nothing(pending.kind, &pending.file) {
+            remove_both(dir, &side, &target)?;
+            state.table(name).finish_replace();
+            out.finished.push((name.clone(), kind_name(pending.kind)));
+        } else if matches(&side, &pending.file, bom)? {
             rename_durably(&side, &target)?;
             state.table(name).finish_replace();
             out.finished.push((name.clone(), kind_name(pending.kind)));
@@ -166,6 +188,24 @@ mod tests {
         state.table("t").begin_replace(ReplaceKind::Widen, new.clone());
         recover(&d, &mut state).unwrap();
         assert_eq!(state.tables["t"].file, new);
+    }
+
+    #[test]
+    fn an_empty_rebuild_removes_the_table_file_even_after_a_crash() {
+        let d = dir("empty-refresh");
+        let (mut state, _) = setup(&d);
+        state.table("t").start_refresh();
+        replace(&d, &mut state, "t", ReplaceKind::Refresh, FileState::default()).unwrap();
+        assert!(!table_path(&d, "t").exists());
+        assert_eq!((state.tables["t"].file.clone(), state.tables["t"].refresh.clone()), (FileState::default(), None));
+        // Killed after the state said "replace": the start of the next run finishes it.
+        let (mut state, _) = setup(&d);
+        state.table("t").start_refresh();
+        state.table("t").begin_replace(ReplaceKind::Refresh, FileState::default());
+        let r = recover(&d, &mut state).unwrap();
+        assert_eq!(r.finished, [("t".to_string(), "full refresh")]);
+        assert!(!table_path(&d, "t").exists());
+        assert!(state.tables["t"].file.is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::commit::Append;
-use crate::connector::{Rows, TableSpec};
+use crate::connector::{Confirm, Rows, TableSpec};
 use crate::error::{Error, Result};
 use crate::flatten::{cell_hash, Columns, NONE};
 use crate::hashing::{self, FxBuild};
@@ -84,6 +84,18 @@ pub struct TableWriter {
     pending_rows: u64,
     /// The table is done: its state is no longer this writer's to commit.
     pub finished: bool,
+    /// Keys read in passes of the listing, for a table whose deletions are confirmed
+    /// (by a re-read or the show route).
+    passes: Passes,
+}
+
+/// The keys a table read in the current pass of its listing, and those read only in
+/// passes a restart abandoned: a record deleted during the read (the reason a
+/// listing shrinks and restarts) was read there and never again.
+#[derive(Debug, Default)]
+struct Passes {
+    current: Vec<u64>,
+    abandoned: HashSet<u64, FxBuild>,
 }
 
 impl TableWriter {
@@ -185,6 +197,7 @@ impl TableWriter {
             keyless: 0,
             pending_rows: 0,
             finished: false,
+            passes: Passes::default(),
         }
     }
 
@@ -237,6 +250,14 @@ impl TableWriter {
             let key = self.key_of(&values);
             if let Some(seen) = &mut self.seen {
                 seen.push(key);
+            }
+            // Not for a table whose unseen keys are gone without a check: a key
+            // wrongly taken for unread costs a check, never a false tombstone.
+            if self.spec.confirm != Confirm::Unseen && self.index.is_some() {
+                self.passes.current.push(key);
+                if !self.passes.abandoned.is_empty() {
+                    self.passes.abandoned.remove(&key);
+                }
             }
             let change = match self.index.is_some() {
                 true => {
@@ -477,6 +498,30 @@ impl TableWriter {
         let mut sorted: Vec<(u64, Vec<Vec<u8>>)> = keys.into_iter().collect();
         sorted.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(sorted)
+    }
+
+    /// The listing feeding the table moves on to another listing.
+    pub fn new_listing(&mut self) {
+        self.passes.current.clear();
+    }
+
+    /// The listing feeding the table started over: what its abandoned pass read
+    /// counts as read only if a later pass reads it too.
+    pub fn restart_pass(&mut self) {
+        let Passes { current, abandoned } = &mut self.passes;
+        abandoned.extend(current.drain(..));
+    }
+
+    /// After the read: keys read only in abandoned passes are taken for not read,
+    /// so that the deletion check (a re-read) decides whether they still exist. In
+    /// this run only: a resumed run replays the journal, and the next sync decides.
+    pub fn forget_abandoned(&mut self) {
+        let abandoned = std::mem::take(&mut self.passes);
+        if let Some(index) = &mut self.index {
+            for key in abandoned.abandoned {
+                index.unmark_seen(key);
+            }
+        }
     }
 
     pub fn journaled(&self) -> bool {

@@ -10,6 +10,7 @@ mod hostile;
 mod hostile_ml;
 mod hostile_pg;
 mod limits;
+mod listing;
 mod mailerlite;
 mod observe;
 mod paligo;

@@ -20,7 +20,7 @@ use crate::config::{Config, Requirements};
 use crate::error::Result;
 use crate::http::{Client, Secret};
 use crate::mock::{self, MockApi, MockOptions};
-use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
+use crate::paginate::{warn_if_signals_disagree, Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
 use crate::timestamp::TimeFormat;
 
@@ -209,7 +209,7 @@ fn page_signals(env: &Envelope) -> std::result::Result<PageSignals, String> {
     // Without links, the page numbers alone tell whether more follow.
     let has_next =
         links_next || (env.get("links").is_none() && current_page.zip(last_page).is_some_and(|(c, l)| c < l));
-    Ok(PageSignals { current_page, last_page, has_next })
+    Ok(PageSignals { current_page, last_page, has_next, records: None })
 }
 
 /// The paging signals of a Laravel cursor envelope.
@@ -222,10 +222,20 @@ fn cursor_signals(env: &Envelope) -> std::result::Result<CursorSignals, String> 
     }
 }
 
-/// Advances a page or cursor position after a page.
-fn advance(pos: &mut Position, env: &Envelope, seen: &mut HashSet<u64>) -> std::result::Result<Next, String> {
+/// Advances a page or cursor position of `listing` after a page of `records` records.
+fn advance(
+    pos: &mut Position,
+    listing: &str,
+    env: &Envelope,
+    records: usize,
+    seen: &mut HashSet<u64>,
+) -> std::result::Result<Next, String> {
     match pos {
-        Position::Page(p) => p.advance(&page_signals(env)?),
+        Position::Page(p) => {
+            let signals = PageSignals { records: u64::try_from(records).ok(), ..page_signals(env)? };
+            warn_if_signals_disagree(listing, p, &signals);
+            p.advance(&signals)
+        }
         Position::Cursor(c) => c.advance(&cursor_signals(env)?, seen),
         _ => Ok(Next::Done),
     }
@@ -313,16 +323,16 @@ impl Stream for Listing<'_> {
         reading(self.current().0, spec)
     }
 
-    fn accept(&mut self, env: &Envelope, _batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
+    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
         let page = self.ml.page();
         match &mut self.position {
             Position::Steps(s) => {
-                if advance(&mut s.inner, env, &mut self.seen)? == Next::Done {
+                if advance(&mut s.inner, self.path, env, batch.len(), &mut self.seen)? == Next::Done {
                     s.next_step(page);
                 }
             }
             p => {
-                if advance(p, env, &mut self.seen)? == Next::Done {
+                if advance(p, self.path, env, batch.len(), &mut self.seen)? == Next::Done {
                     *p = Position::Done;
                 }
             }
@@ -335,6 +345,8 @@ impl Stream for Listing<'_> {
     }
 
     fn not_found(&mut self) -> bool {
+        // A restart forgets the abandoned pass's cursors: they are met again.
+        self.seen.clear();
         restart_listing(&mut self.position, self.ml.page())
     }
 
@@ -343,6 +355,7 @@ impl Stream for Listing<'_> {
     }
 
     fn shrink_page_size(&mut self) -> bool {
+        self.seen.clear();
         shrink(self.ml, &mut self.position)
     }
 }

@@ -19,9 +19,9 @@ use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
 use crate::http::{Client, Secret};
 use crate::mock::{self, MockApi, MockOptions};
-use crate::paginate::{join_path, Child, Next, Page, PageSignals, Position, Tree};
+use crate::paginate::{join_path, warn_if_signals_disagree, Child, Next, Page, PageSignals, Position, Tree};
 use crate::parse::{Batch, Envelope, Spec};
-use crate::timestamp::{self, TimeFormat};
+use crate::timestamp::TimeFormat;
 
 pub static DEF: Def = Def {
     name: "paligo",
@@ -200,7 +200,17 @@ fn signals(env: &Envelope) -> std::result::Result<PageSignals, String> {
         Some(Value::String(s)) => !s.is_empty(),
         Some(other) => return Err(format!("next_page is neither a URL nor empty: {other}")),
     };
-    Ok(PageSignals { current_page: number(env.get("page")), last_page: number(env.get("total_pages")), has_next })
+    Ok(PageSignals {
+        current_page: number(env.get("page")),
+        last_page: number(env.get("total_pages")),
+        has_next,
+        records: None,
+    })
+}
+
+/// The paging signals of a page and the number of records it held.
+fn signals_of(env: &Envelope, batch: &Batch) -> std::result::Result<PageSignals, String> {
+    Ok(PageSignals { records: u64::try_from(batch.len()).ok(), ..signals(env)? })
 }
 
 fn query(page: &Page, extra: Option<(&'static str, String)>) -> Vec<(&'static str, String)> {
@@ -215,8 +225,8 @@ struct Listing<'c> {
     resource: &'static str,
     timestamps: &'static [&'static str],
     position: Position,
-    /// RFC 3339 form of the `initial_sync_days` cut-off: timestamps compare as text.
-    since: Option<String>,
+    /// The `initial_sync_days` cut-off, in Unix seconds.
+    since: Option<i64>,
     keep: Vec<u32>,
 }
 
@@ -248,18 +258,21 @@ impl Stream for Listing<'_> {
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
         self.keep.clear();
-        if let Some(since) = &self.since {
+        if let Some(since) = self.since {
             let created = batch.path_id(&["created_at"]);
             for i in 0..batch.len() {
                 let at = created.and_then(|p| batch.value_at(i, p)).unwrap_or(b"");
-                // A record without a valid creation time is kept: it cannot be dated.
-                if at.is_empty() || !at.ends_with(b"Z") || at >= since.as_bytes() {
-                    self.keep.push(i as u32);
+                // A record without a creation time (missing, null, not a time) is
+                // kept: it cannot be dated.
+                if created_before(at, since) != Some(true) {
+                    self.keep.push(u32::try_from(i).map_err(|_| "a page of over 4 billion records")?);
                 }
             }
         }
         let Position::Page(p) = &mut self.position else { return Ok(()) };
-        if p.advance(&signals(env)?)? == Next::Done {
+        let signals = signals_of(env, batch)?;
+        warn_if_signals_disagree(&format!("{}/", self.resource), p, &signals);
+        if p.advance(&signals)? == Next::Done {
             self.position = Position::Done;
         }
         Ok(())
@@ -287,11 +300,7 @@ impl Stream for Listing<'_> {
     }
 
     fn set_created_since(&mut self, since: Option<i64>) {
-        self.since = since.map(|s| {
-            let mut out = Vec::new();
-            timestamp::unix_seconds(s.to_string().as_bytes(), &mut out);
-            String::from_utf8(out).unwrap_or_default()
-        });
+        self.since = since;
     }
 
     fn shrink_page_size(&mut self) -> bool {
@@ -301,6 +310,26 @@ impl Stream for Listing<'_> {
         self.position = Position::Page(self.paligo.page());
         true
     }
+}
+
+/// Whether a `created_at` cell (as written: RFC 3339 once converted, else as sent)
+/// is before Unix time `since`; `None` when it holds no time. Every numeric form
+/// Paligo may send counts: an integer, a float (`1731141000.0`), either as a string.
+fn created_before(cell: &[u8], since: i64) -> Option<bool> {
+    let text = std::str::from_utf8(cell).ok()?.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Some(t.unix_timestamp() < since);
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(secs < since);
+    }
+    // A float: compared in whole seconds, its fraction only breaking a tie.
+    let secs = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
+    let since = since.to_string().parse::<f64>().ok()?;
+    Some(secs < since)
 }
 
 /// The taxonomy tree, depth first, each taxonomy with `parent_id`, `level`, `path`.
@@ -347,6 +376,9 @@ impl Stream for Taxonomies<'_> {
         let level = frame.level.to_string();
         self.built.clear();
         let mut children = Vec::new();
+        // A child met before is not walked again; one that is this listing's own
+        // parent or an ancestor of it is a cycle in the API's tree.
+        let mut cycles = Vec::new();
         for i in 0..batch.len() {
             let text = |p: Option<u32>| {
                 String::from_utf8_lossy(p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")).into_owned()
@@ -359,13 +391,20 @@ impl Stream for Taxonomies<'_> {
             self.built.push_derived("level", level.as_bytes());
             self.built.push_derived("path", path.as_bytes());
             self.built.end_record();
-            if !id.is_empty() && self.visited.insert(id.clone()) {
+            if id.is_empty() {
+                continue;
+            }
+            if self.visited.insert(id.clone()) {
                 children.push(Child { id, path });
+            } else if frame.parent.as_ref() == Some(&id) || frame.ancestors.contains(&id) {
+                cycles.push(id);
             }
         }
-        let signals = signals(env)?;
+        let signals = signals_of(env, batch)?;
+        warn_if_signals_disagree("taxonomies/", &frame.page, &signals);
         let tree = self.tree().expect("a tree");
-        for id in tree.advance(&signals, children)? {
+        cycles.extend(tree.advance(&signals, children)?);
+        for id in cycles {
             log::warn!("taxonomy {id} is listed under its own descendant (a cycle in the parent links); it is kept where it was first met");
         }
         if tree.current().is_none() {
@@ -427,6 +466,20 @@ mod tests {
 
     fn envelope(body: &str) -> Envelope {
         crate::parse::parse(body.as_bytes(), &spec("users", &[]), &mut Batch::default()).unwrap()
+    }
+
+    #[test]
+    fn every_numeric_form_of_created_at_is_dated() {
+        let since = 1_731_300_000;
+        for older in ["2024-11-09T08:30:00Z", "1731141000", "1731141000.0", "1.731141e9", " 1731141000 "] {
+            assert_eq!(created_before(older.as_bytes(), since), Some(true), "{older}");
+        }
+        for newer in ["2024-11-12T08:26:40Z", "1731400000", "1731400000.5", "1731300000"] {
+            assert_eq!(created_before(newer.as_bytes(), since), Some(false), "{newer}");
+        }
+        for undated in ["", "soon", "NaN", "inf"] {
+            assert_eq!(created_before(undated.as_bytes(), since), None, "{undated}");
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub(super) struct Subscribers<'c> {
     built: Batch,
     /// The step the page just accepted belonged to.
     last_step: String,
+    /// The subscriber pass started over: the memberships it saw are counted afresh.
+    recount: bool,
 }
 
 const PASS: &str = "subscribers";
@@ -59,6 +61,7 @@ impl<'c> Subscribers<'c> {
             seen: HashSet::new(),
             built: Batch::default(),
             last_step: String::new(),
+            recount: false,
         }
     }
 
@@ -190,6 +193,9 @@ impl Stream for Subscribers<'_> {
     fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> std::result::Result<(), String> {
         let step = self.steps().current().unwrap_or("").to_string();
         self.built.clear();
+        if std::mem::take(&mut self.recount) && step == PASS {
+            counts.remove(MEMBERS_SEEN);
+        }
         match step.as_str() {
             PASS if self.members.is_some() => self.memberships_of_subscribers(batch, counts),
             PASS => {}
@@ -200,7 +206,12 @@ impl Stream for Subscribers<'_> {
             }
         }
         let Position::Steps(s) = &mut self.position else { unreachable!() };
-        let done = advance(&mut s.inner, env, &mut self.seen)? == Next::Done;
+        let listing = match step.as_str() {
+            PASS => "/subscribers",
+            GROUPS => "/groups",
+            _ => "/groups/{id}/subscribers",
+        };
+        let done = advance(&mut s.inner, listing, env, batch.len(), &mut self.seen)? == Next::Done;
         if done {
             self.seen.clear();
             self.next_step(&step, counts);
@@ -230,7 +241,9 @@ impl Stream for Subscribers<'_> {
             return true;
         }
         let start = if step == PASS { self.ml.cursor() } else { self.ml.page() };
-        restart_listing(&mut self.steps_mut().inner, start)
+        // A restart forgets the abandoned pass: its cursors, its membership counts.
+        let restarted = restart_listing(&mut self.steps_mut().inner, start);
+        self.restarted(restarted, &step)
     }
 
     fn position(&self) -> Position {
@@ -238,6 +251,19 @@ impl Stream for Subscribers<'_> {
     }
 
     fn shrink_page_size(&mut self) -> bool {
-        shrink(self.ml, &mut self.position)
+        let step = self.steps().current().unwrap_or("").to_string();
+        let restarted = shrink(self.ml, &mut self.position);
+        self.restarted(restarted, &step)
+    }
+}
+
+impl Subscribers<'_> {
+    /// After a restart of `step`'s listing (if `restarted`): its pass starts afresh.
+    fn restarted(&mut self, restarted: bool, step: &str) -> bool {
+        if restarted {
+            self.seen.clear();
+            self.recount |= step == PASS;
+        }
+        restarted
     }
 }
