@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
+mod account;
 mod changes;
 mod crash;
 mod differential;
