@@ -59,7 +59,7 @@ pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
             continue;
         }
         let path = table_path(dir, spec.name);
-        let last = last_rows(&path, file.file_len, spec.primary_key)?;
+        let last = last_rows(&path, file.file_len, spec.primary_key, state.output.spreadsheet_safe)?;
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
         let mut compacted = sink::rewrite(&path, file.file_len, &side, &header, 0, |i, record| {
@@ -76,9 +76,9 @@ pub fn compact_locked(dir: &Path) -> Result<(State, Vec<Compacted>)> {
 }
 
 /// Which rows are the last of their key: a bit per row, in file order.
-fn last_rows(path: &Path, len: u64, primary_key: &[&str]) -> Result<Vec<u64>> {
+fn last_rows(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<Vec<u64>> {
     let mut latest = Latest::default();
-    let mut rows = KeyedRows::open(path, len, primary_key)?;
+    let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
     let mut i = 0u64;
     while let Some((key, _)) = rows.next_row()? {
         latest.push(key, i);

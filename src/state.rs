@@ -138,7 +138,7 @@ pub struct OutputOptions {
     /// Table files start with a UTF-8 byte order mark (for Excel).
     #[serde(default)]
     pub bom: bool,
-    /// Cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'`.
+    /// Cells starting with `=`, `+`, `-`, `@`, tab, CR or `'` get a leading `'`.
     #[serde(default)]
     pub spreadsheet_safe: bool,
 }

@@ -10,6 +10,7 @@ mod expected;
 mod hostile;
 mod hostile_ml;
 mod hostile_pg;
+mod keys;
 mod mailerlite;
 mod observe;
 mod paligo;
