@@ -74,7 +74,7 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
             return Err(Error::Interrupted);
         }
         let path = table_path(dir, spec.name);
-        let last = last_rows(&path, file.file_len, spec.primary_key, &stopped)?;
+        let last = last_rows(&path, file.file_len, spec.primary_key, state.output.spreadsheet_safe, &stopped)?;
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
         let mut cut = false;
@@ -100,9 +100,15 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
 }
 
 /// Which rows are the last of their key: a bit per row, in file order.
-fn last_rows(path: &Path, len: u64, primary_key: &[&str], stopped: &dyn Fn() -> bool) -> Result<Vec<u64>> {
+fn last_rows(
+    path: &Path,
+    len: u64,
+    primary_key: &[&str],
+    guarded: bool,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Vec<u64>> {
     let mut latest = Latest::default();
-    let mut rows = KeyedRows::open(path, len, primary_key)?;
+    let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
     let mut i = 0u64;
     while let Some((key, _)) = rows.next_row()? {
         if i.is_multiple_of(CHECK_EVERY) && stopped() {

@@ -131,6 +131,9 @@ pub struct BaseUrl {
     pub url: String,
     /// The host, without port or brackets.
     pub host: String,
+    /// Host (lowercase, an IPv6 address in brackets) and port, the scheme's default
+    /// when none is given: `acme.paligoapp.com:443`, `[::1]:8080`.
+    pub authority: String,
     pub loopback: bool,
 }
 
@@ -161,7 +164,10 @@ pub fn check_base_url(base_url: &str) -> std::result::Result<BaseUrl, String> {
         "http" => return Err("credentials are only sent over https (plain http is allowed to loopback only)".into()),
         other => return Err(format!("unsupported scheme {other:?}")),
     }
-    Ok(BaseUrl { url: url.to_string(), host, loopback })
+    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let lower = host.to_ascii_lowercase();
+    let authority = if lower.contains(':') { format!("[{lower}]:{port}") } else { format!("{lower}:{port}") };
+    Ok(BaseUrl { url: url.to_string(), host, authority, loopback })
 }
 
 /// True for hosts that never leave the machine, where plain http may carry credentials.
@@ -659,6 +665,17 @@ mod tests {
         }
         let err = check_base_url("http://localhost:1@api.example.net/api").unwrap_err();
         assert!(err.contains("user info"), "{err}");
+    }
+
+    #[test]
+    fn the_authority_always_names_its_port() {
+        let authority = |u: &str| check_base_url(u).unwrap().authority;
+        assert_eq!(authority("https://Acme.PaligoApp.com/api/v2"), "acme.paligoapp.com:443");
+        assert_eq!(authority("https://acme.paligoapp.com:443/api/v2"), "acme.paligoapp.com:443");
+        assert_eq!(authority("https://acme.paligoapp.com:8443/api/v2"), "acme.paligoapp.com:8443");
+        assert_eq!(authority("http://127.0.0.1:8080/api"), "127.0.0.1:8080");
+        assert_eq!(authority("http://localhost/api"), "localhost:80");
+        assert_eq!(authority("http://[::1]:9/api"), "[::1]:9");
     }
 
     #[test]

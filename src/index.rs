@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::flatten::cell_hash;
 use crate::hashing::key as key_hash;
 use crate::hashing::stable as hash;
+use crate::sink::unguarded;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
@@ -233,14 +234,15 @@ fn merge_later(main: &mut Vec<Entry>, later: &mut Vec<Entry>) {
 }
 
 /// Reads the committed rows of a table file into an index; `primary_key` names the
-/// key columns. The last two columns are the tool's (`_synced_at`, `_deleted`).
-/// Returns the CRC-32 of the bytes read too, to hold against the committed one.
-pub fn load(path: &Path, len: u64, primary_key: &[&str]) -> Result<(KeyIndex, u32)> {
+/// key columns, `guarded` says the file is spreadsheet-safe. The last two columns are
+/// the tool's (`_synced_at`, `_deleted`). Returns the CRC-32 of the bytes read too, to
+/// hold against the committed one.
+pub fn load(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<(KeyIndex, u32)> {
     if len == 0 {
         return Ok((KeyIndex::from_latest(Vec::new()), 0));
     }
     let mut latest = Latest::default();
-    let crc = scan(path, len, primary_key, |key, fingerprint, _| latest.push(key, fingerprint))?;
+    let crc = scan(path, len, primary_key, guarded, |key, fingerprint, _| latest.push(key, fingerprint))?;
     Ok((KeyIndex::from_latest(latest.finish()), crc))
 }
 
@@ -290,19 +292,23 @@ impl<R: Read> Read for CrcRead<R> {
 }
 
 /// The committed rows of a table file, each with its key hash, read one at a time
-/// into a reused record (rust-csv's `read_byte_record` style).
+/// into a reused record (rust-csv's `read_byte_record` style). The key hash is of the
+/// values as the API sent them: a spreadsheet-safe file's guard is taken off first,
+/// so keys compare as the API knows them.
 pub struct KeyedRows {
     path: PathBuf,
     reader: csv::Reader<CrcRead<std::io::Take<File>>>,
     header: csv::ByteRecord,
     keys: Vec<usize>,
+    guarded: bool,
     names: Vec<u64>,
     record: csv::ByteRecord,
 }
 
 impl KeyedRows {
-    /// Opens the first `len` bytes of `path`, whose header must hold `primary_key`.
-    pub fn open(path: &Path, len: u64, primary_key: &[&str]) -> Result<KeyedRows> {
+    /// Opens the first `len` bytes of `path`, whose header must hold `primary_key`;
+    /// `guarded`: the file is spreadsheet-safe.
+    pub fn open(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
         let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let crc = CrcRead { inner: file.take(len), hasher: crc32fast::Hasher::new() };
@@ -314,7 +320,7 @@ impl KeyedRows {
             .collect::<Option<_>>()
             .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
         let names = header.iter().map(|n| hash(0, n)).collect();
-        Ok(KeyedRows { path: path.to_path_buf(), reader, header, keys, names, record: csv::ByteRecord::new() })
+        Ok(KeyedRows { path: path.to_path_buf(), reader, header, keys, guarded, names, record: csv::ByteRecord::new() })
     }
 
     /// The CRC-32 of the bytes read, once every row was read.
@@ -331,7 +337,7 @@ impl KeyedRows {
         if !read {
             return Ok(None);
         }
-        let key = key_hash(self.keys.iter().map(|&k| &self.record[k]));
+        let key = key_hash(self.keys.iter().map(|&k| unguarded(&self.record[k], self.guarded)));
         Ok(Some((key, &self.record)))
     }
 
@@ -352,8 +358,14 @@ impl KeyedRows {
 
 /// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row;
 /// returns the CRC-32 of the bytes read.
-pub fn scan(path: &Path, len: u64, primary_key: &[&str], mut f: impl FnMut(u64, u64, &csv::ByteRecord)) -> Result<u32> {
-    let mut rows = KeyedRows::open(path, len, primary_key)?;
+pub fn scan(
+    path: &Path,
+    len: u64,
+    primary_key: &[&str],
+    guarded: bool,
+    mut f: impl FnMut(u64, u64, &csv::ByteRecord),
+) -> Result<u32> {
+    let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
     while let Some((key, _)) = rows.next_row()? {
         f(key, rows.fingerprint(), &rows.record);
     }

@@ -46,9 +46,12 @@ pub fn side_and_target(dir: &Path, name: &str, kind: ReplaceKind) -> (PathBuf, P
     }
 }
 
-/// Whether a cell must be guarded for spreadsheets (OWASP's CSV-injection rule).
+/// Whether a cell is guarded in a spreadsheet-safe file: a value a spreadsheet would
+/// run as a formula (OWASP's CSV-injection rule), and one that starts with `'`
+/// already, which gets one more so that the guard can always be taken off again
+/// (`=2` is written `'=2`, `'=2` is written `''=2`).
 pub fn needs_guard(v: &[u8]) -> bool {
-    matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+    matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\''))
 }
 
 /// `value` as written: with a leading `'` if it needs a guard and `safe` is on.
@@ -64,8 +67,8 @@ pub fn written<'v>(value: &'v [u8], safe: bool, scratch: &'v mut Vec<u8>) -> &'v
 }
 
 /// `cell` as the API sent it, from a file written with `safe`: without the guard
-/// [`written`] added. (A value the API sent as `'=…` reads back as `=…`: the guard
-/// cannot tell them apart.)
+/// [`written`] added, exactly. (In a file written before `'` was guarded too, a
+/// value the API sent as `'=…` reads back as `=…`: that file cannot tell them apart.)
 pub fn unguarded(cell: &[u8], safe: bool) -> &[u8] {
     match cell.split_first() {
         Some((b'\'', rest)) if safe && needs_guard(rest) => rest,
@@ -386,13 +389,27 @@ mod tests {
         for v in ["", "1", "-2", "=SUM(A1)", "+x", "@a", "\tx", "\rx", "'", "'1", "a'", "-"] {
             for safe in [false, true] {
                 let w = written(v.as_bytes(), safe, &mut scratch).to_vec();
-                assert_eq!(w.starts_with(b"'") && !v.starts_with('\''), safe && needs_guard(v.as_bytes()), "{v:?}");
+                let guarded = w.len() == v.len() + 1 && w.starts_with(b"'") && &w[1..] == v.as_bytes();
+                assert_eq!(guarded, safe && needs_guard(v.as_bytes()), "{v:?}");
                 assert_eq!(unguarded(&w, safe), v.as_bytes(), "{v:?}, safe {safe}");
             }
         }
         // Only what the guard could have added is taken off.
         assert_eq!(unguarded(b"'1", true), b"'1");
         assert_eq!(unguarded(b"'-2", false), b"'-2");
+    }
+
+    #[test]
+    fn the_guard_keeps_distinct_values_distinct() {
+        let mut scratch = Vec::new();
+        let values = ["=2", "'=2", "''=2", "'", "''", "2", "'2", "-", "'-"];
+        let written: Vec<Vec<u8>> = values.iter().map(|v| written(v.as_bytes(), true, &mut scratch).to_vec()).collect();
+        assert_eq!(written[..3], [&b"'=2"[..], b"''=2", b"'''=2"]);
+        let distinct: std::collections::HashSet<&Vec<u8>> = written.iter().collect();
+        assert_eq!(distinct.len(), values.len(), "{written:?}");
+        for (v, w) in values.iter().zip(&written) {
+            assert_eq!(unguarded(w, true), v.as_bytes());
+        }
     }
 
     fn dir(name: &str) -> PathBuf {

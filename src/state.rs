@@ -64,10 +64,73 @@ pub struct State {
 }
 
 /// Who the data belongs to: where it came from and the identity the API reveals.
+///
+/// `id` is `account N` (MailerLite's `x-account_id`) or `user U at HOST:PORT` (a
+/// username, which means something on one instance only); none while the API has
+/// not revealed one. Older api2csv versions wrote two other forms, read as follows:
+/// `host H` (MailerLite with no `x-account_id`) is no identity at all; `user U at H`
+/// or `U@H` without a port is completed with the port of the `base_url` recorded
+/// alongside it (they were always written together), and, should that URL not name
+/// host `H`, compares on user and host only until a sync records the full form.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Account {
     pub base_url: String,
-    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Account {
+    /// The identity of user `user` of the instance at `authority` (`host:port`).
+    pub fn user_at(user: &str, authority: &str) -> String {
+        format!("user {user} at {authority}")
+    }
+
+    /// Whether a directory recorded as `self` may take the data of `now`: not when
+    /// both reveal an identity and the identities differ.
+    pub fn same_as(&self, now: &Account) -> bool {
+        match (&self.id, &now.id) {
+            (Some(had), Some(now)) => had == now || legacy_user_host(had).is_some_and(|h| same_user_host(h, now)),
+            _ => true,
+        }
+    }
+
+    /// Brings an identity in a form older versions wrote up to date (see above).
+    fn upgrade(&mut self) {
+        let Some(id) = &self.id else { return };
+        if id.starts_with("host ") {
+            self.id = None;
+            return;
+        }
+        let Some((user, host)) = legacy_user_host(id) else { return };
+        let base = crate::http::check_base_url(&self.base_url).ok();
+        if let Some(base) = base.filter(|b| b.host.eq_ignore_ascii_case(host)) {
+            self.id = Some(Account::user_at(user, &base.authority));
+        }
+    }
+}
+
+/// The user and host of an identity an older version wrote without a port:
+/// `user U at H` or `U@H`.
+fn legacy_user_host(id: &str) -> Option<(&str, &str)> {
+    let (user, host) = match id.strip_prefix("user ") {
+        Some(rest) => rest.rsplit_once(" at ")?,
+        None if !id.starts_with("account ") => id.rsplit_once('@')?,
+        None => return None,
+    };
+    // With a port, the host is `name:port` or `[v6]:port`; a bare IPv6 has colons too.
+    let has_port = host.starts_with('[')
+        || host.split_once(':').is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (!has_port && !user.is_empty() && !host.is_empty()).then_some((user, host))
+}
+
+/// Whether `now` (`user U at HOST:PORT`) is user `user` at host `host`, whatever the port.
+fn same_user_host((user, host): (&str, &str), now: &str) -> bool {
+    let Some((now_user, authority)) = now.strip_prefix("user ").and_then(|r| r.rsplit_once(" at ")) else {
+        return false;
+    };
+    let now_host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let now_host = now_host.trim_start_matches('[').trim_end_matches(']');
+    now_user == user && now_host.eq_ignore_ascii_case(host)
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,7 +138,7 @@ pub struct OutputOptions {
     /// Table files start with a UTF-8 byte order mark (for Excel).
     #[serde(default)]
     pub bom: bool,
-    /// Cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'`.
+    /// Cells starting with `=`, `+`, `-`, `@`, tab, CR or `'` get a leading `'`.
     #[serde(default)]
     pub spreadsheet_safe: bool,
 }
@@ -281,7 +344,7 @@ impl State {
             version: u32,
         }
         let version = serde_json::from_slice::<Versioned>(&bytes).map_err(|e| bad(e.to_string()))?.version;
-        let state: State = match version {
+        let mut state: State = match version {
             1 => crate::state_v1::upgrade(&bytes).map_err(bad)?,
             VERSION => serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?,
             v => {
@@ -290,6 +353,9 @@ impl State {
                 )))
             }
         };
+        if let Some(account) = &mut state.account {
+            account.upgrade();
+        }
         Ok(Some(state))
     }
 
@@ -431,6 +497,42 @@ mod tests {
         fs::write(dir.join(FILE_NAME), text).unwrap();
         let err = State::load(&dir).unwrap_err();
         assert_eq!(err.exit_status(), 2, "{err}");
+    }
+
+    #[test]
+    fn older_identities_are_read_with_their_port() {
+        let load = |account: &str| {
+            let dir = tempdir("legacy-id");
+            let text = format!(r#"{{"version":2,"connector":"paligo","account":{account}}}"#);
+            fs::write(dir.join(FILE_NAME), text).unwrap();
+            State::load(&dir).unwrap().unwrap().account.unwrap()
+        };
+        let id = |account: &str| load(account).id;
+        let url = r#""base_url":"http://127.0.0.1:8080/api/v2""#;
+        // Written with the base URL that names the port: completed exactly.
+        assert_eq!(id(&format!(r#"{{{url},"id":"user ann at 127.0.0.1"}}"#)).unwrap(), "user ann at 127.0.0.1:8080");
+        assert_eq!(id(&format!(r#"{{{url},"id":"ann@127.0.0.1"}}"#)).unwrap(), "user ann at 127.0.0.1:8080");
+        let default_port =
+            r#"{"base_url":"https://Acme.paligoapp.com/api/v2","id":"user a@b.c at acme.paligoapp.com"}"#;
+        assert_eq!(id(default_port).unwrap(), "user a@b.c at acme.paligoapp.com:443");
+        // MailerLite without x-account_id recorded its host: no identity.
+        assert_eq!(id(r#"{"base_url":"https://connect.mailerlite.com/api","id":"host connect.mailerlite.com"}"#), None);
+        assert_eq!(id(r#"{"base_url":"x","id":"account 83510"}"#).unwrap(), "account 83510");
+        assert_eq!(id(&format!(r#"{{{url},"id":"user ann at [::1]:9"}}"#)).unwrap(), "user ann at [::1]:9");
+
+        // A URL that does not name the host: user and host compare, any port.
+        let odd = load(r#"{"base_url":"https://elsewhere.example","id":"user ann at 127.0.0.1"}"#);
+        let now = |id: &str| Account { base_url: String::new(), id: Some(id.into()) };
+        assert!(odd.same_as(&now("user ann at 127.0.0.1:9090")));
+        assert!(!odd.same_as(&now("user bob at 127.0.0.1:9090")));
+        assert!(!odd.same_as(&now("user ann at 127.0.0.2:9090")));
+        let full = load(&format!(r#"{{{url},"id":"user ann at 127.0.0.1"}}"#));
+        assert!(full.same_as(&now("user ann at 127.0.0.1:8080")));
+        assert!(!full.same_as(&now("user ann at 127.0.0.1:9090")));
+        // What either side does not reveal is no evidence of another account.
+        let none = Account { base_url: String::new(), id: None };
+        assert!(none.same_as(&now("account 1")) && now("account 1").same_as(&none));
+        assert!(!now("account 1").same_as(&now("account 2")));
     }
 
     #[test]

@@ -150,12 +150,7 @@ pub fn run(
     if state.upgraded {
         upgrade_checksums(dir, &mut state)?;
     }
-    if state.account.as_ref() != Some(&account) {
-        if state.account.is_none() && !state.tables.is_empty() {
-            log::info!("recording that {} holds {}", dir.display(), account.id);
-        }
-        state.account = Some(account);
-    }
+    record_account(dir, &mut state, account);
     if opts.full_refresh || state.tables.values().all(|t| t.file.is_empty()) {
         state.output.bom |= opts.output.bom;
         state.output.spreadsheet_safe |= opts.output.spreadsheet_safe;
@@ -174,6 +169,30 @@ pub fn run(
     report.digests = committer.finish()?;
     state.run = None;
     state.save(dir)
+}
+
+/// Records the account the API revealed (already checked to be this directory's):
+/// a directory that knew none adopts it, with one line; an identity that stops coming
+/// is a warning, and the one recorded stays.
+fn record_account(dir: &Path, state: &mut State, account: Account) {
+    let had = state.account.as_ref().and_then(|a| a.id.clone());
+    let id = match (had, account.id) {
+        (Some(had), None) => {
+            log::warn!(
+                "the API no longer says which account it serves; {} holds {had}, and the sync goes on with these credentials",
+                dir.display()
+            );
+            Some(had)
+        }
+        (None, Some(now)) => {
+            if !state.tables.is_empty() {
+                log::info!("recording that {} holds {now}, the account the API now names", dir.display());
+            }
+            Some(now)
+        }
+        (_, now) => now,
+    };
+    state.account = Some(Account { base_url: account.base_url, id });
 }
 
 fn read_all(

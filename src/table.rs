@@ -130,7 +130,7 @@ impl TableWriter {
         // where the index would take a record met again for a changed one.
         let resumed_first = !w.file.is_empty() && table.resume.is_some() && table.order.is_some();
         if resumed_first {
-            let crc = index::scan(&w.path, w.file.file_len, spec.primary_key, |_, _, _| {})?;
+            let crc = index::scan(&w.path, w.file.file_len, spec.primary_key, safe, |_, _, _| {})?;
             w.check_crc(crc)?;
         }
         if w.file.is_empty() || resumed_first {
@@ -140,7 +140,7 @@ impl TableWriter {
             }
             return Ok(w);
         }
-        let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key)?;
+        let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key, safe)?;
         w.check_crc(crc)?;
         // Journal the keys read when something was committed before this read: a
         // resumed read replays them, so that a record met again is a repeat and not
@@ -217,7 +217,7 @@ impl TableWriter {
     fn rebuild_set(&mut self) -> Result<()> {
         let mut set = HashSet::default();
         if !self.file.is_empty() {
-            index::scan(&self.path, self.file.file_len, self.spec.primary_key, |key, _, _| {
+            index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.safe, |key, _, _| {
                 set.insert(key);
             })?;
         }
@@ -315,14 +315,10 @@ impl TableWriter {
         self.rebuild_set()
     }
 
-    /// The hash of a record's primary key values, as its cells hold them in the
-    /// file (guarded in a spreadsheet-safe directory): the index reads them back so.
-    fn key_of(&mut self, values: &[&[u8]]) -> u64 {
-        if !self.safe || !values.iter().any(|v| sink::needs_guard(v)) {
-            return hashing::key(values.iter().copied());
-        }
-        let cells: Vec<Vec<u8>> = values.iter().map(|v| written(v, true, &mut self.scratch).to_vec()).collect();
-        hashing::key(cells.iter().map(Vec::as_slice))
+    /// The hash of a record's primary key values as the API sent them: keys are
+    /// compared before any spreadsheet guard (the index takes it off the file's cells).
+    fn key_of(&self, values: &[&[u8]]) -> u64 {
+        hashing::key(values.iter().copied())
     }
 
     /// A first sync: new unless the key was written in this read already. Without a
@@ -489,7 +485,7 @@ impl TableWriter {
         let key_cols: Vec<usize> =
             self.spec.primary_key.iter().filter_map(|k| header.iter().position(|h| h == k)).collect();
         let mut keys: HashMap<u64, Vec<Vec<u8>>, FxBuild> = HashMap::default();
-        index::scan(&self.path, self.file.file_len, self.spec.primary_key, |key, _, record| {
+        index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.safe, |key, _, record| {
             if unseen.contains(&key) {
                 // The API knows the key as it sent it, not as the file guards it.
                 keys.insert(key, key_cols.iter().map(|&c| unguarded(&record[c], self.safe).to_vec()).collect());

@@ -185,14 +185,18 @@ fn older_state(
     )))
 }
 
-/// Fails if `dir`'s state was written for another account than `account`.
+/// Fails if `dir`'s state was written for another account than `account`. An
+/// identity that either side does not reveal is no evidence of another account.
 pub fn check_account(dir: &Path, state: &State, account: &Account) -> Result<()> {
     match &state.account {
-        Some(a) if a.id != account.id => Err(Error::dir(
+        Some(a) if !a.same_as(account) => Err(Error::dir(
             &dir.join(FILE_NAME),
             format!(
                 "this directory holds {} ({}), not {} ({}): use another --out for another account",
-                a.id, a.base_url, account.id, account.base_url
+                a.id.as_deref().unwrap_or_default(),
+                a.base_url,
+                account.id.as_deref().unwrap_or_default(),
+                account.base_url
             ),
         )),
         _ => Ok(()),

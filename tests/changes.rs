@@ -18,8 +18,20 @@ fn start_mock(connector: &str, addr: &str, opts: &MockOptions) -> api2csv::error
 
 /// The mock of `connector` at `generation`, and a config file for it.
 fn generation(wd: &Workdir, connector: &str, opts: &MockOptions, generation: u32) -> (RunningMock, String) {
+    generation_at(wd, connector, opts, generation, "127.0.0.1:0")
+}
+
+/// [`generation`] on `addr`: where the generation before it was served, so that
+/// Paligo sees the same instance (another port is another account).
+fn generation_at(
+    wd: &Workdir,
+    connector: &str,
+    opts: &MockOptions,
+    generation: u32,
+    addr: &str,
+) -> (RunningMock, String) {
     let opts = MockOptions { generation, ..opts.clone() };
-    let mock = start_mock(connector, "127.0.0.1:0", &opts).unwrap();
+    let mock = start_mock(connector, addr, &opts).unwrap();
     let mut config = mock.config.clone();
     config["retry_attempts"] = Value::from(8);
     let name = format!("{connector}-g{generation}.json");
@@ -112,8 +124,7 @@ fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
 fn generations(connector: &str, records: usize, kill: bool) {
     let wd = Workdir::new(&format!("changes-{connector}-{kill}"));
     let opts = MockOptions { records, seed: 5, ..MockOptions::default() };
-    let (_m1, cfg1) = generation(&wd, connector, &opts, 1);
-    let (_m2, cfg2) = generation(&wd, connector, &opts, 2);
+    let (m1, cfg1) = generation(&wd, connector, &opts, 1);
     let g1 = expected(connector, &opts, 1);
     let g2 = expected(connector, &opts, 2);
 
@@ -126,6 +137,9 @@ fn generations(connector: &str, records: usize, kill: bool) {
     wd.stdout(&mut sync(&wd, connector, &cfg1));
     assert_eq!(row_counts(&wd, &g1.tables), first, "a sync with nothing changed appended rows");
 
+    let addr = m1.server.origin().trim_start_matches("http://").to_string();
+    drop(m1);
+    let (_m2, cfg2) = generation_at(&wd, connector, &opts, 2, &addr);
     if kill {
         let kills = sync_with_kills(&wd, connector, &cfg2);
         assert!(kills >= 2, "only {kills} kills");

@@ -458,11 +458,16 @@ fn crash_resume_deletion_checks() {
     let later = 11;
     let truth = Paligo::new(&MockOptions { generation: later, ..opts.clone() });
     let lab = Lab::new("crash-confirm", "paligo", move |t| truth.expected(t));
-    let (_g1, cfg1) = paligo(&lab, &opts, 1);
-    let (g2, _) = paligo(&lab, &opts, later);
-    let gate = gate::Gate::new(&g2.origin());
+    // Both generations behind one gate, on one address: a Paligo account is its user
+    // at one host and port, and another port would be another account.
+    let (g1, _) = paligo(&lab, &opts, 1);
+    let addr = g1.origin().trim_start_matches("http://").to_string();
+    let gate = gate::Gate::new(&g1.origin());
     lab.wd.write("gated.json", &pg_config(&gate.origin));
-    lab.ok(lab.sync(&cfg1, &[]));
+    lab.ok(lab.sync("gated.json", &[]));
+    drop(g1);
+    let g2_opts = MockOptions { generation: later, ..opts.clone() };
+    let _g2 = mock::start(std::sync::Arc::new(Paligo::new(&g2_opts)), &addr, &g2_opts).unwrap();
     let deletions = pg_keys(&opts, 1, "assignments").difference(&pg_keys(&opts, later, "assignments")).count();
     assert!(deletions >= 60, "only {deletions} deletions: too few chunks of checks to interrupt");
     let show =

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
+mod account;
 mod changes;
 mod crash;
 mod differential;
@@ -9,6 +10,7 @@ mod expected;
 mod hostile;
 mod hostile_ml;
 mod hostile_pg;
+mod keys;
 mod limits;
 mod listing;
 mod mailerlite;

@@ -46,9 +46,13 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     }
     for def in CONNECTORS {
         let dir = out.join(def.name);
+        // Both generations on one address: a Paligo account is its user at one host
+        // and port, and another port would be another account.
+        let mut addr = "127.0.0.1:0".to_string();
         for generation in [1, 2] {
             let opts = MockOptions { records: RECORDS, generation, ..MockOptions::default() };
-            let mock = super::mock::start(def, "127.0.0.1:0", &opts)?;
+            let mock = super::mock::start(def, &addr, &opts)?;
+            addr = mock.server.origin().trim_start_matches("http://").to_string();
             let map = mock.config.as_object().expect("an object").clone();
             let config = config::from_map(&def.requirements, &map, &|_| None)?;
             let what = if generation == 1 { "syncing" } else { "the account changed; syncing again" };

@@ -31,7 +31,7 @@ An interrupted sync continues where it stopped when run again.
   --full-refresh       rebuild each table file from scratch (history is replaced)
   --compact            compact the directory after the sync (see `api2csv compact --help`)
   --bom                start table files with a UTF-8 byte order mark, for Excel (kept)
-  --spreadsheet-safe   prefix cells starting with = + - @ tab or CR with ' (kept)
+  --spreadsheet-safe   prefix cells starting with = + - @ tab CR or ' with ' (kept)
   -q                   errors only;  -v / -vv  more detail (RUST_LOG overrides)
 
 Progress goes to stderr: a live line on a terminal, an info line every 30 s

@@ -135,11 +135,7 @@ impl Connector for MailerLite {
             let account = reply.headers.get("x-account_id").and_then(|v| v.to_str().ok()).map(str::to_string);
             Ok((v.get("total").and_then(Value::as_u64), account))
         })?;
-        let host = crate::http::check_base_url(client.base_url()).map(|b| b.host).unwrap_or_default();
-        let identity = match &account {
-            Some(id) => format!("account {id}"),
-            None => format!("host {host}"),
-        };
+        let identity = account.as_ref().map(|id| format!("account {id}"));
         let mut message = format!("credentials accepted by {}", client.base_url());
         if let Some(id) = &account {
             message.push_str(&format!(" (account {id})"));

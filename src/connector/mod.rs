@@ -126,8 +126,9 @@ pub struct TableSpec {
 /// What the one request of `check` learned.
 #[derive(Debug, Clone, Default)]
 pub struct Checked {
-    /// The account the credentials belong to, as far as the API reveals it.
-    pub identity: String,
+    /// The account the credentials belong to, when the API reveals it (MailerLite's
+    /// `x-account_id` comes and goes with API versions; none says nothing about it).
+    pub identity: Option<String>,
     /// What to tell the user.
     pub message: String,
     /// Records per table, where the API announced a count.

@@ -123,9 +123,11 @@ impl Connector for Paligo {
             let env = crate::parse::parse(reply.body, &spec("users", &[]), &mut batch).map_err(|e| e.0)?;
             signals(&env).map(|s| s.last_page)
         })?;
-        let host = crate::http::check_base_url(client.base_url()).map(|b| b.host).unwrap_or_default();
+        // A username means something on one instance only: the whole authority (host
+        // and port) is part of the identity, so two instances on one host stay apart.
+        let authority = crate::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
         let mut checked = Checked {
-            identity: format!("user {} at {host}", self.username),
+            identity: Some(crate::state::Account::user_at(&self.username, &authority)),
             message: format!("credentials of {} accepted by {}", self.username, client.base_url()),
             ..Checked::default()
         };

@@ -93,25 +93,34 @@ impl<'c> Subscribers<'c> {
         self.steps_mut().next_step(start);
     }
 
-    /// The request for member listing step `step` (`group:status`).
-    fn member_request(step: &str, pos: &Position) -> Request {
-        let (group, status) = step.split_once(':').unwrap_or((step, "active"));
+    /// The request of a member listing of `group` with `status`.
+    fn member_request(group: &str, status: &str, pos: &Position) -> Request {
+        let group = percent_encoding::utf8_percent_encode(group, percent_encoding::NON_ALPHANUMERIC);
         Request {
             path: format!("/groups/{group}/subscribers"),
             query: query(pos, &[("filter[status]", status.to_string())]),
         }
     }
 
-    /// Memberships from the `groups` of each subscriber of the page.
+    /// Memberships from the `groups` of each subscriber of the page. What the groups'
+    /// counters are held against is the number of distinct (group, subscriber)
+    /// pairs: a group named twice in one subscriber's `groups`, or a subscriber the
+    /// page lists twice, counts once, so it cannot make up for a membership missing
+    /// elsewhere. (A subscriber listed on two pages counts twice: telling would take
+    /// memory per subscriber.)
     fn memberships_of_subscribers(&mut self, batch: &Batch, counts: &mut Counts) {
         self.built.clear();
         let Some(id_path) = batch.path_id(&["id"]) else { return };
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
+        let mut pairs: HashSet<(&[u8], String)> = HashSet::new();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
             let Some(Value::Array(groups)) = batch.captured(i, 0) else { continue };
             for g in groups {
                 let Some(group) = scalar(g.get("id")) else { continue };
+                if !pairs.insert((subscriber, group.clone())) {
+                    continue;
+                }
                 *seen.entry(group.clone()).or_default() += 1;
                 self.built.begin_record();
                 self.built.push_leaf(&["group_id"], group.as_bytes());
@@ -135,6 +144,20 @@ impl<'c> Subscribers<'c> {
     }
 }
 
+/// The step reading the members of `group` with `status`: `GROUP:STATUS`, the form
+/// older versions committed too. No status holds a `:`, so [`member_step_of`] splits
+/// it back at its last `:` into exactly the group id it was made of, whatever bytes
+/// that holds (`12:34:active` is group `12:34`).
+fn member_step(group: &str, status: &str) -> String {
+    format!("{group}:{status}")
+}
+
+/// The group and status of a member listing step; none for another step.
+fn member_step_of(step: &str) -> Option<(&str, &str)> {
+    let (group, status) = step.rsplit_once(':')?;
+    STATUSES.contains(&status).then_some((group, status))
+}
+
 /// A member listing per status for each group whose counters disagree with the
 /// memberships the subscriber pass saw.
 fn disagreeing_groups(counts: &Counts) -> Vec<String> {
@@ -146,7 +169,7 @@ fn disagreeing_groups(counts: &Counts) -> Vec<String> {
         let got = seen.get(group).copied().unwrap_or(0);
         if got != want {
             log::info!("group {group}: its counters say {want} members, the subscriber pass saw {got}; reading its member listings");
-            steps.extend(STATUSES.iter().map(|s| format!("{group}:{s}")));
+            steps.extend(STATUSES.iter().map(|s| member_step(group, s)));
         }
     }
     steps
@@ -173,7 +196,10 @@ impl Stream for Subscribers<'_> {
                 })
             }
             GROUPS => Some(Request { path: "/groups".into(), query: query(&s.inner, &[]) }),
-            step => Some(Self::member_request(step, &s.inner)),
+            step => {
+                let (group, status) = member_step_of(step)?;
+                Some(Self::member_request(group, status, &s.inner))
+            }
         }
     }
 
@@ -201,7 +227,7 @@ impl Stream for Subscribers<'_> {
             PASS => {}
             GROUPS => count_group_members(batch, counts.entry(GROUP_MEMBERS.to_string()).or_default()),
             step => {
-                let group = step.split(':').next().unwrap_or("").to_string();
+                let group = member_step_of(step).map_or("", |(g, _)| g).to_string();
                 self.memberships_of_group(&group, batch);
             }
         }
@@ -235,7 +261,8 @@ impl Stream for Subscribers<'_> {
     fn not_found(&mut self) -> bool {
         let step = self.steps().current().unwrap_or("").to_string();
         if step != PASS && step != GROUPS {
-            log::warn!("group {} no longer exists; its memberships are skipped", step.split(':').next().unwrap_or(""));
+            let group = member_step_of(&step).map_or("", |(g, _)| g);
+            log::warn!("group {group} no longer exists; its memberships are skipped");
             let cursor = self.ml.cursor();
             self.steps_mut().next_step(cursor);
             return true;

@@ -1,0 +1,140 @@
+//! Keys that must stay apart: a spreadsheet guard that two ids cannot share, a group
+//! id holding the separator of the step it is read in, and a membership named twice
+//! that must not make up for one missing. Each against a hand-written MailerLite on
+//! loopback.
+
+use std::sync::{Arc, Mutex};
+
+use crate::expected::read_table;
+use crate::hostile::{param, serve_with, sync_ok, Reply, Server};
+use crate::hostile_ml::{column, last_sync};
+use crate::workdir::Workdir;
+
+fn cursor_page(records: &str) -> String {
+    format!(r#"{{"data":[{records}],"links":{{"next":null}},"meta":{{"next_cursor":null,"prev_cursor":null}}}}"#)
+}
+
+fn listing(records: &str) -> String {
+    format!(
+        r#"{{"data":[{records}],"links":{{"next":null}},"meta":{{"current_page":1,"last_page":1,"per_page":100,"total":0}}}}"#
+    )
+}
+
+/// A MailerLite account: the subscriber pages `subscribers()` answers, the groups
+/// `groups`, and each group's member listing (its path segment as sent, the status)
+/// what `members` answers; no fields or campaigns.
+fn account(
+    subscribers: impl Fn() -> String + Send + 'static,
+    groups: &str,
+    members: fn(&str, &str) -> String,
+) -> Server {
+    let groups = groups.to_string();
+    serve_with(move |target| {
+        let path = target.split('?').next().unwrap_or("");
+        if path == "/api/subscribers" && param(target, "limit").as_deref() == Some("0") {
+            Reply::ok(r#"{"total":2}"#)
+        } else if path == "/api/subscribers" {
+            Reply::ok(cursor_page(&subscribers()))
+        } else if path == "/api/groups" {
+            Reply::ok(listing(&groups))
+        } else if let Some(group) = path.strip_prefix("/api/groups/").and_then(|p| p.strip_suffix("/subscribers")) {
+            Reply::ok(cursor_page(&members(group, &param(target, "filter[status]").unwrap_or_default())))
+        } else if path == "/api/fields" || path == "/api/campaigns" {
+            Reply::ok(listing(""))
+        } else {
+            Reply::not_found()
+        }
+    })
+}
+
+fn config(server: &Server) -> String {
+    format!(r#"{{"api_key":"k","base_url":"{}/api"}}"#, server.origin)
+}
+
+fn no_members(_: &str, _: &str) -> String {
+    String::new()
+}
+
+/// `=2` and `'=2` are two subscribers: written `'=2` and `''=2`, never re-appended,
+/// both kept by `compact`, and the one that goes is tombstoned under its own key.
+#[test]
+fn spreadsheet_safe_ids_that_differ_by_a_quote_stay_apart() {
+    let all = r#"{"id":"=2","email":"a@x.org"},{"id":"'=2","email":"b@x.org"},{"id":"'x","email":"c@x.org"}"#;
+    let served = Arc::new(Mutex::new(all.to_string()));
+    let now = Arc::clone(&served);
+    let server = account(move || now.lock().unwrap().clone(), "", no_members);
+    let wd = Workdir::new("keys-guard");
+    let ids = || column(&read_table(&wd.path("out/subscriber.csv")), "id");
+    let sync = || sync_ok(&wd, "mailerlite", &config(&server), &["--spreadsheet-safe"]);
+    sync();
+    assert_eq!(ids(), ["'=2", "''=2", "''x"]);
+    for _ in 0..2 {
+        sync();
+        assert_eq!(ids(), ["'=2", "''=2", "''x"], "a sync appended rows");
+        assert_eq!(last_sync(&wd, "subscriber")["unchanged"], 3);
+    }
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    assert_eq!(ids(), ["'=2", "''=2", "''x"], "compact merged two keys");
+
+    // `'=2` is gone: its tombstone carries its key exactly, and `=2` stays.
+    *served.lock().unwrap() = r#"{"id":"=2","email":"a@x.org"},{"id":"'x","email":"c@x.org"}"#.to_string();
+    sync();
+    let t = read_table(&wd.path("out/subscriber.csv"));
+    let rows: Vec<(String, String)> =
+        column(&t, "id").into_iter().zip(column(&t, "_deleted")).skip(3).collect::<Vec<_>>();
+    assert_eq!(rows, [("''=2".to_string(), "true".to_string())]);
+    sync();
+    assert_eq!(read_table(&wd.path("out/subscriber.csv")).rows.len(), 4, "the tombstone or a row came again");
+}
+
+/// The (group, subscriber) pairs of `group_subscriber.csv`, in file order.
+fn memberships(wd: &Workdir) -> Vec<(String, String)> {
+    let t = read_table(&wd.path("out/group_subscriber.csv"));
+    column(&t, "group_id").into_iter().zip(column(&t, "subscriber_id")).collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter().map(|(g, s)| (g.to_string(), s.to_string())).collect()
+}
+
+const COUNTERS_SAY_TWO: &str =
+    r#""active_count":2,"unsubscribed_count":0,"unconfirmed_count":0,"bounced_count":0,"junk_count":0"#;
+
+/// Subscriber 2's `groups` is null: only the member listing of its group finds it.
+fn both_active(group: &str, status: &str) -> String {
+    match (group, status) {
+        ("12%3A34" | "7", "active") => r#"{"id":"1"},{"id":"2"}"#.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn a_group_id_holding_a_colon_is_read_as_itself() {
+    let subscribers = || r#"{"id":"1","groups":[{"id":"12:34"}]},{"id":"2","groups":null}"#.to_string();
+    let server = account(subscribers, &format!(r#"{{"id":"12:34","name":"g",{COUNTERS_SAY_TWO}}}"#), both_active);
+    let wd = Workdir::new("keys-colon");
+    sync_ok(&wd, "mailerlite", &config(&server), &[]);
+    assert_eq!(memberships(&wd), pairs(&[("12:34", "1"), ("12:34", "2")]));
+    let asked: Vec<(String, Option<String>)> = server
+        .targets()
+        .iter()
+        .filter(|t| t.starts_with("/api/groups/"))
+        .map(|t| (t.split('?').next().unwrap().to_string(), param(t, "filter[status]")))
+        .collect();
+    let statuses = ["unconfirmed", "active", "unsubscribed", "bounced", "junk"];
+    let want: Vec<(String, Option<String>)> =
+        statuses.iter().map(|s| ("/api/groups/12%3A34/subscribers".to_string(), Some(s.to_string()))).collect();
+    assert_eq!(asked, want);
+}
+
+#[test]
+fn a_duplicated_membership_does_not_hide_a_missing_one() {
+    let subscribers = || r#"{"id":"1","groups":[{"id":"7"},{"id":"7"}]},{"id":"2","groups":null}"#.to_string();
+    let server = account(subscribers, &format!(r#"{{"id":"7","name":"g",{COUNTERS_SAY_TWO}}}"#), both_active);
+    let wd = Workdir::new("keys-duplicate");
+    sync_ok(&wd, "mailerlite", &config(&server), &[]);
+    assert_eq!(memberships(&wd), pairs(&[("7", "1"), ("7", "2")]));
+    // Every later sync still finds it, and adds nothing.
+    sync_ok(&wd, "mailerlite", &config(&server), &[]);
+    assert_eq!(memberships(&wd), pairs(&[("7", "1"), ("7", "2")]));
+}
