@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::directory::{exit_within, lines, mock, one_line, signal, snapshot, spawn, state, sync, wait_until};
 use crate::expected::{flatten, read_table, rows_by_key};
 use crate::mailerlite::TABLES;
-use crate::workdir::{describe, Workdir};
+use crate::workdir::{describe, has_tool, Workdir};
 
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
@@ -32,6 +32,9 @@ const STREAM: &str = "subscriber + group + group_subscriber";
 
 #[test]
 fn a_terminal_sees_one_progress_line_redrawn_in_place() {
+    if !has_tool("script", "a_terminal_sees_one_progress_line_redrawn_in_place") {
+        return;
+    }
     let wd = Workdir::new("obs-pty");
     // 300 pages at most 100 a second: the live line has seconds to be redrawn in.
     let opts = MockOptions { records: 3000, seed: 2, rate_limit: Some((100, 1)), ..MockOptions::default() };
@@ -306,6 +309,10 @@ print(json.dumps(out))
 
 #[test]
 fn the_demo_output_loads_in_python_and_sqlite_with_exact_ids() {
+    let test = "the_demo_output_loads_in_python_and_sqlite_with_exact_ids";
+    if !has_tool("python3", test) || !has_tool("sqlite3", test) {
+        return;
+    }
     let wd = Workdir::new("obs-demo");
     wd.stdout(&mut wd.command(&["demo", "--out", "demo"]));
     let want = demo_keys();
