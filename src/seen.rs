@@ -8,7 +8,6 @@
 //! CSV's, and anything past it is cut off on open, exactly like a table file. The
 //! committer appends the journal before it writes the state that counts it.
 
-use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +28,7 @@ pub fn seen_path(dir: &Path, table: &str) -> PathBuf {
 impl SeenLog {
     /// Opens the journal at its committed length `len` and returns the keys in it.
     pub fn open(path: &Path, len: u64) -> Result<(SeenLog, Vec<u64>)> {
-        let file = OpenOptions::new()
+        let file = crate::fsio::private_options()
             .read(true)
             .write(true)
             .create(true)

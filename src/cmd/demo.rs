@@ -42,7 +42,8 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
             out.display()
         ));
     } else {
-        std::fs::create_dir(&out).map_err(|e| crate::error::Error::io("create", &out, e))?;
+        // As sync's --out: only the last component, a missing parent is exit 2.
+        crate::fsio::create_out_dir(&out)?;
     }
     for def in CONNECTORS {
         let dir = out.join(def.name);

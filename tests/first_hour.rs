@@ -1,0 +1,94 @@
+//! What a new user meets in the first hour (issue 21): private files, `verify` for
+//! people and for `sha256sum -c`, the small things of the command line, and a
+//! progress line readable on an 80-column terminal.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use api2csv::mock::MockOptions;
+
+use crate::mailerlite::{config, start};
+use crate::workdir::{has_tool, Workdir};
+
+/// Permission bits of every entry of `dir`, by name, `dir` itself as ".".
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut all = vec![(".".to_string(), mode(dir))];
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        all.push((e.file_name().to_string_lossy().into_owned(), mode(&e.path())));
+    }
+    all.sort();
+    all
+}
+
+fn umask() -> u32 {
+    let out = std::process::Command::new("sh").args(["-c", "umask"]).output().unwrap();
+    u32::from_str_radix(String::from_utf8(out.stdout).unwrap().trim(), 8).unwrap()
+}
+
+#[test]
+fn every_file_of_an_export_is_its_owners_only_unless_widened() {
+    let wd = Workdir::new("first-private");
+    let server = start(&MockOptions { records: 300, ..MockOptions::default() });
+    let cfg = config(&wd, &server, r#", "max_records_per_page": "50""#);
+    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out", "--compact"]));
+    let got = modes(&wd.path("out"));
+    assert!(got.iter().any(|(n, _)| n == "subscriber.csv") && got.iter().any(|(n, _)| n == "SHA256SUMS"), "{got:?}");
+    for (name, mode) in &got {
+        let want = if name == "." { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "out/{name}: {mode:o} in {got:?}");
+    }
+
+    let mut widened = wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "shared"]);
+    wd.stdout(widened.env("API2CSV_FILE_MODE", "0640"));
+    let mask = umask();
+    for (name, mode) in modes(&wd.path("shared")) {
+        let want = if name == "." { 0o750 } else { 0o640 } & !mask;
+        assert_eq!(mode, want, "shared/{name}: {mode:o} with umask {mask:o}");
+    }
+}
+
+#[test]
+fn verify_lists_each_file_checks_state_and_writes_sums_sha256sum_accepts() {
+    let wd = Workdir::new("first-verify");
+    let server = start(&MockOptions { records: 300, ..MockOptions::default() });
+    let cfg = config(&wd, &server, r#", "max_records_per_page": "50""#);
+    wd.stdout(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]));
+    let said = wd.stdout(&mut wd.command(&["verify", "out"]));
+    let files = ["campaign.csv", "field.csv", "group.csv", "group_subscriber.csv", "subscriber.csv", "state.json"];
+    for f in files {
+        assert!(said.lines().any(|l| l == format!("{f}: ok")), "{f}: {said}");
+    }
+    let sums = fs::read_to_string(wd.path("out/SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), files.len(), "{sums}");
+    if has_tool("sha256sum", "verify_lists_each_file_checks_state_and_writes_sums_sha256sum_accepts") {
+        let mut check = std::process::Command::new("sha256sum");
+        check.current_dir(wd.path("out")).args(["-c", "--strict", "SHA256SUMS"]);
+        let checked = wd.stdout(&mut check);
+        assert_eq!(checked.lines().filter(|l| l.ends_with(": OK")).count(), files.len(), "{checked}");
+        // And sha256sum fails where verify does.
+        fs::OpenOptions::new().append(true).open(wd.path("out/field.csv")).unwrap().write_all(b"x").unwrap();
+        assert!(!wd.output(&mut check).status.success(), "sha256sum -c accepted a changed field.csv");
+    } else {
+        fs::OpenOptions::new().append(true).open(wd.path("out/field.csv")).unwrap().write_all(b"x").unwrap();
+    }
+
+    // Two broken files, state.json one of them, and a stray file.
+    let state = fs::read_to_string(wd.path("out/state.json")).unwrap();
+    fs::write(wd.path("out/state.json"), state.replacen("\"version\"", "\"version\" ", 1)).unwrap();
+    fs::write(wd.path("out/subscriber (1).csv"), "id\n").unwrap();
+    let out = wd.output(&mut wd.command(&["verify", "out"]));
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains(": FAILED: ")).collect();
+    assert_eq!(failed.len(), 2, "{stdout}");
+    assert!(failed[0].starts_with("field.csv: FAILED: has ") && failed[1].starts_with("state.json: FAILED: has "));
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(": ok")).count(), files.len() - 2, "{stdout}");
+    let warning = stderr.lines().find(|l| l.contains("warning: ")).unwrap_or_default();
+    assert!(warning.contains("subscriber (1).csv") && warning.contains("not in the manifest"), "{stderr}");
+    let error = stderr.lines().find(|l| l.contains("error: ")).unwrap_or_default();
+    assert!(error.contains("2 of 6 files") && error.contains("out/state.json") && error.contains("out/field.csv"));
+}
