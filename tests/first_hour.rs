@@ -9,6 +9,7 @@ use std::path::Path;
 
 use api2csv::mock::MockOptions;
 
+use crate::directory::one_line;
 use crate::mailerlite::{config, start};
 use crate::workdir::{has_tool, Workdir};
 
@@ -91,4 +92,49 @@ fn verify_lists_each_file_checks_state_and_writes_sums_sha256sum_accepts() {
     assert!(warning.contains("subscriber (1).csv") && warning.contains("not in the manifest"), "{stderr}");
     let error = stderr.lines().find(|l| l.contains("error: ")).unwrap_or_default();
     assert!(error.contains("2 of 6 files") && error.contains("out/state.json") && error.contains("out/field.csv"));
+}
+
+#[test]
+fn small_things_a_new_user_trips_on() {
+    let wd = Workdir::new("first-small");
+    let line = |args: &[&str], status: i32| one_line(&wd.fails(&mut wd.command(args), status));
+    let typo = line(&["sync", "mailerlite", "--confg", "c.json"], 2);
+    assert!(typo.contains("did you mean --config?"), "{typo}");
+    assert!(line(&["snyc"], 2).contains("did you mean sync?"));
+    assert!(wd.stdout(&mut wd.command(&["tables", "MailerLite"])).contains("subscriber"));
+    let demo = line(&["demo", "--out", "missing/demo"], 2);
+    assert!(demo.contains("missing") && !wd.path("missing").exists(), "{demo}");
+    let [compact, repair, verify] = ["compact", "repair", "verify"].map(|c| line(&[c, "/nonexistent"], 2));
+    assert!(compact.ends_with("error: /nonexistent: no such directory"), "{compact}");
+    assert_eq!([&compact[20..], &verify[20..]], [&repair[20..]; 2], "the same words after the time stamp");
+
+    // Output lost on a full disk is an error; output nobody reads any more is not.
+    let full = fs::File::create("/dev/full").unwrap();
+    let lost = wd.output(wd.command(&["tables", "mailerlite"]).stdout(full));
+    assert_eq!(lost.status.code(), Some(1), "{}", String::from_utf8_lossy(&lost.stderr));
+    assert!(String::from_utf8_lossy(&lost.stderr).contains("cannot write to standard output"));
+    let script =
+        format!("{} tables mailerlite | head -c1 >/dev/null; echo ${{PIPESTATUS[0]}}", env!("CARGO_BIN_EXE_api2csv"));
+    let closed = wd.stdout(std::process::Command::new("bash").args(["-c", &script]));
+    assert_eq!(closed.trim(), "0");
+}
+
+#[test]
+fn a_mock_on_every_address_prints_a_configuration_check_accepts() {
+    use std::io::{BufRead, BufReader};
+    let wd = Workdir::new("first-mock-any");
+    let mut mock = wd
+        .command(&["mock", "mailerlite", "--addr", "0.0.0.0:0", "--records", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(wd.stderr_log())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(mock.stdout.take().unwrap()).lines();
+    let config = lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with('{'))).unwrap().unwrap();
+    assert!(config.contains("http://127.0.0.1:"), "{config}");
+    wd.write("mock.json", &config);
+    let checked = wd.output(&mut wd.command(&["check", "mailerlite", "--config", "mock.json"]));
+    mock.kill().unwrap();
+    mock.wait().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }
