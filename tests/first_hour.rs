@@ -138,3 +138,20 @@ fn a_mock_on_every_address_prints_a_configuration_check_accepts() {
     mock.wait().unwrap();
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }
+
+#[test]
+fn the_widening_line_counts_the_columns_the_file_has() {
+    let wd = Workdir::new("first-widen");
+    let server = start(&MockOptions { records: 50, ..MockOptions::default() });
+    let cfg = config(&wd, &server, "");
+    let out =
+        wd.output(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out", "--tables", "campaign"]));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let said: usize = stderr
+        .lines()
+        .find_map(|l| l.split("campaign: header widened to ").nth(1)?.strip_suffix(" columns")?.parse().ok())
+        .unwrap_or_else(|| panic!("no widening line: {stderr}"));
+    let header = fs::read_to_string(wd.path("out/campaign.csv")).unwrap();
+    let columns = csv::Reader::from_reader(header.as_bytes()).headers().unwrap().len();
+    assert_eq!(said, columns);
+}
