@@ -155,3 +155,34 @@ fn the_widening_line_counts_the_columns_the_file_has() {
     let columns = csv::Reader::from_reader(header.as_bytes()).headers().unwrap().len();
     assert_eq!(said, columns);
 }
+
+#[test]
+fn an_80_column_terminal_shows_a_whole_eta_before_the_label() {
+    if !has_tool("script", "an_80_column_terminal_shows_a_whole_eta_before_the_label") {
+        return;
+    }
+    let wd = Workdir::new("first-pty80");
+    // 300 pages at most 100 a second: seconds of live lines with an ETA.
+    let opts = MockOptions { records: 3000, seed: 2, rate_limit: Some((100, 1)), ..MockOptions::default() };
+    let server = start(&opts);
+    let cfg = config(&wd, &server, r#", "max_records_per_page": "10""#);
+    let bin = env!("CARGO_BIN_EXE_api2csv");
+    // The pseudo-terminal is 80 columns wide; COLUMNS says otherwise, and must lose.
+    let line = format!("stty cols 80 rows 24; exec {bin} sync mailerlite --config {cfg} --out out");
+    let mut cmd = std::process::Command::new("script");
+    cmd.current_dir(&wd.dir).args(["-q", "-e", "-c", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+    cmd.env("TERM", "xterm").env("COLUMNS", "200").env("API2CSV_TEST_BACKOFF_MS", "5").env_remove("RUST_LOG");
+    let shown = wd.stdout(&mut cmd);
+    let draws: Vec<&str> = shown.split('\r').filter_map(|d| d.strip_suffix("\x1b[K")).collect();
+    let live: Vec<&str> = draws.iter().copied().filter(|d| d.contains(" ETA ") || d.starts_with("ETA ")).collect();
+    assert!(!live.is_empty(), "no live line with an ETA:\n{shown:?}");
+    for d in &live {
+        assert!(d.chars().count() <= 79, "wider than the terminal: {d:?}");
+        let fields: Vec<&str> = d.split("  ").collect();
+        assert!(fields[0].ends_with('%'), "{d:?}");
+        let eta = fields[1].strip_prefix("ETA ").unwrap_or_else(|| panic!("{d:?}"));
+        let (m, s) = eta.rsplit_once(':').unwrap_or_else(|| panic!("{d:?}"));
+        assert!(m.split(':').all(|p| p.parse::<u64>().is_ok()) && s.len() == 2 && s.parse::<u64>().is_ok(), "{d:?}");
+        assert!(fields[2].starts_with("subscriber + group"), "{d:?}");
+    }
+}

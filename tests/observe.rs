@@ -54,8 +54,13 @@ fn a_terminal_sees_one_progress_line_redrawn_in_place() {
     // The terminal turns each \n into \r\n; a redraw is a \r that starts a line again.
     let draws: Vec<&str> = shown.split('\r').filter(|s| !s.starts_with('\n')).collect();
     let mut pages = BTreeSet::new();
-    for draw in draws.iter().filter_map(|d| d.strip_prefix(&format!("{STREAM}  "))?.strip_suffix("\x1b[K")) {
-        let n: u64 = draw.split(" page").next().unwrap().parse().unwrap();
+    // Percent and ETA come first, then the label (shortened to fit), then the pages.
+    let live = |d: &str| -> Option<u64> {
+        let fields: Vec<&str> = d.strip_suffix("\x1b[K")?.split("  ").collect();
+        fields.iter().find(|f| f.starts_with("subscriber + group"))?;
+        fields.iter().find_map(|f| f.strip_suffix(" pages").or_else(|| f.strip_suffix(" page"))?.parse().ok())
+    };
+    for (draw, n) in draws.iter().filter_map(|d| Some((d, live(d)?))) {
         pages.insert(n);
         // The percentage is of the 3000 subscribers the API announced: after n pages of
         // 10 at most n / 3 % of them are read, whatever else the stream brought along.
