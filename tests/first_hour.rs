@@ -101,6 +101,11 @@ fn small_things_a_new_user_trips_on() {
     let typo = line(&["sync", "mailerlite", "--confg", "c.json"], 2);
     assert!(typo.contains("did you mean --config?"), "{typo}");
     assert!(line(&["snyc"], 2).contains("did you mean sync?"));
+    let version = wd.stdout(&mut wd.command(&["--version"]));
+    let built = version.strip_prefix(concat!("api2csv ", env!("CARGO_PKG_VERSION"), " (")).unwrap_or_default();
+    let hash = built.strip_prefix("commit ").map(|h| &h[..12.min(h.len())]).unwrap_or_default();
+    let from_git = hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit());
+    assert!(from_git || built.starts_with("not built from a git checkout)"), "{version}");
     assert!(wd.stdout(&mut wd.command(&["tables", "MailerLite"])).contains("subscriber"));
     let demo = line(&["demo", "--out", "missing/demo"], 2);
     assert!(demo.contains("missing") && !wd.path("missing").exists(), "{demo}");

@@ -73,7 +73,9 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> std::result::Result<(),
     let name = match p.next().map_err(lex)? {
         None => return Err(usage("a command is required (try --help)").into()),
         Some(Long("help") | Short('h')) => return help(USAGE),
-        Some(Long("version") | Short('V')) => return help(concat!("api2csv ", env!("CARGO_PKG_VERSION"), "\n")),
+        Some(Long("version") | Short('V')) => {
+            return help(concat!("api2csv ", env!("CARGO_PKG_VERSION"), " (", env!("API2CSV_COMMIT"), ")\n"))
+        }
         Some(Value(v)) => v.string().map_err(lex)?,
         Some(other) => return Err(lex(other.unexpected()).into()),
     };
