@@ -191,3 +191,17 @@ fn an_80_column_terminal_shows_a_whole_eta_before_the_label() {
         assert!(fields[2].starts_with("subscriber + group"), "{d:?}");
     }
 }
+
+#[test]
+fn a_quiet_run_keeps_its_configuration_warnings_in_last_sync() {
+    let wd = Workdir::new("first-warnings");
+    let server = start(&MockOptions { records: 20, ..MockOptions::default() });
+    let cfg = config(&wd, &server, r#", "max_record_per_page": "50""#);
+    let out = wd.output(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out", "-q"]));
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_slice(&fs::read(wd.path("out/last_sync.json")).unwrap()).unwrap();
+    let warnings = last["warnings"].as_array().unwrap_or_else(|| panic!("{last}"));
+    assert_eq!(warnings.len(), 1, "{last}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(w.contains("\"max_record_per_page\"") && w.contains("did you mean \"max_records_per_page\""), "{w}");
+}

@@ -63,6 +63,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 compact: generation == 2,
                 output: OutputOptions::default(),
                 verbosity: Verbosity::Normal,
+                warnings: Vec::new(),
             };
             super::sync::sync_with(&args, &config)?;
         }
