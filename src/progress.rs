@@ -100,6 +100,9 @@ pub struct Progress<W: Write = Stderr> {
 struct Table {
     name: String,
     total: Option<u64>,
+    /// Records of the announced total read by the interrupted run this one resumes:
+    /// they count in the percentage, not in this run's pace.
+    before: u64,
     started: Instant,
     /// When the next live or periodic line is due.
     next: Instant,
@@ -129,6 +132,13 @@ impl<W: Write> Progress<W> {
         self.start_table_at(table, total, Instant::now());
     }
 
+    /// Counts `records` read before a resume in the percentage and ETA of the table.
+    pub fn resumed_after(&mut self, records: u64) {
+        if let Some(t) = &mut self.table {
+            t.before = records;
+        }
+    }
+
     /// Shows `s` if a line is due; call it after every page.
     pub fn update(&mut self, s: &Snapshot) {
         if self.mode != Mode::Off {
@@ -142,7 +152,7 @@ impl<W: Write> Progress<W> {
     }
 
     fn start_table_at(&mut self, name: &str, total: Option<u64>, now: Instant) {
-        let t = Table { name: name.to_owned(), total, started: now, next: now + self.every };
+        let t = Table { name: name.to_owned(), total, before: 0, started: now, next: now + self.every };
         if self.mode == Mode::Live {
             // Right away: the first page may take seconds behind a rate limit.
             self.line.draw(&mut self.out, &t.live_text(&Snapshot::default(), now, live_width()), false);
@@ -222,10 +232,11 @@ impl Table {
         let secs = now.saturating_duration_since(self.started).as_secs_f64();
         if let Some(total) = self.total.filter(|&t| t > 0) {
             // An announced total can be stale: never past 100%, no ETA once reached.
-            f.push(format!("{}%", s.counted.min(total).saturating_mul(100) / total));
+            let counted = self.before + s.counted;
+            f.push(format!("{}%", counted.min(total).saturating_mul(100) / total));
             let pace = if secs > 0.0 { s.counted as f64 / secs } else { 0.0 };
-            let eta = || clock(((total - s.counted) as f64 / pace).round() as u64);
-            f.extend((pace > 0.0 && s.counted < total).then(|| format!("ETA {}", eta())));
+            let eta = || clock(((total - counted) as f64 / pace).round() as u64);
+            f.extend((pace > 0.0 && counted < total).then(|| format!("ETA {}", eta())));
         }
         f.extend([count(s.pages, "page", "pages"), format!("{} rows", s.read)]);
         let rate = if secs > 0.0 { s.read as f64 / secs } else { 0.0 };
@@ -354,7 +365,7 @@ mod tests {
     #[test]
     fn figures_show_rate_percent_eta_wait_and_retries() {
         let t0 = Instant::now();
-        let t = Table { name: "subscriber".into(), total: Some(10_000), started: t0, next: t0 };
+        let t = Table { name: "subscriber".into(), total: Some(10_000), before: 0, started: t0, next: t0 };
         let s = Snapshot { pages: 40, read: 4000, counted: 4000, ..Snapshot::default() };
         let s = Snapshot { retries: 2, waited: Duration::from_secs(12), ..s };
         let live = "40%  ETA 0:15  subscriber  40 pages  4000 rows  400/s  waited 12s  2 retries";
@@ -366,20 +377,29 @@ mod tests {
         // Two memberships came with each subscriber: 4000 of 10 000 is still 40%.
         let stream = Snapshot { pages: 40, read: 12_000, counted: 4000, ..Snapshot::default() };
         assert_eq!(t.live_text(&stream, at(t0, 10_000), 79), "40%  ETA 0:15  subscriber  40 pages  12000 rows  1200/s");
-        let t = Table { name: "group".into(), total: None, started: t0, next: t0 };
+        let t = Table { name: "group".into(), total: None, before: 0, started: t0, next: t0 };
         assert_eq!(
             t.live_text(&Snapshot { pages: 1, read: 100, ..Snapshot::default() }, t0, 79),
             "group  1 page  100 rows"
         );
-        let t = Table { name: "x".repeat(100), total: None, started: t0, next: t0 };
+        let t = Table { name: "x".repeat(100), total: None, before: 0, started: t0, next: t0 };
         assert_eq!(t.live_text(&Snapshot::default(), t0, 79).chars().count(), 79);
+    }
+
+    #[test]
+    fn records_read_before_a_resume_count_in_the_percentage_not_the_pace() {
+        let t0 = Instant::now();
+        let t = Table { name: "subscriber".into(), total: Some(3000), before: 2000, started: t0, next: t0 };
+        let s = Snapshot { pages: 5, read: 500, counted: 500, ..Snapshot::default() };
+        // 2500 of 3000 read; 500 in 10 s by this run: 500 left take 10 s.
+        assert_eq!(t.live_text(&s, at(t0, 10_000), 79), "83%  ETA 0:10  subscriber  5 pages  500 rows  50/s");
     }
 
     #[test]
     fn a_long_label_is_shortened_so_the_eta_stays_whole() {
         let t0 = Instant::now();
         let name = "subscriber + group + group_subscriber".to_string();
-        let t = Table { name, total: Some(100_000), started: t0, next: t0 };
+        let t = Table { name, total: Some(100_000), before: 0, started: t0, next: t0 };
         let s = Snapshot { pages: 1234, read: 123_400, counted: 41_000, ..Snapshot::default() };
         let s = Snapshot { retries: 12, waited: Duration::from_secs(754), ..s };
         let wide = t.live_text(&s, at(t0, 100_000), 119);

@@ -148,6 +148,8 @@ impl Reader {
         let resume = resume.or_else(|| positions.iter().all(Option::is_none).then_some(None));
         let label = self.plan.tables.join(" + ");
         progress.start_table(&label, ctx.checked.totals.get(first).copied());
+        // The interrupted run's keys of the first table, 8 bytes each in its journal.
+        progress.resumed_after(state.tables.get(first).and_then(|t| t.seen_len).map_or(0, |len| len / 8));
         if let Some(position) = resume {
             let mut stream = ctx.connector.open(&self.plan, position);
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));
