@@ -205,3 +205,30 @@ fn a_quiet_run_keeps_its_configuration_warnings_in_last_sync() {
     let w = warnings[0].as_str().unwrap();
     assert!(w.contains("\"max_record_per_page\"") && w.contains("did you mean \"max_records_per_page\""), "{w}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_usage_texts() {
+    let wd = Workdir::new("first-completions");
+    let bin = env!("CARGO_BIN_EXE_api2csv");
+    let complete = |words: &str| {
+        let script = format!(
+            "source <({bin} completions bash) && COMP_WORDS=({words}) && COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)) && _api2csv; echo \"${{COMPREPLY[@]}}\""
+        );
+        wd.stdout(std::process::Command::new("bash").current_dir(&wd.dir).args(["-c", &script]))
+    };
+    assert_eq!(complete("api2csv sy").trim(), "sync");
+    assert_eq!(complete("api2csv sync --con").trim(), "--config");
+    assert!(complete("api2csv sync --f").contains("--full-refresh"));
+    assert!(complete("api2csv sync mail").contains("mailerlite"));
+    for shell in ["zsh", "fish"] {
+        let script = wd.stdout(&mut wd.command(&["completions", shell]));
+        assert!(script.contains("spreadsheet-safe") && script.contains("verify"), "{shell}: {script}");
+    }
+    let man = wd.stdout(&mut wd.command(&["man"]));
+    assert!(man.starts_with(".TH API2CSV 1"), "{man}");
+    for c in ["sync", "compact", "tables", "check", "mock", "demo", "repair", "verify", "completions"] {
+        let help = wd.stdout(&mut wd.command(&[c, "--help"]));
+        let first = help.lines().next().unwrap();
+        assert!(man.contains(&format!(".SS {c}\n.nf\n{first}\n")), "{c}: {first}");
+    }
+}

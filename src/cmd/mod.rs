@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod compact;
+pub mod completions;
 pub mod demo;
 pub mod mock;
 pub mod repair;
@@ -34,6 +35,8 @@ Usage:
   api2csv demo [--out DIR]
   api2csv repair <DIR>
   api2csv verify <DIR>
+  api2csv completions <bash|zsh|fish>
+  api2csv man
 
 Connectors: mailerlite, paligo. `api2csv <command> --help` describes a command.
 
@@ -45,13 +48,13 @@ what it had (run it again to resume).
 
 /// One command: its name, its usage text (its flags, for "did you mean") and how it
 /// runs (each prints its own `--help`).
-struct Command {
-    name: &'static str,
-    usage: &'static str,
+pub(crate) struct Command {
+    pub(crate) name: &'static str,
+    pub(crate) usage: &'static str,
     run: fn(&mut lexopt::Parser) -> std::result::Result<(), Failure>,
 }
 
-static COMMANDS: &[Command] = &[
+pub(crate) static COMMANDS: &[Command] = &[
     Command { name: "sync", usage: sync::USAGE, run: sync::run },
     Command { name: "compact", usage: compact::USAGE, run: compact::run },
     Command { name: "tables", usage: tables::USAGE, run: tables::run },
@@ -60,6 +63,8 @@ static COMMANDS: &[Command] = &[
     Command { name: "demo", usage: demo::USAGE, run: demo::run },
     Command { name: "repair", usage: repair::USAGE, run: repair::run },
     Command { name: "verify", usage: verify::USAGE, run: verify::run },
+    Command { name: "completions", usage: completions::USAGE, run: completions::run_completions },
+    Command { name: "man", usage: completions::USAGE, run: completions::run_man },
 ];
 
 /// Runs the command line `args` (without the program name).
