@@ -41,17 +41,37 @@ fn parse_mode(v: &str) -> Option<u32> {
 }
 
 /// The mode of a directory api2csv creates: the file mode, searchable where readable.
+#[cfg(unix)]
 fn dir_mode() -> u32 {
     let mode = file_mode();
     mode | (mode & 0o444) >> 2
 }
 
-/// Options that create a file with [`file_mode`] (on Unix; elsewhere the default).
+/// Options that create a file with [`file_mode`].
+#[cfg(unix)]
 pub fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
-    #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, file_mode());
     options
+}
+
+/// Elsewhere a file gets the system's default permissions.
+#[cfg(not(unix))]
+pub fn private_options() -> OpenOptions {
+    OpenOptions::new()
+}
+
+/// A builder that creates a directory searchable by whom [`file_mode`] lets read.
+#[cfg(unix)]
+fn dir_builder() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, dir_mode());
+    builder
+}
+
+#[cfg(not(unix))]
+fn dir_builder() -> fs::DirBuilder {
+    fs::DirBuilder::new()
 }
 
 /// Creates (or truncates) `path` for writing, with [`file_mode`].
@@ -123,10 +143,7 @@ pub fn create_out_dir(dir: &Path) -> Result<bool> {
             parent.display()
         )));
     }
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, dir_mode());
-    builder
+    dir_builder()
         .create(dir)
         .map_err(|e| Error::Usage(format!("--out {}: cannot create the directory: {e}", dir.display())))?;
     sync_dir(parent)?;
