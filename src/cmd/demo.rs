@@ -96,7 +96,8 @@ fn next_steps(out: &Path) -> String {
     duckdb -c \"SELECT status, count(*) FROM read_csv('{sub}', all_varchar=true) GROUP BY status\"
     sqlite3 :memory: -cmd \".import --csv {sub} subscriber\" \"SELECT count(*) FROM subscriber\"
   check that a copied export arrived intact: api2csv verify {ml}
-  sync a real account: put {{\"api_key\": \"...\"}} in mailerlite.json (chmod 600), then
+  sync a real account: install -m 600 /dev/null mailerlite.json, put
+    {{\"api_key\": \"...\"}} in it with an editor, then
     api2csv check mailerlite --config mailerlite.json
     api2csv sync mailerlite --config mailerlite.json --out exports/mailerlite
 ",
