@@ -12,7 +12,6 @@
 //! never appended to through a stale handle.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -216,7 +215,7 @@ fn durable(round: &[Commit], state_path: &std::path::Path, hashing: &mut Hashing
             let i = match touched.iter().position(|(p, _, _)| *p == a.path) {
                 Some(i) => i,
                 None => {
-                    let open = OpenOptions::new().append(true).create(true).open(&a.path);
+                    let open = crate::fsio::private_options().append(true).create(true).open(&a.path);
                     let f = open.map_err(|e| Error::io("open", &a.path, e))?;
                     let len = f.metadata().map_err(|e| Error::io("stat", &a.path, e))?.len();
                     touched.push((a.path.clone(), f, len));

@@ -208,7 +208,7 @@ pub fn did_you_mean(key: &str) -> Option<&'static str> {
 }
 
 /// Levenshtein distance between `a` and `b`.
-fn edits(a: &str, b: &str) -> usize {
+pub(crate) fn edits(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

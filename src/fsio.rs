@@ -5,6 +5,10 @@
 //! (a rename across file systems is not atomic), fsynced, renamed over the target,
 //! and then the directory is fsynced so the rename itself survives a power cut
 //! (cargo-util's `paths.rs` explains the same sequence).
+//!
+//! Every file and directory api2csv creates is its owner's only (0600, 0700): exports
+//! hold e-mail addresses. `API2CSV_FILE_MODE` (octal, `0640`) widens that for a group
+//! that reads the export; the umask still narrows whatever is asked.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -12,10 +16,73 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The environment variable that widens the mode of the files api2csv creates.
+pub const MODE_VAR: &str = "API2CSV_FILE_MODE";
+
+/// The permission bits of a file api2csv creates: 0600 unless [`MODE_VAR`] says
+/// otherwise. A value that is not an octal mode is ignored with a warning, never a
+/// reason to write files wider than asked.
+pub fn file_mode() -> u32 {
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        let Some(v) = std::env::var_os(MODE_VAR) else { return 0o600 };
+        match parse_mode(&v.to_string_lossy()) {
+            Some(mode) => mode,
+            None => {
+                log::warn!("{MODE_VAR}={v:?} is not an octal file mode like 0640: files are created 0600");
+                0o600
+            }
+        }
+    })
+}
+
+fn parse_mode(v: &str) -> Option<u32> {
+    u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o666 && m & 0o600 == 0o600)
+}
+
+/// The mode of a directory api2csv creates: the file mode, searchable where readable.
+#[cfg(unix)]
+fn dir_mode() -> u32 {
+    let mode = file_mode();
+    mode | (mode & 0o444) >> 2
+}
+
+/// Options that create a file with [`file_mode`].
+#[cfg(unix)]
+pub fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, file_mode());
+    options
+}
+
+/// Elsewhere a file gets the system's default permissions.
+#[cfg(not(unix))]
+pub fn private_options() -> OpenOptions {
+    OpenOptions::new()
+}
+
+/// A builder that creates a directory searchable by whom [`file_mode`] lets read.
+#[cfg(unix)]
+fn dir_builder() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, dir_mode());
+    builder
+}
+
+#[cfg(not(unix))]
+fn dir_builder() -> fs::DirBuilder {
+    fs::DirBuilder::new()
+}
+
+/// Creates (or truncates) `path` for writing, with [`file_mode`].
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    private_options().write(true).create(true).truncate(true).open(path)
+}
+
 /// Writes `bytes` to `path` through a temp file in the same directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut f = create_private(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
     drop(f);
@@ -83,7 +150,8 @@ pub fn create_out_dir(dir: &Path) -> Result<bool> {
             parent.display()
         )));
     }
-    fs::create_dir(dir)
+    dir_builder()
+        .create(dir)
         .map_err(|e| Error::Usage(format!("--out {}: cannot create the directory: {e}", dir.display())))?;
     sync_dir(parent)?;
     Ok(true)
@@ -103,7 +171,7 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_NAME);
         let file =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| {
+            private_options().create(true).truncate(false).write(true).open(&path).map_err(|e| {
                 Error::dir(dir, format!("cannot write in this directory: cannot create {LOCK_NAME}: {e}"))
             })?;
         match file.try_lock() {
@@ -144,6 +212,27 @@ mod tests {
         assert!(err.to_string().contains("missing"), "{err}");
         assert_eq!(err.exit_status(), 2);
         assert!(!dir.join("missing").exists());
+    }
+
+    #[test]
+    fn modes_are_octal_and_never_hide_a_file_from_its_owner() {
+        assert_eq!(parse_mode("0640"), Some(0o640));
+        assert_eq!(parse_mode("644"), Some(0o644));
+        assert_eq!([parse_mode("0400"), parse_mode("rw"), parse_mode("0777"), parse_mode("")], [None; 4]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_files_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("mode");
+        let p = dir.join("x.json");
+        write_atomic(&p, b"{}").unwrap();
+        assert!(create_out_dir(&dir.join("out")).unwrap());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        if std::env::var_os(MODE_VAR).is_none() {
+            assert_eq!((mode(&p), mode(&dir.join("out"))), (0o600, 0o700));
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Exports are carried across air gaps; the manifest lets the receiving side prove a
 //! copy arrived intact (`verify`) without trusting the medium. It is rewritten
-//! atomically after every sync and compact. Files are hashed by streaming them through
+//! atomically after every sync and compact, each time after `SHA256SUMS`, the same
+//! digests (`state.json` included) for `sha256sum -c` on a machine without api2csv. Files are hashed by streaming them through
 //! a fixed buffer, so memory stays constant whatever their size.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 pub const FILE_NAME: &str = "manifest.json";
+/// The digests in the format of `sha256sum`, beside the manifest.
+pub const SUMS_NAME: &str = "SHA256SUMS";
 const VERSION: u32 = 1;
 const BUFFER_SIZE: usize = 64 * 1024;
 
@@ -70,6 +73,17 @@ pub struct Manifest {
     /// Keyed by plain file name inside the output directory; a BTreeMap so the JSON
     /// lists them in a stable order that diffs well.
     pub files: BTreeMap<String, FileEntry>,
+    /// `state.json` as it was when the manifest was written (absent from manifests
+    /// written before api2csv kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Fingerprint>,
+}
+
+/// The size and SHA-256 of a file that is not a table file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// The outcome of [`verify`]: `checked` lists every file the manifest names, in name
@@ -125,22 +139,45 @@ pub fn write(dir: &Path, connector: &str, files: &[Source]) -> Result<Manifest> 
         connector: connector.to_string(),
         written_at: crate::timestamp::now(),
         files: entries,
+        state: fingerprint(&dir.join(crate::state::FILE_NAME))?,
     };
+    crate::fsio::write_atomic(&dir.join(SUMS_NAME), sums(&manifest).as_bytes())?;
     let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
     json.push(b'\n');
     crate::fsio::write_atomic(&path, &json)?;
     Ok(manifest)
 }
 
+/// `SHA256SUMS`: one `<hex>  <name>` line per file, as `sha256sum` writes them.
+fn sums(m: &Manifest) -> String {
+    let state = m.state.as_ref().map(|s| (crate::state::FILE_NAME, &s.sha256));
+    let files = m.files.iter().map(|(name, e)| (name.as_str(), &e.sha256)).chain(state);
+    files.map(|(name, sha)| format!("{sha}  {name}\n")).collect()
+}
+
+/// The fingerprint of `path`, `None` if it does not exist.
+fn fingerprint(path: &Path) -> Result<Option<Fingerprint>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        _ => hash_file(path).map(|(sha256, bytes)| Some(Fingerprint { bytes, sha256 })),
+    }
+}
+
 /// Checks every file listed in `dir/manifest.json`: it exists, has the same size and
-/// the same SHA-256. A missing or unusable manifest is an error; a mismatch is a
-/// [`Problem`].
+/// the same SHA-256; `state.json` too when the manifest holds it. A missing or unusable
+/// manifest is an error; a mismatch is a [`Problem`].
 pub fn verify(dir: &Path) -> Result<Verified> {
     let manifest = load(dir)?;
-    let problems = manifest.files.iter().filter_map(|(name, entry)| {
+    let state = manifest.state.as_ref().map(|s| {
+        let entry =
+            FileEntry { bytes: s.bytes, rows: 0, columns: 0, sha256: s.sha256.clone(), crc32: None, proof: None };
+        (crate::state::FILE_NAME.to_string(), entry)
+    });
+    let all: Vec<(String, FileEntry)> = manifest.files.into_iter().chain(state).collect();
+    let problems = all.iter().filter_map(|(name, entry)| {
         check_file(&dir.join(name), entry).map(|detail| Problem { file: name.clone(), detail })
     });
-    Ok(Verified { problems: problems.collect(), checked: manifest.files.into_keys().collect() })
+    Ok(Verified { problems: problems.collect(), checked: all.iter().map(|(name, _)| name.clone()).collect() })
 }
 
 /// `dir/manifest.json` if there is a usable one.

@@ -17,9 +17,31 @@ pub(crate) use live_line::{LiveLine, STDERR};
 const LIVE_EVERY: Duration = Duration::from_millis(250);
 /// Often enough to show in a cron log that a long table still moves, rarely enough to read it.
 const PERIODIC_EVERY: Duration = Duration::from_secs(30);
-/// A line wider than the terminal wraps, and `\r` then redraws only its last row: stay
-/// within 80 columns, which we cannot measure without a dependency or unsafe code.
-const LIVE_WIDTH: usize = 79;
+/// The width assumed when the terminal does not tell (nor `COLUMNS`).
+const DEFAULT_COLUMNS: usize = 80;
+/// A label is never shortened below this many characters.
+const MIN_LABEL: usize = 20;
+
+/// The columns a live line may fill: one less than the terminal's width, as a line
+/// that reaches the last column wraps on some terminals, and `\r` then redraws only
+/// its last row. Asked on every draw, so a resized window is followed.
+fn live_width() -> usize {
+    terminal_columns()
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok().filter(|&c| c > 0))
+        .unwrap_or(DEFAULT_COLUMNS)
+        .saturating_sub(1)
+        .max(20)
+}
+
+#[cfg(unix)]
+fn terminal_columns() -> Option<usize> {
+    rustix::termios::tcgetwinsize(io::stderr()).ok().map(|w| usize::from(w.ws_col)).filter(|&c| c > 0)
+}
+
+#[cfg(not(unix))]
+fn terminal_columns() -> Option<usize> {
+    None
+}
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +100,9 @@ pub struct Progress<W: Write = Stderr> {
 struct Table {
     name: String,
     total: Option<u64>,
+    /// Records of the announced total read by the interrupted run this one resumes:
+    /// they count in the percentage, not in this run's pace.
+    before: u64,
     started: Instant,
     /// When the next live or periodic line is due.
     next: Instant,
@@ -107,6 +132,13 @@ impl<W: Write> Progress<W> {
         self.start_table_at(table, total, Instant::now());
     }
 
+    /// Counts `records` read before a resume in the percentage and ETA of the table.
+    pub fn resumed_after(&mut self, records: u64) {
+        if let Some(t) = &mut self.table {
+            t.before = records;
+        }
+    }
+
     /// Shows `s` if a line is due; call it after every page.
     pub fn update(&mut self, s: &Snapshot) {
         if self.mode != Mode::Off {
@@ -120,10 +152,10 @@ impl<W: Write> Progress<W> {
     }
 
     fn start_table_at(&mut self, name: &str, total: Option<u64>, now: Instant) {
-        let t = Table { name: name.to_owned(), total, started: now, next: now + self.every };
+        let t = Table { name: name.to_owned(), total, before: 0, started: now, next: now + self.every };
         if self.mode == Mode::Live {
             // Right away: the first page may take seconds behind a rate limit.
-            self.line.draw(&mut self.out, &t.live_text(&Snapshot::default(), now), false);
+            self.line.draw(&mut self.out, &t.live_text(&Snapshot::default(), now, live_width()), false);
         }
         self.table = Some(t);
     }
@@ -138,7 +170,7 @@ impl<W: Write> Progress<W> {
         }
         t.next = now + self.every;
         match self.mode {
-            Mode::Live => self.line.draw(&mut self.out, &t.live_text(s, now), false),
+            Mode::Live => self.line.draw(&mut self.out, &t.live_text(s, now, live_width()), false),
             Mode::Periodic => log::info!("{}", t.periodic_text(s, now)),
             Mode::Off => return false,
         }
@@ -167,29 +199,48 @@ impl<W: Write> Drop for Progress<W> {
 }
 
 impl Table {
-    /// `subscriber  120 pages  12000 rows  3400/s  40%  ETA 0:54  waited 12s  2 retries`
-    fn live_text(&self, s: &Snapshot, now: Instant) -> String {
-        format!("{}  {}", self.name, self.figures(s, now).join("  ")).chars().take(LIVE_WIDTH).collect()
+    /// `40%  ETA 0:54  subscriber  120 pages  12000 rows  3400/s  waited 12s  2 retries`,
+    /// within `width` columns: what tells how long is left first, then the label
+    /// (shortened with `…` when the line is too long), then the figures that fit.
+    fn live_text(&self, s: &Snapshot, now: Instant, width: usize) -> String {
+        let mut figures = self.figures(s, now);
+        let lead = figures.iter().take_while(|f| f.ends_with('%') || f.starts_with("ETA ")).count();
+        let lead = figures.drain(..lead).collect::<Vec<_>>();
+        let fixed = |figures: &[String]| lead.iter().chain(figures).map(|f| f.chars().count() + 2).sum::<usize>();
+        let room = width.saturating_sub(fixed(&figures));
+        let label = shorten(&self.name, room.max(MIN_LABEL));
+        while figures.len() > 2 && fixed(&figures) + label.chars().count() > width {
+            figures.pop();
+        }
+        let line = lead.into_iter().chain([label]).chain(figures).collect::<Vec<_>>().join("  ");
+        line.chars().take(width).collect()
     }
 
     /// `subscriber: 120 pages, 12000 rows, 3400/s, 40%, ETA 0:54, waited 12s, 2 retries`
+    /// A log line has no width to fit: its figures keep the order of the summary.
     fn periodic_text(&self, s: &Snapshot, now: Instant) -> String {
-        format!("{}: {}", self.name, self.figures(s, now).join(", "))
+        let mut f = self.figures(s, now);
+        let lead = f.iter().take_while(|f| f.ends_with('%') || f.starts_with("ETA ")).count();
+        let read = 2 + usize::from(f.get(lead + 2).is_some_and(|r| r.ends_with("/s")));
+        f[..lead + read].rotate_left(lead);
+        format!("{}: {}", self.name, f.join(", "))
     }
 
     /// Most telling first, as a narrow terminal cuts the tail.
     fn figures(&self, s: &Snapshot, now: Instant) -> Vec<String> {
-        let mut f = vec![count(s.pages, "page", "pages"), format!("{} rows", s.read)];
+        let mut f = Vec::new();
         let secs = now.saturating_duration_since(self.started).as_secs_f64();
-        let rate = if secs > 0.0 { s.read as f64 / secs } else { 0.0 };
-        f.extend((rate > 0.0).then(|| format!("{rate:.0}/s")));
         if let Some(total) = self.total.filter(|&t| t > 0) {
             // An announced total can be stale: never past 100%, no ETA once reached.
-            f.push(format!("{}%", s.counted.min(total).saturating_mul(100) / total));
+            let counted = self.before + s.counted;
+            f.push(format!("{}%", counted.min(total).saturating_mul(100) / total));
             let pace = if secs > 0.0 { s.counted as f64 / secs } else { 0.0 };
-            let eta = || clock(((total - s.counted) as f64 / pace).round() as u64);
-            f.extend((pace > 0.0 && s.counted < total).then(|| format!("ETA {}", eta())));
+            let eta = || clock(((total - counted) as f64 / pace).round() as u64);
+            f.extend((pace > 0.0 && counted < total).then(|| format!("ETA {}", eta())));
         }
+        f.extend([count(s.pages, "page", "pages"), format!("{} rows", s.read)]);
+        let rate = if secs > 0.0 { s.read as f64 / secs } else { 0.0 };
+        f.extend((rate > 0.0).then(|| format!("{rate:.0}/s")));
         f.extend((!s.waited.is_zero()).then(|| format!("waited {}", whole(s.waited))));
         f.extend((s.retries > 0).then(|| count(s.retries, "retry", "retries")));
         f
@@ -207,6 +258,15 @@ fn summary_line(table: &str, s: &Snapshot, took: Duration) -> String {
         "{table}: read {read}, new {new}, changed {changed}, unchanged {unchanged}, deleted {deleted}, \
          {pages}, {requests}, {retries}, waited {waited}, took {took}"
     )
+}
+
+/// `label` in at most `max` characters: `subscriber + group + group_subscriber`
+/// becomes `subscriber + group + grou…`.
+fn shorten(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        return label.to_string();
+    }
+    label.chars().take(max.saturating_sub(1)).chain(['…']).collect()
 }
 
 fn count(n: u64, one: &str, many: &str) -> String {
@@ -305,25 +365,53 @@ mod tests {
     #[test]
     fn figures_show_rate_percent_eta_wait_and_retries() {
         let t0 = Instant::now();
-        let t = Table { name: "subscriber".into(), total: Some(10_000), started: t0, next: t0 };
+        let t = Table { name: "subscriber".into(), total: Some(10_000), before: 0, started: t0, next: t0 };
         let s = Snapshot { pages: 40, read: 4000, counted: 4000, ..Snapshot::default() };
         let s = Snapshot { retries: 2, waited: Duration::from_secs(12), ..s };
-        let live = "subscriber  40 pages  4000 rows  400/s  40%  ETA 0:15  waited 12s  2 retries";
-        assert_eq!(t.live_text(&s, at(t0, 10_000)), live);
+        let live = "40%  ETA 0:15  subscriber  40 pages  4000 rows  400/s  waited 12s  2 retries";
+        assert_eq!(t.live_text(&s, at(t0, 10_000), 79), live);
         let periodic = "subscriber: 40 pages, 4000 rows, 400/s, 40%, ETA 0:15, waited 12s, 2 retries";
         assert_eq!(t.periodic_text(&s, at(t0, 10_000)), periodic);
         let stale = Snapshot { pages: 121, read: 12_000, counted: 12_000, ..Snapshot::default() };
-        assert_eq!(t.live_text(&stale, at(t0, 4000)), "subscriber  121 pages  12000 rows  3000/s  100%");
+        assert_eq!(t.live_text(&stale, at(t0, 4000), 79), "100%  subscriber  121 pages  12000 rows  3000/s");
         // Two memberships came with each subscriber: 4000 of 10 000 is still 40%.
         let stream = Snapshot { pages: 40, read: 12_000, counted: 4000, ..Snapshot::default() };
-        assert_eq!(t.live_text(&stream, at(t0, 10_000)), "subscriber  40 pages  12000 rows  1200/s  40%  ETA 0:15");
-        let t = Table { name: "group".into(), total: None, started: t0, next: t0 };
+        assert_eq!(t.live_text(&stream, at(t0, 10_000), 79), "40%  ETA 0:15  subscriber  40 pages  12000 rows  1200/s");
+        let t = Table { name: "group".into(), total: None, before: 0, started: t0, next: t0 };
         assert_eq!(
-            t.live_text(&Snapshot { pages: 1, read: 100, ..Snapshot::default() }, t0),
+            t.live_text(&Snapshot { pages: 1, read: 100, ..Snapshot::default() }, t0, 79),
             "group  1 page  100 rows"
         );
-        let t = Table { name: "x".repeat(100), total: None, started: t0, next: t0 };
-        assert_eq!(t.live_text(&Snapshot::default(), t0).len(), LIVE_WIDTH);
+        let t = Table { name: "x".repeat(100), total: None, before: 0, started: t0, next: t0 };
+        assert_eq!(t.live_text(&Snapshot::default(), t0, 79).chars().count(), 79);
+    }
+
+    #[test]
+    fn records_read_before_a_resume_count_in_the_percentage_not_the_pace() {
+        let t0 = Instant::now();
+        let t = Table { name: "subscriber".into(), total: Some(3000), before: 2000, started: t0, next: t0 };
+        let s = Snapshot { pages: 5, read: 500, counted: 500, ..Snapshot::default() };
+        // 2500 of 3000 read; 500 in 10 s by this run: 500 left take 10 s.
+        assert_eq!(t.live_text(&s, at(t0, 10_000), 79), "83%  ETA 0:10  subscriber  5 pages  500 rows  50/s");
+    }
+
+    #[test]
+    fn a_long_label_is_shortened_so_the_eta_stays_whole() {
+        let t0 = Instant::now();
+        let name = "subscriber + group + group_subscriber".to_string();
+        let t = Table { name, total: Some(100_000), before: 0, started: t0, next: t0 };
+        let s = Snapshot { pages: 1234, read: 123_400, counted: 41_000, ..Snapshot::default() };
+        let s = Snapshot { retries: 12, waited: Duration::from_secs(754), ..s };
+        let wide = t.live_text(&s, at(t0, 100_000), 119);
+        assert_eq!(
+            wide,
+            "41%  ETA 2:24  subscriber + group + group_subscriber  1234 pages  123400 rows  1234/s  waited 12m34s  12 retries"
+        );
+        let narrow = t.live_text(&s, at(t0, 100_000), 79);
+        assert_eq!(narrow, "41%  ETA 2:24  subscriber + group …  1234 pages  123400 rows  1234/s");
+        let tiny = t.live_text(&s, at(t0, 100_000), 39);
+        assert!(tiny.starts_with("41%  ETA 2:24  subscriber "), "{tiny}");
+        assert!(tiny.chars().count() <= 39, "{tiny}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ impl Reader {
         let resume = resume.or_else(|| positions.iter().all(Option::is_none).then_some(None));
         let label = self.plan.tables.join(" + ");
         progress.start_table(&label, ctx.checked.totals.get(first).copied());
+        // The interrupted run's keys of the first table, counted in its journal.
+        let journal = state.tables.get(first).and_then(|t| t.seen_len.as_ref());
+        progress.resumed_after(journal.map_or(0, |j| crate::seen::keys_in(j.len)));
         if let Some(position) = resume {
             let mut stream = ctx.connector.open(&self.plan, position);
             stream.set_created_since(state.tables.get(first).and_then(|t| t.created_since));

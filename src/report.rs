@@ -32,11 +32,21 @@ pub struct LastSync<'a> {
     /// Where the interrupted run this one continued stood.
     pub resumed: Option<&'a str>,
     pub error: Option<String>,
+    /// What the run warned about its configuration (an unknown key), so that a `-q`
+    /// run from cron does not hide it.
+    pub warnings: &'a [String],
     pub tables: BTreeMap<&'a str, &'a TableSummary>,
 }
 
 /// Writes `DIR/last_sync.json` for `report`.
-pub fn write(dir: &Path, connector: &str, report: &Report, exit_status: i32, error: Option<String>) -> Result<()> {
+pub fn write(
+    dir: &Path,
+    connector: &str,
+    report: &Report,
+    exit_status: i32,
+    error: Option<String>,
+    warnings: &[String],
+) -> Result<()> {
     let status = match exit_status {
         0 => "ok",
         130 | 143 => "interrupted",
@@ -57,6 +67,7 @@ pub fn write(dir: &Path, connector: &str, report: &Report, exit_status: i32, err
         pages_committed: report.pages_committed,
         resumed: report.resumed.as_deref(),
         error,
+        warnings,
         tables: report.tables.iter().filter(|t| !t.skipped).map(|t| (t.table.as_str(), t)).collect(),
     };
     let mut bytes = serde_json::to_vec_pretty(&last).expect("serializes");

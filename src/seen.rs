@@ -16,7 +16,7 @@
 //! run) is never read: the sync reads the table's listing again from its start, so
 //! no key is taken for deleted on its word.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,11 @@ use crate::state::Journal;
 const MAGIC: &[u8; 8] = b"a2c.seen";
 /// Magic and run id.
 const HEADER: u64 = 16;
+
+/// How many keys a journal of committed length `len` holds (its header aside).
+pub fn keys_in(len: u64) -> u64 {
+    len.saturating_sub(HEADER) / 8
+}
 
 pub struct SeenLog {
     path: PathBuf,
@@ -80,7 +85,7 @@ impl SeenLog {
                 detail: "the journal of keys read does not match state.json".into(),
             })?
         };
-        let file = OpenOptions::new()
+        let file = crate::fsio::private_options()
             .write(true)
             .create(true)
             .truncate(false)

@@ -306,7 +306,7 @@ pub fn rewrite(
 ) -> Result<FileState> {
     let input = File::open(src).map_err(|e| Error::io("open", src, e))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input.take(len));
-    let out = File::create(side).map_err(|e| Error::io("create", side, e))?;
+    let out = crate::fsio::create_private(side).map_err(|e| Error::io("create", side, e))?;
     let mut out = Crc::new(out);
     out.write_all(header).map_err(|e| Error::io("write", side, e))?;
     let mut writer = csv::WriterBuilder::new().flexible(true).buffer_capacity(1 << 16).from_writer(out);

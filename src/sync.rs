@@ -121,7 +121,7 @@ pub fn run(
         check_output(s, opts)?;
         if dir.join(crate::fsio::LOCK_NAME).exists() {
             lock = Some(DirLock::acquire(dir)?);
-            announce_resume(s, report, opts.full_refresh);
+            announce_resume(&opts.dir, s, report, opts.full_refresh);
         }
         report.dir_checked = true;
     }
@@ -142,7 +142,7 @@ pub fn run(
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
     if report.resumed.is_none() {
-        announce_resume(&state, report, opts.full_refresh);
+        announce_resume(&opts.dir, &state, report, opts.full_refresh);
     }
     report.dir_ready = true;
     report.wrote = true;
@@ -324,16 +324,16 @@ fn check_output(state: &State, opts: &Options) -> Result<()> {
 
 /// Says that this run resumes an interrupted one, and where. A --full-refresh
 /// replaces an interrupted run that was not one (see `begin_run`): no resuming then.
-fn announce_resume(state: &State, report: &mut Report, full_refresh: bool) {
+fn announce_resume(dir: &std::path::Path, state: &State, report: &mut Report, full_refresh: bool) {
     let resumed = state.run.as_ref().filter(|r| r.full_refresh || !full_refresh);
-    report.resumed = resumed.map(|r| describe_resume(state, r));
+    report.resumed = resumed.map(|r| describe_resume(dir, state, r));
     if let Some(at) = &report.resumed {
         log::info!("resuming the sync interrupted at {at}");
     }
 }
 
 /// Where an interrupted run stood, for the first line of the run that resumes it.
-fn describe_resume(state: &State, run: &Run) -> String {
+fn describe_resume(dir: &std::path::Path, state: &State, run: &Run) -> String {
     let current = run.tables.iter().find(|t| !run.done.contains(t));
     let position = current.and_then(|t| state.tables.get(t)).and_then(|t| t.resume.as_ref());
     let at = match (current, position) {
@@ -343,7 +343,11 @@ fn describe_resume(state: &State, run: &Run) -> String {
         (Some(t), None) => format!("{t}, at its start"),
         (None, _) => "its end".into(),
     };
-    format!("{} ({} of {} tables done; now {at})", run.started_at, run.done.len(), run.tables.len())
+    // It stopped at its last commit, the last write of state.json.
+    let modified = std::fs::metadata(dir.join(crate::state::FILE_NAME)).and_then(|m| m.modified());
+    let stopped = modified.map(|t| crate::timestamp::rfc3339(t.into())).unwrap_or_else(|_| run.started_at.clone());
+    let (done, of) = (run.done.len(), run.tables.len());
+    format!("{stopped} (it started at {}; {done} of {of} tables done; now {at})", run.started_at)
 }
 
 /// The run to carry out: a new one over `selected`, or the interrupted one, which

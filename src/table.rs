@@ -378,7 +378,8 @@ impl TableWriter {
         let mut file = sink::rewrite(&self.path, self.file.file_len, &side, &header, added, |_, _| true)?;
         (file.columns, file.derived) = self.cols.committed(self.cols.len());
         crate::replace::replace(dir, state, self.spec.name, kind, file.clone())?;
-        log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len());
+        // As the file counts them: with _synced_at and _deleted.
+        log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len() + 2);
         self.file = file;
         self.width = self.cols.len();
         Ok(())

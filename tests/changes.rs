@@ -104,7 +104,7 @@ fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
     let mut kills = 0;
     let mut delay = Duration::from_millis(25);
     loop {
-        let mut child = sync(wd, connector, cfg).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = sync(wd, connector, cfg).stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
         let started = Instant::now();
         while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(2));

@@ -82,7 +82,8 @@ fn a_second_process_on_the_same_directory_exits_2() {
     let wd = Workdir::new("err-lock");
     let server = start(&MockOptions { records: 20000, ..MockOptions::default() });
     let cfg = config(&wd, &server, r#", "max_records_per_page": 10"#);
-    let mut first = wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]).spawn().unwrap();
+    let mut first =
+        wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]).stderr(wd.stderr_log()).spawn().unwrap();
     let started = std::time::Instant::now();
     while !wd.path("out/state.json").exists() && started.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -80,7 +80,7 @@ fn killed_syncs_resume_without_losing_or_repeating_rows() {
     let mut kills = 0;
     let mut delay = Duration::from_millis(100);
     loop {
-        let mut child = sync(&wd, &cfg).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = sync(&wd, &cfg).stdout(std::process::Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
         let started = Instant::now();
         while started.elapsed() < delay {
             if child.try_wait().unwrap().is_some() {
@@ -151,6 +151,7 @@ fn the_mock_command_serves_what_sync_and_compact_read() {
     let mut mock = wd
         .command(&["mock", "mailerlite", "--addr", "127.0.0.1:0", "--records", "120", "--seed", "8"])
         .stdout(std::process::Stdio::piped())
+        .stderr(wd.stderr_log())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(mock.stdout.take().unwrap()).lines();

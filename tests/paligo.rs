@@ -122,7 +122,7 @@ fn kill_until_done(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, step: D
     let mut kills = 0;
     let mut delay = step;
     loop {
-        let mut child = cmd().stdout(Stdio::null()).spawn().unwrap();
+        let mut child = cmd().stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
         let started = Instant::now();
         while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
             if hunt && inside.is_empty() && mid_table(wd, table).is_some() {
@@ -213,7 +213,7 @@ fn an_interrupted_run_does_not_replace_the_tables_asked_for() {
     let opts = MockOptions { records: 6000, seed: 2, ..MockOptions::default() };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 10"#);
-    let mut child = sync(&wd, &cfg, &["assignments"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = sync(&wd, &cfg, &["assignments"]).stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
     let started = Instant::now();
     while mid_table(&wd, "assignments").is_none() {
         assert!(started.elapsed() < Duration::from_secs(20), "assignments never started");

@@ -7,6 +7,7 @@ mod differential;
 mod directory;
 mod errors;
 mod expected;
+mod first_hour;
 mod hostile;
 mod hostile_ml;
 mod hostile_pg;

@@ -1,6 +1,7 @@
 //! A unique directory per test and the binary run inside it (after xsv's Workdir).
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,11 +59,33 @@ impl Workdir {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// Where a spawned command's stderr goes, appended to `stderr.log` in this directory:
+    /// kept for a look after a failure, never mixed into `cargo test`'s own output, and
+    /// never a pipe nobody reads (a chatty child would block on a full one).
+    pub fn stderr_log(&self) -> fs::File {
+        let path = self.path("stderr.log");
+        fs::OpenOptions::new().create(true).append(true).open(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    }
+
     pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
         let p = self.path(rel);
         fs::write(&p, contents).unwrap();
         p
     }
+}
+
+/// Whether the tool `name` (sqlite3, python3, script) can be run. The README lists the
+/// tools the tests use; a test that needs a missing one says so on the terminal and
+/// passes, unless `API2CSV_TEST_TOOLS=required` (CI sets it), where it fails.
+pub fn has_tool(name: &str, test: &str) -> bool {
+    let found = Command::new(name).arg("--version").output().is_ok();
+    if !found {
+        let required = std::env::var("API2CSV_TEST_TOOLS").is_ok_and(|v| v == "required");
+        assert!(!required, "{test} needs {name}, which is not installed (API2CSV_TEST_TOOLS=required)");
+        // Straight to stderr: libtest captures print! and eprint!, and a skip must be seen.
+        let _ = writeln!(std::io::stderr(), "skipped: {test} needs {name}, which is not installed");
+    }
+    found
 }
 
 pub fn describe(cmd: &Command, out: &Output) -> String {

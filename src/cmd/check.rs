@@ -28,6 +28,9 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     }
     let def = def.ok_or_else(|| usage("check: which connector?"))?;
     let config = super::sync::load_config(def, config.as_deref(), Verbosity::Normal)?;
+    for w in super::sync::config_warnings(def, &config) {
+        log::warn!("{w}");
+    }
     let client = connector::client(def, &config, None);
     let checked = (def.build)(&config).check(&client)?;
     say(&format!("{}\n", checked.message));

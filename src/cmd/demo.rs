@@ -42,7 +42,8 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
             out.display()
         ));
     } else {
-        std::fs::create_dir(&out).map_err(|e| crate::error::Error::io("create", &out, e))?;
+        // As sync's --out: only the last component, a missing parent is exit 2.
+        crate::fsio::create_out_dir(&out)?;
     }
     for def in CONNECTORS {
         let dir = out.join(def.name);
@@ -66,6 +67,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 compact: generation == 2,
                 output: OutputOptions::default(),
                 verbosity: Verbosity::Normal,
+                warnings: Vec::new(),
             };
             super::sync::sync_with(&args, &config)?;
         }
@@ -98,7 +100,8 @@ fn next_steps(out: &Path) -> String {
     duckdb -c \"SELECT status, count(*) FROM read_csv('{sub}', all_varchar=true) GROUP BY status\"
     sqlite3 :memory: -cmd \".import --csv {sub} subscriber\" \"SELECT count(*) FROM subscriber\"
   check that a copied export arrived intact: api2csv verify {ml}
-  sync a real account: put {{\"api_key\": \"...\"}} in mailerlite.json (chmod 600), then
+  sync a real account: install -m 600 /dev/null mailerlite.json, put
+    {{\"api_key\": \"...\"}} in it with an editor, then
     api2csv check mailerlite --config mailerlite.json
     api2csv sync mailerlite --config mailerlite.json --out exports/mailerlite
 ",

@@ -50,6 +50,8 @@ pub struct Args {
     pub compact: bool,
     pub output: OutputOptions,
     pub verbosity: Verbosity,
+    /// The configuration's warnings, for `last_sync.json`.
+    pub warnings: Vec<String>,
 }
 
 pub fn parse(p: &mut lexopt::Parser) -> Result<Option<Args>> {
@@ -83,15 +85,19 @@ pub fn parse(p: &mut lexopt::Parser) -> Result<Option<Args>> {
     }
     let connector = connector.ok_or_else(|| usage(format!("sync: which connector? ({})", connector::names())))?;
     let verbosity = Verbosity::from_flags(quiet, verbose);
-    Ok(Some(Args { connector, config, out, tables, full_refresh, compact, output, verbosity }))
+    Ok(Some(Args { connector, config, out, tables, full_refresh, compact, output, verbosity, warnings: Vec::new() }))
 }
 
 pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
-    let Some(args) = parse(p)? else {
+    let Some(mut args) = parse(p)? else {
         say(USAGE);
         return Ok(());
     };
     let config = load_config(args.connector, args.config.as_deref(), args.verbosity)?;
+    args.warnings = config_warnings(args.connector, &config);
+    for w in &args.warnings {
+        log::warn!("{w}");
+    }
     sync_with(&args, &config)
 }
 
@@ -101,20 +107,25 @@ pub fn load_config(def: &Def, file: Option<&std::path::Path>, verbosity: Verbosi
     let config = config::load(&def.requirements, file, &|var| std::env::var(var).ok());
     let debug = config.as_ref().is_ok_and(|c| c.debug_logging) && verbosity != Verbosity::Quiet;
     log_setup::init(if debug { verbosity.max(Verbosity::Verbose) } else { verbosity });
-    let config = config?;
+    config
+}
+
+/// What does not apply in `config`: one line each, logged and kept in `last_sync.json`.
+pub fn config_warnings(def: &Def, config: &Config) -> Vec<String> {
+    let mut w = Vec::new();
     for key in &config.unknown_keys {
         match config::did_you_mean(key) {
-            Some(known) => log::warn!("configuration: unknown key {key:?} ignored; did you mean {known:?}?"),
-            None => log::warn!("configuration: unknown key {key:?} ignored"),
+            Some(known) => w.push(format!("configuration: unknown key {key:?} ignored; did you mean {known:?}?")),
+            None => w.push(format!("configuration: unknown key {key:?} ignored")),
         }
     }
     if config.sync_frequency_hours.is_some() {
-        log::warn!("configuration: sync_frequency_hours does not apply: api2csv syncs when it is run; schedule it with cron or a systemd timer");
+        w.push("configuration: sync_frequency_hours does not apply: api2csv syncs when it is run; schedule it with cron or a systemd timer".into());
     }
     if config.initial_sync_days.is_some() && def.name == "mailerlite" {
-        log::warn!("configuration: initial_sync_days does not apply to mailerlite: its API cannot filter by time, so every sync reads every record");
+        w.push("configuration: initial_sync_days does not apply to mailerlite: its API cannot filter by time, so every sync reads every record".into());
     }
-    Ok(config)
+    w
 }
 
 /// Runs the sync of `args` with a validated configuration: the summary, then
@@ -168,7 +179,7 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     // A run refused with 2 leaves the directory as it was, last_sync.json included.
     if report.dir_ready || (report.dir_checked && status != 2) {
         let line = failure.as_ref().map(|f| f.error.to_string());
-        if let Err(e) = report::write(&args.out, args.connector.name, &report, status, line) {
+        if let Err(e) = report::write(&args.out, args.connector.name, &report, status, line, &args.warnings) {
             log::warn!("{e}");
         }
     }

@@ -24,7 +24,8 @@ pub static CONNECTORS: &[&Def] = &[&mailerlite::DEF, &paligo::DEF];
 
 /// The connector named `name`.
 pub fn find(name: &str) -> Option<&'static Def> {
-    CONNECTORS.iter().copied().find(|d| d.name == name)
+    // `MailerLite` as the product is spelled finds it too.
+    CONNECTORS.iter().copied().find(|d| d.name.eq_ignore_ascii_case(name))
 }
 
 /// The names of every connector, for messages.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -94,11 +94,22 @@ struct Shared {
     requests: AtomicU64,
 }
 
+/// The address a client on this machine reaches `addr` at: a wildcard (`0.0.0.0`,
+/// `::`) is not one to connect to, and credentials go only to loopback over plain
+/// http, so the URLs the mock prints and links to name loopback instead.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    }
+}
+
 impl Shared {
     fn new(api: Arc<dyn MockApi>, addr: SocketAddr, opts: &MockOptions) -> Shared {
         Shared {
             api,
-            origin: format!("http://{addr}"),
+            origin: format!("http://{}", reachable(addr)),
             fault_rate: opts.fault_rate,
             rate_limit: opts.rate_limit.filter(|&(n, secs)| n > 0 && secs > 0),
             rng: Mutex::new(opts.seed ^ 0x6d6f_636b_6661_756c),
