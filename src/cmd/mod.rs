@@ -2,6 +2,8 @@
 //! usage text, its argument parsing and its `run`. `main` calls [`run`] and turns a
 //! [`Failure`] into the exit status.
 
+pub mod apply;
+pub mod bundle;
 pub mod check;
 pub mod compact;
 pub mod demo;
@@ -34,6 +36,8 @@ Usage:
   api2csv demo [--out DIR]
   api2csv repair <DIR>
   api2csv verify <DIR>
+  api2csv bundle <DIR> [--since MANIFEST] --out FILE
+  api2csv apply <FILE> <DEST>
 
 Connectors: mailerlite, paligo. `api2csv <command> --help` describes a command.
 
@@ -58,6 +62,8 @@ static COMMANDS: &[Command] = &[
     Command { name: "demo", run: demo::run },
     Command { name: "repair", run: repair::run },
     Command { name: "verify", run: verify::run },
+    Command { name: "bundle", run: bundle::run },
+    Command { name: "apply", run: apply::run },
 ];
 
 /// Runs the command line `args` (without the program name).
