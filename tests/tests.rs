@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
+mod bundle;
 mod changes;
 mod crash;
 mod differential;

@@ -47,7 +47,7 @@ pub fn apply(file: &Path, dest: &Path) -> std::result::Result<Applied, Failure> 
         }
     }
     let mut archive = open(file)?;
-    let mut entries = archive.entries().map_err(|e| not_a_bundle(file, &e.to_string()))?;
+    let mut entries = archive.entries().map_err(|e| not_a_bundle(file, &brief(&e)))?;
     let bundle = read_header(&mut entries, file)?;
     let held = match &kind {
         Dest::Mirror(marker) => {
@@ -100,6 +100,16 @@ fn not_a_bundle(file: &Path, why: &str) -> Error {
     refuse(file, format!("not an api2csv bundle ({why})"))
 }
 
+/// The start of an error from reading the archive: the tar crate quotes raw header
+/// bytes, and a refusal is one line.
+fn brief(e: &io::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let cut: String = line.chars().take(80).collect();
+    let cut = cut.split(" when getting").next().unwrap_or_default().trim_end_matches([' ', ':', '{']);
+    cut.to_string()
+}
+
 fn open(file: &Path) -> Result<tar::Archive<BufReader<File>>> {
     let f = File::open(file).map_err(|e| refuse(file, format!("cannot read the bundle: {e}")))?;
     Ok(tar::Archive::new(BufReader::with_capacity(BUFFER_SIZE, f)))
@@ -107,19 +117,23 @@ fn open(file: &Path) -> Result<tar::Archive<BufReader<File>>> {
 
 /// The next entry; a damaged archive is a corrupt bundle.
 fn next_entry<'a>(entries: &mut Entries<'a>, file: &Path) -> Result<Option<tar::Entry<'a, BufReader<File>>>> {
-    entries.next().transpose().map_err(|e| refuse(file, format!("the bundle is damaged: {e}")))
+    entries.next().transpose().map_err(|e| refuse(file, format!("the bundle is damaged: {}", brief(&e))))
 }
 
 /// Reads and checks `bundle.json`, the archive's first entry.
 fn read_header(entries: &mut Entries, file: &Path) -> Result<Bundle> {
-    let entry = entries.next().transpose().map_err(|e| not_a_bundle(file, &format!("not a tar archive: {e}")))?;
+    let entry =
+        entries.next().transpose().map_err(|e| not_a_bundle(file, &format!("not a tar archive: {}", brief(&e))))?;
     let Some(entry) = entry else { return Err(not_a_bundle(file, "no entries")) };
     let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     if path != HEADER_NAME || !entry.header().entry_type().is_file() || entry.size() > HEADER_LIMIT {
         return Err(not_a_bundle(file, &format!("its first entry is {path:?}, not {HEADER_NAME}")));
     }
     let mut bytes = Vec::new();
-    entry.take(HEADER_LIMIT).read_to_end(&mut bytes).map_err(|e| refuse(file, format!("the bundle is damaged: {e}")))?;
+    entry
+        .take(HEADER_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(file, format!("the bundle is damaged: {}", brief(&e))))?;
     Bundle::parse(&bytes).map_err(|why| not_a_bundle(file, &why))
 }
 
@@ -204,7 +218,10 @@ fn stage(entries: &mut Entries, bundle: &Bundle, dest: &Path, file: &Path) -> Re
         };
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         if path != want || !entry.header().entry_type().is_file() || entry.size() != carry.bytes() {
-            let detail = format!("the bundle is damaged: entry {path:?} is not the {want} of {} bytes that bundle.json lists", carry.bytes());
+            let detail = format!(
+                "the bundle is damaged: entry {path:?} is not the {want} of {} bytes that bundle.json lists",
+                carry.bytes()
+            );
             return Err(refuse(file, detail));
         }
         stage_one(entry, carry, &stage_path(dest, carry.name()), file, &mut buf)?;
@@ -224,13 +241,14 @@ fn stage_one(entry: impl Read, carry: &Carry, staged: &Path, file: &Path, buf: &
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(refuse(file, format!("the bundle is damaged: {e}"))),
+            Err(e) => return Err(refuse(file, format!("the bundle is damaged: {}", brief(&e)))),
         };
         out.write_all(&buf[..n]).map_err(|e| Error::io("write", staged, e))?;
     }
     out.sync_all().map_err(|e| Error::io("sync", staged, e))?;
     if reader.count != carry.bytes() || hex(reader.hasher) != carry.sha256() {
-        let detail = format!("the bundle is damaged: {} does not have the SHA-256 bundle.json lists", carry.entry_path());
+        let detail =
+            format!("the bundle is damaged: {} does not have the SHA-256 bundle.json lists", carry.entry_path());
         return Err(refuse(file, detail));
     }
     Ok(())

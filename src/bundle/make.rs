@@ -49,7 +49,8 @@ pub fn make(dir: &Path, since: Option<&Path>, out: &Path) -> Result<Made> {
     check_out(dir, out)?;
     let _lock = lock(dir)?;
     if let Some(run) = &state.run {
-        let detail = format!("a sync started at {} has not finished: run it again to finish it, then bundle", run.started_at);
+        let detail =
+            format!("a sync started at {} has not finished: run it again to finish it, then bundle", run.started_at);
         return Err(Error::dir(dir, detail));
     }
     let manifest_path = dir.join(manifest::FILE_NAME);
@@ -90,7 +91,9 @@ pub fn make(dir: &Path, since: Option<&Path>, out: &Path) -> Result<Made> {
 fn check_out(dir: &Path, out: &Path) -> Result<()> {
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match (fs::canonicalize(parent), fs::canonicalize(dir)) {
-        (Ok(p), Ok(d)) if p == d => Err(Error::Usage(format!("--out {}: write the bundle outside {}", out.display(), dir.display()))),
+        (Ok(p), Ok(d)) if p == d => {
+            Err(Error::Usage(format!("--out {}: write the bundle outside {}", out.display(), dir.display())))
+        }
         (Err(e), _) => Err(Error::Usage(format!("--out {}: {e}", out.display()))),
         _ => Ok(()),
     }
@@ -113,7 +116,10 @@ fn received(path: &Path, state: &State) -> Result<(String, Manifest)> {
     let bytes = fs::read(path).map_err(|e| refuse(format!("cannot read the received manifest: {e}")))?;
     let manifest = manifest::parse(path, &bytes).map_err(|e| Error::dir(Path::new(""), e.to_string()))?;
     if manifest.connector != state.connector {
-        let detail = format!("is the manifest of a {} export, not {}: bring back the mirror's", manifest.connector, state.connector);
+        let detail = format!(
+            "is the manifest of a {} export, not {}: bring back the mirror's",
+            manifest.connector, state.connector
+        );
         return Err(refuse(detail));
     }
     Ok((hex(Sha256::new_with_prefix(&bytes)), manifest))

@@ -226,7 +226,13 @@ mod tests {
             extends: Some(d.clone()),
             manifest: d.clone(),
             files: vec![
-                Carry::Append { name: "a.csv".into(), offset: 3, prefix_sha256: d.clone(), bytes: 1, sha256: d.clone() },
+                Carry::Append {
+                    name: "a.csv".into(),
+                    offset: 3,
+                    prefix_sha256: d.clone(),
+                    bytes: 1,
+                    sha256: d.clone(),
+                },
                 Carry::Whole { name: "state.json".into(), bytes: 2, sha256: d.clone() },
                 Carry::Whole { name: "manifest.json".into(), bytes: 2, sha256: d },
             ],
@@ -245,13 +251,17 @@ mod tests {
 
     #[test]
     fn hostile_or_broken_headers_are_refused() {
-        let cases: Vec<(fn(&mut Bundle), &str)> = vec![
+        type Change = fn(&mut Bundle);
+        let cases: Vec<(Change, &str)> = vec![
             (|b| b.format = "x".into(), "format"),
             (|b| b.version = 9, "version"),
             (|b| *b.files[0].sha256_mut() = "AB".repeat(32), "not a SHA-256"),
             (|b| b.files.push(b.files[1].clone()), "listed once"),
             (|b| b.files[1] = Carry::Whole { name: "../x".into(), bytes: 0, sha256: "0".repeat(64) }, "plain"),
-            (|b| b.files[1] = Carry::Whole { name: ".api2csv-mirror".into(), bytes: 0, sha256: "0".repeat(64) }, "plain"),
+            (
+                |b| b.files[1] = Carry::Whole { name: ".api2csv-mirror".into(), bytes: 0, sha256: "0".repeat(64) },
+                "plain",
+            ),
             (|b| b.extends = None, "extends nothing"),
             (|b| b.files.truncate(2), "manifest.json is not carried whole"),
         ];

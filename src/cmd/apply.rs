@@ -34,7 +34,9 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
             other => return Err(lex(other.unexpected()).into()),
         }
     }
-    let (Some(file), Some(dest)) = (file, dest) else { return Err(usage("apply: which bundle, into which directory?").into()) };
+    let (Some(file), Some(dest)) = (file, dest) else {
+        return Err(usage("apply: which bundle, into which directory?").into());
+    };
     quiet_logging();
     let applied = bundle::apply::apply(&file, &dest)?;
     if applied.finished_interrupted {
