@@ -347,6 +347,36 @@ fn bundles_that_do_not_fit_are_refused_and_change_nothing() {
 }
 
 #[test]
+fn bundle_refuses_what_it_cannot_carry_exactly() {
+    let mut c = Chain::new("bundle-own-refusals", 12);
+    c.sync(1, &[]);
+    let fails = |args: &[&str], why: &str| {
+        let err = c.wd.fails(&mut c.wd.command(args), 2);
+        assert_eq!(err.trim().lines().count(), 1, "{why}: {err}");
+        assert!(!c.path("x.tar").exists() && !c.path("x.tar.tmp").exists(), "{why}: a bundle was written");
+        err
+    };
+    fails(&["bundle", "out", "--out", "out/x.tar"], "a bundle inside the directory");
+    fails(&["bundle", "out"], "no --out");
+    fails(&["bundle", "nowhere", "--out", "x.tar"], "no such directory");
+    c.wd.write("garbage.json", "{\"version\": 1");
+    let err = fails(&["bundle", "out", "--since", "garbage.json", "--out", "x.tar"], "a broken manifest");
+    assert!(err.contains("garbage.json"), "{err}");
+    fails(&["bundle", "out", "--since", "missing.json", "--out", "x.tar"], "a missing manifest");
+    // A table file edited after the manifest was written: verify would refuse the copy.
+    let path = c.path("out/group.csv");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let err = fails(&["bundle", "out", "--out", "x.tar"], "an edited file");
+    assert!(err.contains("group.csv"), "{err}");
+    bytes.push(b'\n');
+    fs::write(&path, &bytes).unwrap();
+    fails(&["bundle", "out", "--out", "x.tar"], "a longer file");
+}
+
+#[test]
 fn a_mirror_refuses_sync_and_compact() {
     let mut c = Chain::new("bundle-guard", 8);
     c.sync(1, &[]);
@@ -366,7 +396,7 @@ fn a_mirror_refuses_sync_and_compact() {
 }
 
 /// The syscalls `apply` makes on the mirror's files.
-const SYSCALLS: &[&str] = &["openat", "write", "fsync", "ftruncate", "rename", "unlink", "unlinkat"];
+const SYSCALLS: &[&str] = &["mkdir", "openat", "write", "fsync", "ftruncate", "rename", "unlink", "unlinkat"];
 
 /// A mirror one bundle behind, and a bundle that appends to its table files.
 fn fault_lab(name: &str, seed: u64) -> (Chain, PathBuf, Vec<PathBuf>) {
@@ -397,28 +427,35 @@ fn apply_abs(c: &Chain, bundle: &Path) -> Command {
     cmd
 }
 
-#[test]
-fn apply_killed_at_each_step_is_finished_by_running_it_again() {
-    let (c, b, paths) = fault_lab("bundle-kill", 9);
-    let cmd = apply_abs(&c, &b);
-    let clean = strace::trace(&cmd, &paths, SYSCALLS, &c.path("clean.log"));
+/// Kills `apply` of `bundle` at each system call on the mirror that changes something,
+/// starting each time from the saved directory `base` (`None`: no mirror yet), then
+/// runs it again: the mirror must end identical to `out`, with nothing left over.
+fn kill_sweep(c: &Chain, bundle: &Path, paths: &[PathBuf], base: Option<&str>) {
+    let restore = || match base {
+        Some(base) => copy_dir(&c.path(base), &c.path("mirror")),
+        None => {
+            let _ = fs::remove_dir_all(c.path("mirror"));
+        }
+    };
+    restore();
+    let cmd = apply_abs(c, bundle);
+    let clean = strace::trace(&cmd, paths, SYSCALLS, &c.path("clean.log"));
     // Opening to read (checks, directory fsyncs) is the same instant as the call before.
     let writing = |e: &&strace::Event| e.syscall != "openat" || !e.text.contains("O_RDONLY");
     let steps: Vec<_> = clean.events.iter().filter(|e| e.main && e.syscall != "execve").filter(writing).collect();
     assert!(steps.len() > 20, "too few steps traced: {}", steps.len());
-    println!("{} steps", steps.len());
-    assert!(steps.iter().any(|e| e.syscall == "rename") && steps.iter().any(|e| e.syscall == "ftruncate"));
-    let base = visible(&c.path("base"));
+    assert!(steps.iter().any(|e| e.syscall == "rename") && steps.iter().any(|e| e.syscall == "fsync"));
+    let before = base.map(|b| visible(&c.path(b))).unwrap_or_default();
     for (i, event) in steps.iter().enumerate() {
-        copy_dir(&c.path("base"), &c.path("mirror"));
+        restore();
         let step = format!("{} #{} ({})", event.syscall, event.nth, event.text);
-        let fault = Fault::at(&step, event, &paths, Act::Kill);
+        let fault = Fault::at(&step, event, paths, Act::Kill);
         strace::inject(&cmd, &fault, &c.path(format!("kill-{i}.log").as_str()));
         if !c.path("mirror/.api2csv-apply.json").exists() {
             let now = visible(&c.path("mirror"));
-            assert!(now == base || now == visible(&c.path("out")), "{step}: the mirror changed outside the journal");
+            assert!(now == before || now == visible(&c.path("out")), "{step}: the mirror changed outside the journal");
         }
-        let mut again = apply_abs(&c, &b);
+        let mut again = apply_abs(c, bundle);
         let out = c.wd.output(&mut again);
         assert!(out.status.success(), "{step}: the rerun failed\n{}", describe(&again, &out));
         c.assert_mirrored(&step);
@@ -426,6 +463,21 @@ fn apply_killed_at_each_step_is_finished_by_running_it_again() {
             snapshot(&c.path("mirror")).unwrap().into_keys().filter(|n| n.starts_with(".api2csv-")).collect();
         assert_eq!(left, [".api2csv-mirror"], "{step}: left behind");
     }
+}
+
+#[test]
+fn apply_killed_at_each_step_is_finished_by_running_it_again() {
+    let (c, b, paths) = fault_lab("bundle-kill", 9);
+    kill_sweep(&c, &b, &paths, Some("base"));
+}
+
+#[test]
+fn a_first_apply_killed_at_each_step_is_finished_by_running_it_again() {
+    let (c, _, paths) = fault_lab("bundle-kill-first", 11);
+    // The full bundle of the current generation, into a directory that does not exist.
+    let full = c.path("full-now.tar");
+    c.wd.stdout(c.wd.command(&["bundle", "out", "--out"]).arg(&full));
+    kill_sweep(&c, &full, &paths, None);
 }
 
 #[test]

@@ -128,7 +128,13 @@ fn received(path: &Path, state: &State) -> Result<(String, Manifest)> {
 /// A table file: its new bytes if it only grew since `received`, else whole.
 fn plan_table(dir: &Path, name: &str, entry: &FileEntry, received: Option<&Manifest>) -> Result<Plan> {
     let path = dir.join(name);
-    let len = fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io("read", &path, e))?;
+    let len = match fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::dir(&path, "is listed in manifest.json but missing: sync again, then bundle"))
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
     if len != entry.bytes {
         let detail = format!(
             "has {len} bytes, manifest.json says {}: finish the sync (or run `api2csv verify {}`), then bundle",

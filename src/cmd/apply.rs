@@ -44,9 +44,9 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     }
     if applied.already {
         say(&format!(
-            "{} already holds {} (manifest {}): nothing to do\n",
-            dest.display(),
+            "{} is already applied to {} (manifest {}): nothing to do\n",
             file.display(),
+            dest.display(),
             short(&applied.bundle.manifest)
         ));
         return Ok(());
