@@ -32,20 +32,7 @@ pub struct Applied {
 /// Applies the bundle `file` to the mirror `dest` (created if missing).
 pub fn apply(file: &Path, dest: &Path) -> std::result::Result<Applied, Failure> {
     let kind = mirror::inspect(dest, file)?;
-    let mut lock = None;
-    let mut finished_interrupted = false;
-    if matches!(kind, Dest::Mirror(_)) {
-        if dest.join(LOCK_NAME).exists() {
-            lock = Some(DirLock::acquire(dest)?);
-        }
-        if let Some(pending) = journal::pending(dest)? {
-            if lock.is_none() {
-                lock = Some(DirLock::acquire(dest)?);
-            }
-            journal::finish(dest, &pending).map_err(resumable)?;
-            finished_interrupted = true;
-        }
-    }
+    let (lock, finished_interrupted) = finish_pending(dest, &kind)?;
     let mut archive = open(file)?;
     let mut entries = archive.entries().map_err(|e| not_a_bundle(file, &brief(&e)))?;
     let bundle = read_header(&mut entries, file)?;
@@ -76,14 +63,42 @@ pub fn apply(file: &Path, dest: &Path) -> std::result::Result<Applied, Failure> 
         undo_staging(dest, created, lock_existed, lock);
         return Err(e.into());
     }
-    let marker = Marker::new(bundle.source.clone());
-    if !matches!(&kind, Dest::Mirror(m) if *m == marker) {
-        marker.save(dest).map_err(resumable)?;
-    }
-    journal::commit(dest, &bundle).map_err(resumable)?;
-    journal::finish(dest, &bundle).map_err(resumable)?;
+    commit(dest, &kind, &bundle)?;
     drop(lock);
     Ok(Applied { bundle, already: false, finished_interrupted })
+}
+
+/// Locks a mirror that has its lock file (which writes nothing), and finishes an
+/// apply that was killed after it committed, whatever bundle comes now.
+fn finish_pending(dest: &Path, kind: &Dest) -> std::result::Result<(Option<DirLock>, bool), Failure> {
+    if !matches!(kind, Dest::Mirror(_)) {
+        return Ok((None, false));
+    }
+    let mut lock = None;
+    if dest.join(LOCK_NAME).exists() {
+        lock = Some(DirLock::acquire(dest)?);
+    }
+    let Some(pending) = journal::pending(dest)? else { return Ok((lock, false)) };
+    if lock.is_none() {
+        lock = Some(DirLock::acquire(dest)?);
+    }
+    journal::finish(dest, &pending).map_err(resumable)?;
+    Ok((lock, true))
+}
+
+/// Marks `dest` as a mirror of the bundle's source (keeping an account id the bundle
+/// lacks), commits the apply and carries it out.
+fn commit(dest: &Path, kind: &Dest, bundle: &Bundle) -> std::result::Result<(), Failure> {
+    let mut source = bundle.source.clone();
+    if let (Dest::Mirror(m), None) = (kind, &source.account) {
+        source.account = m.source.account.clone();
+    }
+    let marker = Marker::new(source);
+    if !matches!(kind, Dest::Mirror(m) if *m == marker) {
+        marker.save(dest).map_err(resumable)?;
+    }
+    journal::commit(dest, bundle).map_err(resumable)?;
+    journal::finish(dest, bundle).map_err(resumable)
 }
 
 /// An error once the mirror has changed: running `apply` again finishes the job.
