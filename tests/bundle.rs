@@ -344,6 +344,19 @@ fn bundles_that_do_not_fit_are_refused_and_change_nothing() {
     c.apply(&b3);
     c.assert_mirrored("b2 then b3");
     c.refused(&b2, "mirror", "an older bundle after a newer one");
+
+    // A file the next bundle carries whole was changed in the mirror: refused too.
+    c.wd.stdout(&mut c.wd.command(&["compact", "out"]));
+    let b4 = c.bundle(true);
+    assert!(how_carried(&header(&b4)).1.contains(&"group.csv".to_string()));
+    let victim = c.path("mirror/group.csv");
+    let original = fs::read(&victim).unwrap();
+    fs::write(&victim, [original.as_slice(), b"x"].concat()).unwrap();
+    let err = c.refused(&b4, "mirror", "a file carried whole changed in the mirror");
+    assert!(err.contains("group.csv"), "{err}");
+    fs::write(&victim, &original).unwrap();
+    c.apply(&b4);
+    c.assert_mirrored("after compact");
 }
 
 #[test]

@@ -196,19 +196,36 @@ fn check_fit(file: &Path, dest: &Path, bundle: &Bundle, held: Option<&str>) -> R
         );
         return Err(refuse(file, detail));
     }
-    for carry in &bundle.files {
-        let Carry::Append { name, offset, prefix_sha256, .. } = carry else { continue };
+    // What DEST must hold: each file of its manifest as listed, and each file the
+    // bundle appends to as the prefix it extends. A file the bundle replaces whole
+    // is checked too: a mirror changed outside `apply` is refused, never papered over.
+    let manifest_path = dest.join(crate::manifest::FILE_NAME);
+    let text = fs::read(&manifest_path).map_err(|e| Error::io("read", &manifest_path, e))?;
+    let held_files = crate::manifest::parse(&manifest_path, &text).map_err(|e| refuse(file, e.to_string()))?.files;
+    let appended: Vec<(&str, u64, String)> = bundle
+        .files
+        .iter()
+        .filter_map(|c| match c {
+            Carry::Append { name, offset, prefix_sha256, .. } => Some((name.as_str(), *offset, prefix_sha256.clone())),
+            Carry::Whole { .. } => None,
+        })
+        .collect();
+    let listed = held_files
+        .iter()
+        .filter(|(name, _)| !appended.iter().any(|(a, ..)| a == name))
+        .map(|(name, e)| (name.as_str(), e.bytes, e.sha256.to_ascii_lowercase()));
+    for (name, bytes, sha256) in listed.chain(appended.iter().cloned()) {
         let path = dest.join(name);
         let fits = match hash_prefix(&path, None) {
-            Ok((hasher, len)) => len == *offset && hex(hasher) == *prefix_sha256,
+            Ok((hasher, len)) => len == bytes && hex(hasher) == sha256,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(Error::io("read", &path, e)),
         };
         if !fits {
             let detail = format!(
-                "it appends to the first {offset} bytes of {name}, and {} does not hold them (changed since its \
-                 manifest.json was written): {remedy}",
-                path.display()
+                "{} is not the {bytes} bytes the bundle builds on (it changed since {} was written): {remedy}",
+                path.display(),
+                manifest_path.display()
             );
             return Err(refuse(file, detail));
         }
