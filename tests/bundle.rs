@@ -464,13 +464,16 @@ fn kill_sweep(c: &Chain, bundle: &Path, paths: &[PathBuf], base: Option<&str>) {
         let step = format!("{} #{} ({})", event.syscall, event.nth, event.text);
         let fault = Fault::at(&step, event, paths, Act::Kill);
         strace::inject(&cmd, &fault, &c.path(format!("kill-{i}.log").as_str()));
-        if !c.path("mirror/.api2csv-apply.json").exists() {
+        let committed = c.path("mirror/.api2csv-apply.json").exists();
+        if !committed {
             let now = visible(&c.path("mirror"));
             assert!(now == before || now == visible(&c.path("out")), "{step}: the mirror changed outside the journal");
         }
         let mut again = apply_abs(c, bundle);
         let out = c.wd.output(&mut again);
         assert!(out.status.success(), "{step}: the rerun failed\n{}", describe(&again, &out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(said.contains("finished the interrupted apply"), committed, "{step}: {said}");
         c.assert_mirrored(&step);
         let left: Vec<String> =
             snapshot(&c.path("mirror")).unwrap().into_keys().filter(|n| n.starts_with(".api2csv-")).collect();

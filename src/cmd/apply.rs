@@ -14,8 +14,9 @@ api2csv apply <FILE> <DEST>
 Brings the mirror DEST (created if missing) up to date from the bundle FILE that
 `api2csv bundle` wrote, so that DEST is byte-identical to the sync directory the
 bundle was made of (`api2csv verify DEST` passes). Everything is checked before DEST
-changes: the bundle's own SHA-256s, that DEST mirrors the same account, and that each
-appended file extends exactly what DEST holds. Safe to interrupt: run it again.
+changes: the bundle's own SHA-256s, that DEST mirrors the same account, and (unless
+the bundle is a full one) that DEST holds exactly the manifest and bytes the bundle
+extends. Safe to interrupt: run the same command again.
 Applying the same bundle again does nothing. Carry DEST/manifest.json back for the
 next `api2csv bundle DIR --since MANIFEST`.
 
