@@ -137,8 +137,7 @@ fn next_entry<'a>(entries: &mut Entries<'a>, file: &Path) -> Result<Option<tar::
 
 /// Reads and checks `bundle.json`, the archive's first entry.
 fn read_header(entries: &mut Entries, file: &Path) -> Result<Bundle> {
-    let entry =
-        entries.next().transpose().map_err(|e| not_a_bundle(file, &format!("not a tar archive: {}", brief(&e))))?;
+    let entry = entries.next().transpose().map_err(|_| not_a_bundle(file, "not a tar archive"))?;
     let Some(entry) = entry else { return Err(not_a_bundle(file, "no entries")) };
     let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     if path != HEADER_NAME || !entry.header().entry_type().is_file() || entry.size() > HEADER_LIMIT {

@@ -65,7 +65,7 @@ pub fn is_mirror(dir: &Path) -> bool {
 pub fn refusal(dir: &Path) -> Error {
     let detail = format!(
         "is a mirror kept by `api2csv apply` (it has {MARKER}): only apply may change it, or the next \
-         bundle would not fit; compact a copy instead (`cp {0}/*.csv COPY/` leaves the marker behind)",
+         bundle would not fit; compact a copy instead (`cp {0}/*.csv {0}/*.json COPY/` leaves the marker behind)",
         dir.display()
     );
     Error::dir(dir, detail)
