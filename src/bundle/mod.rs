@@ -249,6 +249,38 @@ mod tests {
         assert_eq!(b.files[1].entry_path(), "state.json");
     }
 
+    /// A sync directory by hand: a state, two files, their manifest.
+    fn export(dir: &Path, long: &str, rows: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        crate::state::State::new("mailerlite").save(dir).unwrap();
+        std::fs::write(dir.join("t.csv"), format!("id\n{rows}")).unwrap();
+        std::fs::write(dir.join(long), "id\n1\n").unwrap();
+        let source = |name: &str| crate::manifest::Source { name: name.into(), ..Default::default() };
+        crate::manifest::write(dir, "mailerlite", &[source("t.csv"), source(long)]).unwrap();
+    }
+
+    #[test]
+    fn long_names_and_appends_round_trip() {
+        let root = std::env::temp_dir().join(format!("api2csv-bundle-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dir, dest) = (root.join("dir"), root.join("dest"));
+        let long = format!("{}.csv", "a_table_name_longer_than_a_ustar_header_holds_".repeat(3));
+        export(&dir, &long, "1\n");
+        make::make(&dir, None, &root.join("full.tar")).unwrap();
+        apply::apply(&root.join("full.tar"), &dest).unwrap();
+        std::fs::copy(dest.join("manifest.json"), root.join("received.json")).unwrap();
+        export(&dir, &long, "1\n2\n");
+        let made = make::make(&dir, Some(&root.join("received.json")), &root.join("inc.tar")).unwrap();
+        let t = made.bundle.files.iter().find(|c| c.name() == "t.csv").unwrap();
+        assert!(matches!(t, Carry::Append { offset: 5, bytes: 2, .. }), "{t:?}");
+        let applied = apply::apply(&root.join("inc.tar"), &dest).unwrap();
+        assert!(!applied.already);
+        for name in ["t.csv", long.as_str(), "manifest.json", "state.json"] {
+            assert_eq!(std::fs::read(dest.join(name)).unwrap(), std::fs::read(dir.join(name)).unwrap(), "{name}");
+        }
+        assert!(crate::manifest::verify(&dest).unwrap().problems.is_empty());
+    }
+
     #[test]
     fn hostile_or_broken_headers_are_refused() {
         type Change = fn(&mut Bundle);
