@@ -16,10 +16,12 @@
 //!   [`replace`]: the one file-replacement protocol; [`fsio`]: durable file steps.
 //! - [`sync`] and [`read`]: the engine; [`validate`]: the directory is ours, unedited.
 //! - [`compact`], [`repair`], [`manifest`], [`report`]: the other things a run writes.
+//! - [`bundle`]: an export carried across an air gap, one file per sync (`bundle`, `apply`).
 //! - [`log_setup`], [`progress`], [`signal`]: what users see on stderr, and Ctrl-C.
 //! - [`mock`]: embedded mock APIs for the demo and the tests.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod cmd;
 pub mod commit;
 pub mod compact;

@@ -195,12 +195,17 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn load(dir: &Path) -> Result<Manifest> {
     let path = dir.join(FILE_NAME);
     let text = std::fs::read(&path).map_err(|e| Error::io("read manifest", &path, e))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| invalid(&path, e.to_string()))?;
+    parse(&path, &text)
+}
+
+/// Reads and validates the manifest text `bytes` read from `path`, names included.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| invalid(path, e.to_string()))?;
     if manifest.version != VERSION {
-        return Err(invalid(&path, format!("version {} is not supported (expected {VERSION})", manifest.version)));
+        return Err(invalid(path, format!("version {} is not supported (expected {VERSION})", manifest.version)));
     }
     for name in manifest.files.keys() {
-        check_name(&path, name)?;
+        check_name(path, name)?;
     }
     Ok(manifest)
 }

@@ -114,6 +114,9 @@ pub fn problems(dir: &Path, def: &Def, state: Option<&State>, deep: bool) -> Res
 /// Fails with the first problem of `dir`, saying what to do. With `deep`, every
 /// committed byte is checked (a command about to rewrite a table file).
 pub fn check_dir(dir: &Path, def: &Def, state: Option<&State>, deep: bool) -> Result<()> {
+    if crate::bundle::mirror::is_mirror(dir) {
+        return Err(crate::bundle::mirror::refusal(dir));
+    }
     if let Some(s) = state.filter(|s| s.connector != def.name) {
         let detail = format!("belongs to connector {}, not {}: use another --out", s.connector, def.name);
         return Err(Error::dir(&dir.join(FILE_NAME), detail));

@@ -12,7 +12,7 @@
 mod committed;
 mod gate;
 mod lab;
-mod strace;
+pub(crate) mod strace;
 mod world;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against the embedded mocks over loopback HTTP.
 
 mod account;
+mod bundle;
 mod changes;
 mod crash;
 mod differential;

@@ -2,6 +2,8 @@
 //! usage text, its argument parsing and its `run`. `main` calls [`run`] and turns a
 //! [`Failure`] into the exit status.
 
+pub mod apply;
+pub mod bundle;
 pub mod check;
 pub mod compact;
 pub mod completions;
@@ -35,6 +37,8 @@ Usage:
   api2csv demo [--out DIR]
   api2csv repair <DIR>
   api2csv verify <DIR>
+  api2csv bundle <DIR> [--since MANIFEST] --out FILE
+  api2csv apply <FILE> <DEST>
   api2csv completions <bash|zsh|fish>
   api2csv man
 
@@ -63,6 +67,8 @@ pub(crate) static COMMANDS: &[Command] = &[
     Command { name: "demo", usage: demo::USAGE, run: demo::run },
     Command { name: "repair", usage: repair::USAGE, run: repair::run },
     Command { name: "verify", usage: verify::USAGE, run: verify::run },
+    Command { name: "bundle", usage: bundle::USAGE, run: bundle::run },
+    Command { name: "apply", usage: apply::USAGE, run: apply::run },
     Command { name: "completions", usage: completions::USAGE, run: completions::run_completions },
     Command { name: "man", usage: completions::USAGE, run: completions::run_man },
 ];
