@@ -135,6 +135,9 @@ pub fn check_for_sync(
     deep: bool,
     tables: &[&str],
 ) -> Result<Vec<Problem>> {
+    if crate::bundle::mirror::is_mirror(dir) {
+        return Err(crate::bundle::mirror::refusal(dir));
+    }
     if let Some(s) = state.filter(|s| s.connector != def.name) {
         let detail = format!("belongs to connector {}, not {}: use another --out", s.connector, def.name);
         return Err(Error::dir(&dir.join(FILE_NAME), detail));
