@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::Value;
-
 use super::{
     advance, count_group_members, query, reading, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
     MEMBERS_SEEN, STATUSES,
@@ -106,12 +104,17 @@ impl<'c> Subscribers<'c> {
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
-            let Some(Value::Array(groups)) = batch.captured(i, 0) else { continue };
-            for g in groups {
-                let Some(group) = scalar(g.get("id")) else { continue };
-                *seen.entry(group.clone()).or_default() += 1;
+            let Some(groups) = batch.captured(i, 0) else { continue };
+            for group in groups {
+                let name = String::from_utf8_lossy(group);
+                match seen.get_mut(name.as_ref()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        seen.insert(name.into_owned(), 1);
+                    }
+                }
                 self.built.begin_record();
-                self.built.push_leaf(&["group_id"], group.as_bytes());
+                self.built.push_leaf(&["group_id"], group);
                 self.built.push_leaf(&["subscriber_id"], subscriber);
                 self.built.end_record();
             }
@@ -147,15 +150,6 @@ fn disagreeing_groups(counts: &Counts) -> Vec<String> {
         }
     }
     steps
-}
-
-/// A JSON scalar as the text a cell would hold.
-fn scalar(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 impl Stream for Subscribers<'_> {
