@@ -1,10 +1,12 @@
 //! Page bodies, read once with serde_json into a [`Batch`] of flattened records.
 //!
 //! A `DeserializeSeed` walks the body in one pass and writes each record's leaves
-//! (key path, value) straight into reused buffers: no tree per record. Numbers keep
-//! the text the API sent (serde_json's `arbitrary_precision`), arrays become their
-//! compact JSON text, and a key repeated in one object keeps its last value in its
-//! first position, exactly as `serde_json::Value` (with `preserve_order`) reads it.
+//! (key path, value) straight into reused buffers: no tree per record. Each value is
+//! read as its text in the body (`&RawValue`): a number keeps the token the API sent
+//! (`1E22` stays `1E22`), an array becomes its JSON text as serde_json would write it
+//! (copied from the body, less whitespace, when that is the same; see `raw.rs`), and
+//! a key repeated in one object keeps its last value in its first position, exactly
+//! as `serde_json::Value` (with `preserve_order`) reads it.
 //! Whatever serde_json refuses (RFC 8259 as it reads it: bad escapes, lone
 //! surrogates, leading zeros, nesting past 128 levels) fails the whole body.
 //!
@@ -35,8 +37,8 @@ pub struct Spec<'a> {
     /// Top-level keys of a record that hold timestamps, and how they arrive.
     pub timestamps: &'a [&'a str],
     pub time_format: Option<TimeFormat>,
-    /// Top-level keys of a record kept as a `Value` (see [`Batch::captured`]) and
-    /// left out of its cells.
+    /// Top-level keys of a record whose array's object ids are kept (see
+    /// [`Batch::captured`]), left out of its cells.
     pub capture: &'a [&'a str],
 }
 
