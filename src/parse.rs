@@ -1,10 +1,12 @@
 //! Page bodies, read once with serde_json into a [`Batch`] of flattened records.
 //!
 //! A `DeserializeSeed` walks the body in one pass and writes each record's leaves
-//! (key path, value) straight into reused buffers: no tree per record. Numbers keep
-//! the text the API sent (serde_json's `arbitrary_precision`), arrays become their
-//! compact JSON text, and a key repeated in one object keeps its last value in its
-//! first position, exactly as `serde_json::Value` (with `preserve_order`) reads it.
+//! (key path, value) straight into reused buffers: no tree per record. Each value is
+//! read as its text in the body (`&RawValue`): a number keeps the token the API sent
+//! (`1E22` stays `1E22`), an array becomes its JSON text as serde_json would write it
+//! (copied from the body, less whitespace, when that is the same; see `raw.rs`), and
+//! a key repeated in one object keeps its last value in its first position, exactly
+//! as `serde_json::Value` (with `preserve_order`) reads it.
 //! Whatever serde_json refuses (RFC 8259 as it reads it: bad escapes, lone
 //! surrogates, leading zeros, nesting past 128 levels) fails the whole body.
 //!
@@ -15,11 +17,13 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize as _;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::timestamp::TimeFormat;
 
 mod batch;
+mod raw;
 use batch::ROOT;
 pub use batch::{decode, encode, encode_derived, Batch, Cell, KeyPath};
 
@@ -33,8 +37,8 @@ pub struct Spec<'a> {
     /// Top-level keys of a record that hold timestamps, and how they arrive.
     pub timestamps: &'a [&'a str],
     pub time_format: Option<TimeFormat>,
-    /// Top-level keys of a record kept as a `Value` (see [`Batch::captured`]) and
-    /// left out of its cells.
+    /// Top-level keys of a record whose array's object ids are kept (see
+    /// [`Batch::captured`]), left out of its cells.
     pub capture: &'a [&'a str],
 }
 
@@ -88,6 +92,7 @@ pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, Pa
     // UTF-8 checked once for the whole body, not string by string: serde_json then
     // reads it as a `str` (RFC 8259 allows nothing else, so nothing valid is refused).
     let text = std::str::from_utf8(body).map_err(|e| ParseError(format!("invalid JSON: not UTF-8: {e}")))?;
+    batch.body = (text.as_ptr() as usize, text.as_ptr() as usize + text.len());
     let mut de = serde_json::Deserializer::from_str(text);
     let mut envelope = Envelope::default();
     let seed = PageSeed { spec, batch, envelope: &mut envelope };
@@ -132,7 +137,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
         if !self.spec.bare_array {
             return Err(de::Error::custom("expected a JSON object, found an array"));
         }
-        if (Records { batch: self.batch }).visit_seq(seq)? {
+        if (Records { batch: self.batch, depth: 1 }).visit_seq(seq)? {
             return Err(de::Error::custom("a record is not a JSON object"));
         }
         Ok(true)
@@ -205,7 +210,7 @@ impl<'de> Visitor<'de> for MaybeRecords<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Found, A::Error> {
         self.batch.clear();
-        let stray = Records { batch: self.batch }.visit_seq(seq)?;
+        let stray = Records { batch: self.batch, depth: 2 }.visit_seq(seq)?;
         Ok(Found::Records { stray })
     }
 
@@ -238,9 +243,10 @@ impl<'de> Visitor<'de> for MaybeRecords<'_> {
     }
 }
 
-/// The array of records.
+/// The array of records, `depth` levels deep (inside the body's object, or the body).
 struct Records<'b> {
     batch: &'b mut Batch,
+    depth: u32,
 }
 
 impl<'de> Visitor<'de> for Records<'_> {
@@ -255,7 +261,7 @@ impl<'de> Visitor<'de> for Records<'_> {
         let mut stray = false;
         loop {
             self.batch.start_record();
-            match seq.next_element_seed(Record { batch: self.batch })? {
+            match seq.next_element_seed(Record { batch: self.batch, depth: self.depth })? {
                 None => return Ok(stray),
                 Some(true) => self.batch.finish_record(),
                 Some(false) => {
@@ -268,9 +274,11 @@ impl<'de> Visitor<'de> for Records<'_> {
     }
 }
 
-/// One record: an object, flattened; anything else is read and reported.
+/// One record (the array of records is `depth` levels deep): an object, flattened;
+/// anything else is read and reported.
 struct Record<'b> {
     batch: &'b mut Batch,
+    depth: u32,
 }
 
 impl<'de> DeserializeSeed<'de> for Record<'_> {
@@ -290,10 +298,7 @@ impl<'de> Visitor<'de> for Record<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
         // A one-entry map holding a number's text is serde_json's number, not a record.
-        match (Object { batch: self.batch, top: true }).visit_map(map)? {
-            Outcome::Done => Ok(true),
-            Outcome::Number(_) => Ok(false),
-        }
+        Object { batch: self.batch, top: true, depth: self.depth + 1 }.visit_map(map)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
@@ -325,71 +330,51 @@ impl<'de> Visitor<'de> for Record<'_> {
     }
 }
 
-/// What reading a value found: done, or the text of a number that serde_json
-/// handed over as a one-entry map (`arbitrary_precision`).
-enum Outcome {
-    Done,
-    Number(String),
-}
-
-/// An object: the record itself (`top`) or one nested in it.
+/// An object `depth` levels deep: the record itself (`top`) or one nested in it.
+/// Every value is read as its text in the body (`&RawValue`), so that a number
+/// keeps the token sent and an array its text; a nested object is read again from
+/// that text.
 struct Object<'b> {
     batch: &'b mut Batch,
     top: bool,
+    depth: u32,
 }
 
 impl<'de> Visitor<'de> for Object<'_> {
-    type Value = Outcome;
+    /// False for serde_json's number (a record that is not an object).
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outcome, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         let b = self.batch;
         let own = b.cur_id;
-        let start = b.cells.len();
         let mut first = true;
         while map.next_key_seed(Key { batch: b })?.is_some() {
             if first && b.key_is_number_token {
-                match map.next_value_seed(Value_ { batch: b, maybe_number: true })? {
-                    Outcome::Number(text) if self.top => {
-                        // A number where a record should be: not a record.
-                        b.pop_key();
-                        return Ok(Outcome::Number(text));
-                    }
-                    Outcome::Number(text) => {
-                        b.pop_key();
-                        b.leaf(text.as_bytes(), true);
-                        return Ok(Outcome::Done);
-                    }
-                    Outcome::Done if self.top => {}
-                    Outcome::Done => {
-                        // A real object whose first key happens to be the token.
-                        let marker = b.marker(own);
-                        b.cells.insert(start, marker);
+                // Only a record is read with `deserialize_any`, where a number comes so.
+                b.pop_key();
+                map.next_value::<de::IgnoredAny>()?;
+                return Ok(false);
+            }
+            if first && !self.top {
+                let marker = b.marker(own);
+                b.cells.push(marker);
+            }
+            let capture = if self.top { b.paths.info[b.cur_id as usize].capture } else { None };
+            match capture {
+                Some(index) => {
+                    b.forget_captured(index);
+                    let start = b.captured_ids.len() as u32;
+                    let array = map.next_value_seed(Capture { batch: b, depth: self.depth + 1 })?;
+                    if array {
+                        let end = b.captured_ids.len() as u32;
+                        b.captured.push((b.ends.len() as u32, index, start, end));
                     }
                 }
-            } else {
-                if first && !self.top {
-                    let marker = b.marker(own);
-                    b.cells.push(marker);
-                }
-                let capture = if self.top { b.paths.info[b.cur_id as usize].capture } else { None };
-                match capture {
-                    Some(index) => {
-                        let value: Value = map.next_value()?;
-                        let record = b.ends.len() as u32;
-                        // A key repeated in the record: the last value stands. Values
-                        // come in record order, so only this record's are looked at.
-                        let mut mine = b.captured.iter().rev().take_while(|(r, _, _)| *r == record);
-                        if let Some(back) = mine.position(|(_, k, _)| *k == index) {
-                            b.captured.remove(b.captured.len() - 1 - back);
-                        }
-                        b.captured.push((record, index, value));
-                    }
-                    None => drop(map.next_value_seed(Value_ { batch: b, maybe_number: false })?),
-                }
+                None => map.next_value_seed(Value_ { batch: b, depth: self.depth })?,
             }
             first = false;
             b.pop_key();
@@ -398,7 +383,7 @@ impl<'de> Visitor<'de> for Object<'_> {
             let marker = b.marker(own);
             b.cells.push(marker);
         }
-        Ok(Outcome::Done)
+        Ok(true)
     }
 }
 
@@ -422,85 +407,254 @@ impl<'de> Visitor<'de> for Key<'_> {
         f.write_str("a key")
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<(), E> {
+        self.batch.key_is_number_token = self.batch.is_number_token(key);
+        self.batch.push_key(key.as_bytes());
+        Ok(())
+    }
+
     fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
+        // An escaped key: never serde_json's number token.
+        self.batch.key_is_number_token = false;
         self.batch.push_key(key.as_bytes());
         Ok(())
     }
 }
 
-/// Any value at the batch's current path.
+/// Any value at the batch's current path, in an object `depth` levels deep.
 struct Value_<'b> {
     batch: &'b mut Batch,
-    /// The value of a map's first key that may be serde_json's number token.
-    maybe_number: bool,
+    depth: u32,
 }
 
 impl<'de> DeserializeSeed<'de> for Value_<'_> {
-    type Value = Outcome;
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Outcome, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let b = self.batch;
+        match raw.as_bytes()[0] {
+            b'"' if !raw.as_bytes().contains(&b'\\') => b.leaf(&raw.as_bytes()[1..raw.len() - 1], false),
+            b'"' => {
+                let mut text = std::mem::take(&mut b.text);
+                text.clear();
+                let done = raw::unescape(raw.as_bytes(), &mut text);
+                if done.is_ok() {
+                    b.leaf(&text, false);
+                }
+                b.text = text;
+                done.map_err(raw::error)?;
+            }
+            b'{' => {
+                if self.depth + 1 > raw::MAX_DEPTH {
+                    return Err(raw::error(raw::TOO_DEEP));
+                }
+                let mut de = serde_json::Deserializer::from_str(raw);
+                de.deserialize_map(Object { batch: b, top: false, depth: self.depth + 1 })
+                    .map_err(|e| raw::error(raw::message(&e)))?;
+            }
+            b'[' => {
+                let mut text = std::mem::take(&mut b.text);
+                text.clear();
+                let done = raw::array_text(raw, self.depth, &mut text, &mut b.raw);
+                if done.is_ok() {
+                    b.leaf(&text, false);
+                }
+                b.text = text;
+                done.map_err(raw::error)?;
+            }
+            b'n' => b.leaf(b"", false),
+            b't' | b'f' => b.leaf(raw.as_bytes(), false),
+            _ => b.leaf(raw.as_bytes(), true),
+        }
+        Ok(())
+    }
+}
+
+/// The value of a [`Spec::capture`] key, `depth` levels deep if an array: of each
+/// object in it, only the `id` is kept (see [`Batch::captured`]); true if an array.
+struct Capture<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Capture<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Value_<'_> {
-    type Value = Outcome;
+impl<'de> Visitor<'de> for Capture<'_> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Outcome, E> {
-        self.batch.leaf(if v { b"true" } else { b"false" }, false);
-        Ok(Outcome::Done)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let depth = self.depth + 1;
+        while seq.next_element_seed(Member { batch: &mut *self.batch, depth })?.is_some() {}
+        Ok(true)
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Outcome, E> {
-        self.batch.leaf(integer_text(v, &mut [0; 24]), true);
-        Ok(Outcome::Done)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        Member { batch: self.batch, depth: self.depth }.visit_map(map).map(|()| false)
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Outcome, E> {
-        self.batch.leaf(integer_text(v, &mut [0; 24]), true);
-        Ok(Outcome::Done)
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Outcome, E> {
-        // Not reached with `arbitrary_precision`, which hands floats over as text.
-        self.batch.leaf(v.to_string().as_bytes(), true);
-        Ok(Outcome::Done)
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Outcome, E> {
-        self.batch.leaf(v.as_bytes(), false);
-        Ok(Outcome::Done)
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    /// Strings from a slice arrive borrowed or copied; an owned one is the text of
-    /// a number inside serde_json's number map.
-    fn visit_string<E>(self, v: String) -> Result<Outcome, E> {
-        if self.maybe_number {
-            return Ok(Outcome::Number(v));
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// An element of a captured array, `depth` levels deep if a container: of an
+/// object, its `id`; anything else is read (and checked) and left.
+struct Member<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Member<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let b = self.batch;
+        let mut id = None;
+        let mut first = true;
+        while let Some(key) = map.next_key_seed(MemberKey { body: b.body })? {
+            if first && key == Kind::Token {
+                // serde_json's number: not an object.
+                map.next_value::<de::IgnoredAny>()?;
+                return Ok(());
+            }
+            first = false;
+            let raw = map.next_value::<&'de RawValue>()?.get();
+            let bytes = raw.as_bytes();
+            if key == Kind::Id && (bytes[0] == b'"' || bytes[0] == b'-' || bytes[0].is_ascii_digit()) {
+                // A key repeated in the object: the last value stands.
+                let start = b.values.len();
+                match bytes[0] {
+                    b'"' => raw::unescape(bytes, &mut b.values).map_err(raw::error)?,
+                    _ => b.values.extend_from_slice(bytes),
+                }
+                id = Some((start as u32, b.values.len() as u32));
+            } else {
+                if key == Kind::Id {
+                    id = None;
+                }
+                raw::check(bytes, self.depth).map_err(raw::error)?;
+            }
         }
-        self.batch.leaf(v.as_bytes(), false);
-        Ok(Outcome::Done)
+        if let Some(id) = id {
+            b.captured_ids.push(id);
+        }
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> Result<Outcome, E> {
-        self.batch.leaf(b"", false);
-        Ok(Outcome::Done)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            raw::check(raw.get().as_bytes(), self.depth).map_err(raw::error)?;
+        }
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Outcome, A::Error> {
-        let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        let mut text = Vec::new();
-        serde_json::to_writer(&mut text, &value).map_err(de::Error::custom)?;
-        self.batch.leaf(&text, false);
-        Ok(Outcome::Done)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Outcome, A::Error> {
-        Object { batch: self.batch, top: false }.visit_map(map)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// What a key of a captured array's object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Id,
+    /// serde_json's number token (see [`Batch::is_number_token`]).
+    Token,
+    Other,
+}
+
+struct MemberKey {
+    body: (usize, usize),
+}
+
+impl<'de> DeserializeSeed<'de> for MemberKey {
+    type Value = Kind;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberKey {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Kind, E> {
+        let outside = !(self.body.0..self.body.1).contains(&(key.as_ptr() as usize));
+        Ok(match key {
+            "id" => Kind::Id,
+            batch::NUMBER_TOKEN if outside => Kind::Token,
+            _ => Kind::Other,
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Kind, E> {
+        Ok(if key == "id" { Kind::Id } else { Kind::Other })
     }
 }
 
@@ -538,15 +692,6 @@ pub fn next_cursor_hint(body: &[u8]) -> Option<String> {
     let meta = Meta::deserialize(&mut de).ok()?;
     de.end().ok()?;
     meta.next_cursor.filter(|c| !c.is_empty())
-}
-
-/// Formats an integer without allocating.
-fn integer_text(v: impl fmt::Display, buf: &mut [u8; 24]) -> &[u8] {
-    use std::io::Write;
-    let mut w = &mut buf[..];
-    write!(w, "{v}").expect("an integer fits in 24 bytes");
-    let n = 24 - w.len();
-    &buf[..n]
 }
 
 #[cfg(test)]

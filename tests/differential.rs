@@ -2,8 +2,9 @@
 //!
 //! The oracle is `serde_json::Value` with the crate's features (`preserve_order`,
 //! `arbitrary_precision`): a body it refuses must be refused whole; otherwise each
-//! record's leaves (key path → text: strings as sent, numbers as their text, arrays
-//! as `serde_json::to_string`, null as empty, `{}` nothing) in first-seen order must
+//! record's leaves (key path → text: strings as sent, numbers as their token in the
+//! body, arrays as `serde_json::to_string` with numbers as sent, null as empty, `{}`
+//! nothing) in first-seen order must
 //! be what `parse::parse` puts in a batch, and every distinct key path must get its
 //! own column, named as `flatten` documents. Bodies come from a generator (odd keys,
 //! repeats, every kind of value, nesting, corruption), from every truncation point
@@ -22,15 +23,16 @@ use api2csv::mock::{mailerlite, paligo, MockApi, MockOptions, MockRequest};
 use api2csv::parse::{self, Batch, KeyPath, Spec};
 use serde_json::Value;
 
-use crate::expected::{assert_table, leaves_of};
+use crate::expected::{assert_table, leaves_of, mark_numbers, unmark};
 use crate::hostile::{one_line, param, serve_with, Reply, Server};
 use crate::workdir::Workdir;
 
 /// A record's leaves: key path → text, in first-seen order.
 type Leaves = Vec<(Vec<String>, String)>;
 
-/// What a body holds, per record: its leaves and its captured values.
-type Page = Vec<(Leaves, Vec<Option<Value>>)>;
+/// What a body holds, per record: its leaves and, per captured key that held an
+/// array, the `id` (a string or a number) of each object in it.
+type Page = Vec<(Leaves, Vec<Option<Vec<String>>>)>;
 
 const MAILERLITE: Spec = Spec::records_in(&["data"]);
 const MAILERLITE_GROUPS: Spec =
@@ -57,11 +59,17 @@ fn iterations() -> usize {
 
 /// What serde_json reads from `body` under `spec`; `None` when the body must be refused.
 fn oracle(body: &[u8], spec: &Spec) -> Option<Page> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::from_slice::<Value>(body).ok()?;
+    // Read again with numbers as marked strings, so that they keep the token sent.
+    let v: Value = serde_json::from_str(&mark_numbers(std::str::from_utf8(body).ok()?)).unwrap();
     let records = match &v {
         Value::Array(a) if spec.bare_array => a,
         Value::Object(m) => spec.records.iter().find_map(|k| m.get(*k))?.as_array()?,
         _ => return None,
+    };
+    let ids = |v: Option<&Value>| -> Option<Vec<String>> {
+        let ids = v?.as_array()?.iter().filter_map(|g| g.get("id")?.as_str().map(unmark));
+        Some(ids.collect())
     };
     let page = records.iter().map(|r| {
         let m = r.as_object()?;
@@ -69,7 +77,8 @@ fn oracle(body: &[u8], spec: &Spec) -> Option<Page> {
         for (k, child) in m.iter().filter(|(k, _)| !spec.capture.contains(&k.as_str())) {
             leaves_of(child, &mut vec![k.clone()], &mut leaves);
         }
-        Some((leaves, spec.capture.iter().map(|c| m.get(*c).cloned()).collect()))
+        let leaves = leaves.into_iter().map(|(path, text)| (path, unmark(&text))).collect();
+        Some((leaves, spec.capture.iter().map(|c| ids(m.get(*c))).collect()))
     });
     page.collect()
 }
@@ -113,9 +122,13 @@ fn ours(body: &[u8], spec: &Spec, batch: &mut Batch) -> Option<Page> {
             let KeyPath::Json(segs) = parse::decode(batch.path(c.path)) else { panic!("a derived path") };
             (segs, String::from_utf8(batch.value(c).to_vec()).expect("cells are UTF-8"))
         });
-        (leaves.collect(), (0..spec.capture.len()).map(|k| batch.captured(i, k).cloned()).collect())
+        (leaves.collect(), (0..spec.capture.len()).map(|k| captured(batch, i, k)).collect())
     });
     Some(page.collect())
+}
+
+fn captured(batch: &Batch, i: usize, k: usize) -> Option<Vec<String>> {
+    Some(batch.captured(i, k)?.map(|id| String::from_utf8(id.to_vec()).expect("ids are UTF-8")).collect())
 }
 
 /// The reader and its columns, reused across bodies as a sync reuses them.
@@ -612,7 +625,8 @@ fn serve_fixture(connector: &'static str, body: Vec<u8>) -> Server {
 /// The records of a readable fixture, as JSON texts for `assert_table` (the
 /// MailerLite subscriber table leaves the captured `groups` out).
 fn fixture_records(connector: &str, spec: &Spec, body: &[u8]) -> Vec<String> {
-    let v: Value = serde_json::from_slice(body).unwrap();
+    // Numbers as marked strings, so that the records keep their tokens as sent.
+    let v: Value = serde_json::from_str(&mark_numbers(std::str::from_utf8(body).unwrap())).unwrap();
     let records = match &v {
         Value::Array(a) => a.clone(),
         Value::Object(m) => spec.records.iter().find_map(|k| m.get(*k)).unwrap().as_array().unwrap().clone(),

@@ -36,7 +36,7 @@ pub fn column_paths(dir: &Path, table: &str) -> HashMap<String, Vec<String>> {
 pub fn flatten(record: &Value, timestamps: &[&str], unix: bool) -> BTreeMap<Vec<String>, String> {
     let mut leaves = Vec::new();
     leaves_of(record, &mut Vec::new(), &mut leaves);
-    let mut out: BTreeMap<Vec<String>, String> = leaves.into_iter().collect();
+    let mut out: BTreeMap<Vec<String>, String> = leaves.into_iter().map(|(p, v)| (p, unmark(&v))).collect();
     for (path, v) in out.iter_mut() {
         if path.len() == 1 && timestamps.contains(&path[0].as_str()) && !v.is_empty() {
             *v = timestamp(v, unix);
@@ -124,7 +124,8 @@ pub fn assert_table(dir: &Path, connector: &str, table: &str, records: &[String]
     let got = rows_by_key(dir, table, spec.primary_key);
     let mut want = BTreeMap::new();
     for text in records {
-        let v: Value = serde_json::from_str(text).unwrap();
+        // Numbers are kept as sent: read as marked strings (see `mark_numbers`).
+        let v: Value = serde_json::from_str(&mark_numbers(text)).unwrap();
         let key = spec.primary_key.iter().map(|k| scalar(&v[k])).collect::<Vec<_>>().join(",");
         want.insert(key, flatten(&v, spec.timestamps, unix));
     }
@@ -144,9 +145,62 @@ pub fn assert_table(dir: &Path, connector: &str, table: &str, records: &[String]
 
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => unmark(s),
         other => other.to_string(),
     }
+}
+
+/// Marks a number turned into a string by [`mark_numbers`].
+pub const MARK: &str = "\u{1}N";
+
+/// `body` (valid JSON) with every number outside strings turned into the string
+/// [`MARK`] + its token, so that the oracle, which rewrites a number's exponent
+/// (`1E22` as `1e+22`), keeps the token as sent; [`unmark`] turns them back.
+pub fn mark_numbers(body: &str) -> String {
+    let b = body.as_bytes();
+    let mut out = String::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_string {
+            if c == b'\\' {
+                out.push_str(&body[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            in_string = c != b'"';
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'-' || c.is_ascii_digit() {
+            let n = b[i..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+            out.push_str(&format!("\"\\u0001N{}\"", &body[i..i + n]));
+            i += n;
+            continue;
+        }
+        let len = body[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&body[i..i + len]);
+        i += len;
+    }
+    out
+}
+
+/// A leaf's text from the oracle with its numbers as sent.
+pub fn unmark(text: &str) -> String {
+    if let Some(token) = text.strip_prefix(MARK) {
+        return token.to_string();
+    }
+    let quoted = "\"\\u0001N";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(quoted) {
+        out.push_str(&rest[..at]);
+        let token = &rest[at + quoted.len()..];
+        let end = token.find('"').expect("a marked number ends");
+        out.push_str(&token[..end]);
+        rest = &token[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Data rows in a table file (before compaction: every appended row).

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use crate::hashing::FxBuild;
 use crate::timestamp::{self, TimeFormat};
 
@@ -132,8 +130,11 @@ pub struct Batch {
     pub(super) cells: Vec<Cell>,
     /// Per record, the end of its cells.
     pub(super) ends: Vec<u32>,
-    /// (record, capture key index, value) for [`Spec::capture`] keys.
-    pub(super) captured: Vec<(u32, u8, Value)>,
+    /// (record, capture key index, range of `captured_ids`) for [`Spec::capture`]
+    /// keys that held an array.
+    pub(super) captured: Vec<(u32, u8, u32, u32)>,
+    /// The `id` of each object of a captured array: a range of `values`.
+    pub(super) captured_ids: Vec<(u32, u32)>,
     pub(super) paths: Paths,
     /// Timestamps that were not valid date-times, and the first of them.
     pub bad_timestamps: u64,
@@ -144,8 +145,13 @@ pub struct Batch {
     /// Scratch for the encoded path of a key the guess missed.
     pub(super) scratch: Vec<u8>,
     pub(super) cur_id: u32,
-    /// The key just entered is serde_json's number token.
+    /// The key just entered is serde_json's number token (see [`Batch::is_number_token`]).
     pub(super) key_is_number_token: bool,
+    /// Where the body being read lies in memory (see [`Batch::is_number_token`]).
+    pub(super) body: (usize, usize),
+    /// Reused by the reading of arrays and escaped strings.
+    pub(super) raw: super::raw::Scratch,
+    pub(super) text: Vec<u8>,
     /// The path of a record's first key last time (see `PathInfo::succ`).
     pub(super) first: u32,
     /// The path of the key met last in this record (`ROOT` at its start).
@@ -164,6 +170,7 @@ impl Batch {
         self.cells.clear();
         self.ends.clear();
         self.captured.clear();
+        self.captured_ids.clear();
         self.bad_timestamps = 0;
         self.first_bad_timestamp = None;
         if self.paths.len() > MAX_PATHS {
@@ -213,13 +220,35 @@ impl Batch {
         self.paths.get(id)
     }
 
-    /// The [`Spec::capture`] value `index` of record `i`.
-    pub fn captured(&self, i: usize, index: usize) -> Option<&Value> {
+    /// The [`Spec::capture`] key `index` of record `i`, if it held an array: the
+    /// `id` of each object in it that has a string or number there, as text.
+    pub fn captured(&self, i: usize, index: usize) -> Option<impl Iterator<Item = &[u8]>> {
         let (i, index) = (i as u32, index as u8);
         // Captured values are kept in record order.
-        let from = self.captured.partition_point(|(r, _, _)| *r < i);
-        let mut of_record = self.captured[from..].iter().take_while(|(r, _, _)| *r == i);
-        of_record.find(|(_, k, _)| *k == index).map(|(_, _, v)| v)
+        let from = self.captured.partition_point(|(r, _, _, _)| *r < i);
+        let mut of_record = self.captured[from..].iter().take_while(|(r, _, _, _)| *r == i);
+        let &(_, _, start, end) = of_record.find(|(_, k, _, _)| *k == index)?;
+        let ids = &self.captured_ids[start as usize..end as usize];
+        Some(ids.iter().map(|&(s, e)| &self.values[s as usize..e as usize]))
+    }
+
+    /// Forgets an earlier value of capture key `index` in the record being read: a
+    /// key repeated in a record keeps its last value.
+    pub(super) fn forget_captured(&mut self, index: u8) {
+        let record = self.ends.len() as u32;
+        // Values come in record order, so only this record's are looked at.
+        let mut mine = self.captured.iter().rev().take_while(|(r, _, _, _)| *r == record);
+        if let Some(back) = mine.position(|(_, k, _, _)| *k == index) {
+            self.captured.remove(self.captured.len() - 1 - back);
+        }
+    }
+
+    /// True when `key`, handed over by serde_json, is the key of its number token:
+    /// a number read with `arbitrary_precision`, not a key in the body (the same
+    /// text as a key in the body lies in the body).
+    pub(super) fn is_number_token(&self, key: &str) -> bool {
+        let at = key.as_ptr() as usize;
+        key == NUMBER_TOKEN && !(self.body.0..self.body.1).contains(&at)
     }
 
     /// Starts a record built by hand (rows a connector makes from other records).
@@ -309,7 +338,6 @@ impl Batch {
         info.stamp = stamp;
         self.ids.push(id);
         self.cur_id = id;
-        self.key_is_number_token = key == NUMBER_TOKEN.as_bytes();
     }
 
     pub(super) fn pop_key(&mut self) {

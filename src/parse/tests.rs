@@ -1,9 +1,62 @@
 //! The page reader against serde_json's own `Value` (with `preserve_order` and
-//! `arbitrary_precision`) as the oracle.
+//! `arbitrary_precision`) as the oracle, its numbers kept as sent (see [`mark_numbers`]).
 
 use super::*;
 
 const DATA: Spec = Spec::records_in(&["data"]);
+
+/// Marks a number turned into a string by [`mark_numbers`].
+const MARK: &str = "\u{1}N";
+
+/// `body` with every number outside strings turned into the string [`MARK`] + its
+/// token, so that the oracle, which rewrites a number's exponent (`1E22` as
+/// `1e+22`), keeps the token as sent; [`unmark`] turns them back.
+fn mark_numbers(body: &str) -> String {
+    let b = body.as_bytes();
+    let mut out = String::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_string {
+            if c == b'\\' {
+                out.push_str(&body[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            in_string = c != b'"';
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'-' || c.is_ascii_digit() {
+            let n = b[i..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+            out.push_str(&format!("\"\\u0001N{}\"", &body[i..i + n]));
+            i += n;
+            continue;
+        }
+        let len = body[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&body[i..i + len]);
+        i += len;
+    }
+    out
+}
+
+/// A leaf's text from the oracle with its numbers as sent.
+fn unmark(text: &str) -> String {
+    if let Some(token) = text.strip_prefix(MARK) {
+        return token.to_string();
+    }
+    let quoted = "\"\\u0001N";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(quoted) {
+        out.push_str(&rest[..at]);
+        let token = &rest[at + quoted.len()..];
+        let end = token.find('"').expect("a marked number ends");
+        out.push_str(&token[..end]);
+        rest = &token[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The leaves the oracle reads from record `v`: (segments, text) in first-seen order.
 fn oracle_leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
@@ -17,8 +70,8 @@ fn oracle_leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, 
             return;
         }
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Array(_) => serde_json::to_string(v).unwrap(),
+        Value::String(s) => unmark(s),
+        Value::Array(_) => unmark(&serde_json::to_string(v).unwrap()),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
     };
@@ -29,7 +82,7 @@ fn oracle_leaves(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, 
 type Leaves = Vec<Vec<(Vec<String>, String)>>;
 
 fn oracle(body: &str) -> Option<Leaves> {
-    let v: Value = serde_json::from_str(body).ok()?;
+    let v: Value = serde_json::from_str(&mark_numbers(body)).ok()?;
     let records = v.get("data")?.as_array()?;
     records
         .iter()
@@ -194,7 +247,7 @@ fn captured_keys_leave_the_cells() {
     parse(br#"{"data":[{"id":"1","groups":[{"id":"7"}],"x":1},{"id":"2"}]}"#, &spec, &mut batch).unwrap();
     let got = leaves(&batch);
     assert_eq!(got[0].len(), 2);
-    assert_eq!(batch.captured(0, 0).unwrap()[0]["id"], "7");
+    assert_eq!(batch.captured(0, 0).unwrap().collect::<Vec<_>>(), [b"7"]);
     assert!(batch.captured(1, 0).is_none());
 }
 
@@ -296,6 +349,216 @@ fn the_cursor_hint_agrees_with_serde_json() {
     assert!(cuts > 0, "no prefix got a hint, so the guard against them is untested");
 }
 
+#[test]
+fn numbers_are_kept_as_sent() {
+    let body = r#"{"data":[{"a":1E22,"b":20e1,"c":[1E22, {"x":20e1,"y":[-0.5E-3]}],"d":{"e":-0.5E+3},"f":1e400}]}"#;
+    let got = ours(body).unwrap();
+    let texts: Vec<&str> = got[0].iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(texts, ["1E22", "20e1", r#"[1E22,{"x":20e1,"y":[-0.5E-3]}]"#, "-0.5E+3", "1e400"]);
+    same(body);
+}
+
+/// Arrays copied from the body against serde_json writing the `Value` it reads.
+#[test]
+fn arrays_are_written_as_serde_json_writes_them() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let (mut copied, mut rewritten) = (0, 0);
+    let mut scratch = raw::Scratch::default();
+    for _ in 0..4000 {
+        let items: Vec<String> = (0..1 + rng.below(4)).map(|_| rng.value(1)).collect();
+        let text = format!("[ {} ]", items.join(" ,\n"));
+        let v: Value = serde_json::from_str(&mark_numbers(&text)).unwrap();
+        let want = unmark(&serde_json::to_string(&v).unwrap());
+        let mut got = Vec::new();
+        raw::array_text(&text, 3, &mut got, &mut scratch).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), want, "{text}");
+        let mut copy = Vec::new();
+        match raw::copy_canonical(text.as_bytes(), &mut copy, &mut scratch) {
+            Some(_) => copied += 1,
+            None => rewritten += 1,
+        }
+    }
+    assert!(copied > 500 && rewritten > 500, "copied {copied}, rewritten {rewritten}");
+}
+
+/// Strings against serde_json reading them as a `String`: text, and what is refused.
+#[test]
+fn escaped_strings_read_as_serde_json_reads_them() {
+    let pieces = [
+        "a",
+        "é",
+        r"\u00e9",
+        r"\n",
+        r#"\""#,
+        r"\/",
+        r"\ud800",
+        r"\udc00",
+        r"\ud83d\ude00",
+        r"\ud83d\u0041",
+        r"\ud83d\n",
+        r"\ud83dx",
+        r"\ud83d",
+        r"\udbff\udfff",
+        r"\u0000",
+        r"\\",
+    ];
+    let mut rng = Rng(0x0bad_5eed_1234_5678);
+    let mut refused = 0;
+    for _ in 0..5000 {
+        let inner: String = (0..rng.below(5)).map(|_| pieces[rng.below(pieces.len() as u64) as usize]).collect();
+        let text = format!("\"{inner}\"");
+        let want = serde_json::from_str::<String>(&text).ok();
+        let mut got = Vec::new();
+        let got = raw::unescape(text.as_bytes(), &mut got).ok().map(|()| String::from_utf8(got).unwrap());
+        assert_eq!(got, want, "{text}");
+        assert_eq!(raw::check(text.as_bytes(), 0).is_ok(), want.is_some(), "{text}");
+        refused += usize::from(want.is_none());
+        let body = format!(r#"{{"data":[{{"s":{text},"a":[{text}],"o":{{"k":{text}}}}}]}}"#);
+        match want {
+            Some(_) => same(&body),
+            None => assert!(parse(body.as_bytes(), &DATA, &mut Batch::default()).is_err(), "{body}"),
+        }
+    }
+    assert!(refused > 500, "few refused: {refused}");
+}
+
+/// Nesting at serde_json's limit, in every place a value is read: accepted exactly
+/// when serde_json accepts it.
+#[test]
+fn nesting_is_refused_where_serde_json_refuses_it() {
+    let spec = Spec { capture: &["groups"], ..DATA };
+    let shapes: [fn(usize) -> String; 7] = [
+        |n| format!(r#"{{"data":[{{"a":{}1{}}}]}}"#, r#"{"a":"#.repeat(n), "}".repeat(n)),
+        |n| format!(r#"{{"data":[{{"a":{}1{}}}]}}"#, "[".repeat(n), "]".repeat(n)),
+        |n| format!(r#"{{"data":[{{"a":[{{"k":{}1{}}}, "\u00e9"]}}]}}"#, "[".repeat(n), "]".repeat(n)),
+        |n| format!(r#"{{"data":[{{"groups":[{{"id":"1","x":{}1{}}}]}}]}}"#, "[".repeat(n), "]".repeat(n)),
+        |n| format!(r#"{{"data":[{{"groups":[{}1{}]}}]}}"#, "[".repeat(n), "]".repeat(n)),
+        |n| format!(r#"{{"data":[{{"groups":{{"x":{}1{}}}}}]}}"#, r#"{"a":"#.repeat(n), "}".repeat(n)),
+        |n| format!(r#"[{{"a":{}1{}}}]"#, "[".repeat(n), "]".repeat(n)),
+    ];
+    for (k, shape) in shapes.iter().enumerate() {
+        let mut flips = 0;
+        for n in 115..130 {
+            let body = shape(n);
+            let want = serde_json::from_str::<Value>(&body).is_ok();
+            let spec = Spec { bare_array: k == 6, ..spec };
+            let got = parse(body.as_bytes(), &spec, &mut Batch::default());
+            assert_eq!(got.is_ok(), want, "shape {k}, depth {n}: {got:?}");
+            flips += usize::from(want);
+        }
+        assert!(flips > 0 && flips < 15, "shape {k} never crosses the limit");
+    }
+}
+
+/// The ids of a captured array against the `Value` serde_json reads: of each
+/// object, its `id` if a string or a number; a repeated key's last value.
+#[test]
+fn captured_ids_agree_with_the_value_read() {
+    let spec = Spec { capture: &["groups"], ..DATA };
+    let ids = [r#""7""#, "12", "1E3", r#""\u0038""#, "null", "true", r#"{"id":"9"}"#, "[1]", r#""""#];
+    let mut rng = Rng(0x5eed_0000_1111_2222);
+    for _ in 0..3000 {
+        let member = |rng: &mut Rng| -> String {
+            let mut keys = Vec::new();
+            for _ in 0..rng.below(4) {
+                match rng.below(4) {
+                    0 | 1 => keys.push(format!(r#""id":{}"#, ids[rng.below(ids.len() as u64) as usize])),
+                    2 => keys.push(format!(r#""name":{}"#, rng.value(2))),
+                    _ => keys.push(format!(r#""\u0069d":{}"#, ids[rng.below(ids.len() as u64) as usize])),
+                }
+            }
+            match rng.below(6) {
+                0 => rng.value(3),
+                _ => format!("{{{}}}", keys.join(",")),
+            }
+        };
+        let groups = |rng: &mut Rng| -> String {
+            match rng.below(6) {
+                0 => rng.value(2),
+                _ => format!("[{}]", (0..rng.below(4)).map(|_| member(rng)).collect::<Vec<_>>().join(", ")),
+            }
+        };
+        let mut record = vec![format!(r#""id":"{}""#, rng.below(100))];
+        for _ in 0..1 + rng.below(2) {
+            record.push(format!(r#""groups":{}"#, groups(&mut rng)));
+        }
+        let body = format!(r#"{{"data":[{{{}}}]}}"#, record.join(","));
+        let v: Value = serde_json::from_str(&mark_numbers(&body)).unwrap();
+        let want = match v["data"][0].get("groups") {
+            Some(Value::Array(groups)) => Some(
+                groups
+                    .iter()
+                    .filter_map(|g| match g.get("id") {
+                        Some(Value::String(s)) => Some(unmark(s)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        };
+        let mut batch = Batch::default();
+        parse(body.as_bytes(), &spec, &mut batch).unwrap();
+        let got = batch.captured(0, 0).map(|ids| ids.map(|id| String::from_utf8(id.to_vec()).unwrap()).collect());
+        assert_eq!(got, want, "{body}");
+        assert_eq!(batch.record(0).count(), 1, "{body}");
+    }
+}
+
+#[test]
+fn a_lone_surrogate_anywhere_in_a_record_refuses_the_body() {
+    let spec = Spec { capture: &["groups"], ..DATA };
+    for body in [
+        r#"{"data":[{"groups":[{"id":"1","name":"\ud800"}]}]}"#,
+        r#"{"data":[{"groups":[{"id":"\ud800"}]}]}"#,
+        r#"{"data":[{"groups":[{"id":"1","o":{"\udc00":1}}]}]}"#,
+        r#"{"data":[{"groups":["\ud800"]}]}"#,
+        r#"{"data":[{"groups":{"\ud800":1}}]}"#,
+        r#"{"data":[{"groups":"\ud800"}]}"#,
+        r#"{"data":[{"a":["\ud800"]}]}"#,
+        r#"{"data":[{"a":[{"\ud800":1}]}]}"#,
+        r#"{"data":[{"a":{"b":{"\ud800":1}}}]}"#,
+        r#"{"data":[{"a":{"b":"x\ud83dy"}}]}"#,
+    ] {
+        assert!(serde_json::from_str::<Value>(body).is_err(), "the oracle accepts {body}");
+        let err = parse(body.as_bytes(), &spec, &mut Batch::default()).unwrap_err();
+        assert!(err.0.starts_with("invalid JSON"), "{body}: {err}");
+    }
+}
+
+/// Number tokens of the generated documents: exponents in every spelling.
+const NUMBERS: &[&str] = &[
+    "0",
+    "-0",
+    "7",
+    "-12",
+    "18446744073709551616",
+    "64.290",
+    "1e5",
+    "-2.5E-3",
+    "123456789012345678901234",
+    "1E22",
+    "20e1",
+    "1e+5",
+    "-0.0E+0",
+];
+
+/// String tokens of the generated documents: escapes serde_json writes as they are,
+/// and others it writes its own way.
+const STRINGS: &[&str] = &[
+    r#""""#,
+    r#""x""#,
+    r#""a\"b""#,
+    r#""\u00e9\n""#,
+    r#""=1+1""#,
+    r#""\ud83d\ude00""#,
+    r#""a\/b""#,
+    r#""\u001f\u0000\b\f\r\t\\""#,
+    r#""\u001F""#,
+    r#""\u0008""#,
+    r#""\u0041 { [ , : ""#,
+    r#""é ]}""#,
+];
+
 pub(crate) struct Rng(pub u64);
 
 impl Rng {
@@ -326,19 +589,14 @@ impl Rng {
         match pick {
             0 => "null".into(),
             1 => ["true", "false"][self.below(2) as usize].into(),
-            2 => {
-                ["0", "-0", "7", "-12", "18446744073709551616", "64.290", "1e5", "-2.5E-3", "123456789012345678901234"]
-                    [self.below(9) as usize]
-                    .into()
-            }
-            3 => ["\"\"", "\"x\"", "\"a\\\"b\"", "\"\\u00e9\\n\"", "\"=1+1\"", "\"\\ud83d\\ude00\""]
-                [self.below(6) as usize]
-                .into(),
+            2 => NUMBERS[self.below(NUMBERS.len() as u64) as usize].into(),
+            3 => STRINGS[self.below(STRINGS.len() as u64) as usize].into(),
             4 | 5 => format!(r#""s{}""#, self.below(1000)),
             6 | 7 => self.object(depth),
             _ => {
                 let items: Vec<String> = (0..self.below(4)).map(|_| self.value(depth + 1)).collect();
-                format!("[{}]", items.join(", "))
+                let space = [", ", ",", " ,\n\t", ",\r\n  "][self.below(4) as usize];
+                format!("[{}]", items.join(space))
             }
         }
     }

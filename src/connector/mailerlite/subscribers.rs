@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::Value;
-
 use super::{
     advance, count_group_members, query, reading, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
     MEMBERS_SEEN, STATUSES,
@@ -112,18 +110,23 @@ impl<'c> Subscribers<'c> {
         self.built.clear();
         let Some(id_path) = batch.path_id(&["id"]) else { return };
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
-        let mut pairs: HashSet<(&[u8], String)> = HashSet::new();
+        let mut pairs: HashSet<(&[u8], &[u8])> = HashSet::new();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
-            let Some(Value::Array(groups)) = batch.captured(i, 0) else { continue };
-            for g in groups {
-                let Some(group) = scalar(g.get("id")) else { continue };
-                if !pairs.insert((subscriber, group.clone())) {
+            let Some(groups) = batch.captured(i, 0) else { continue };
+            for group in groups {
+                if !pairs.insert((subscriber, group)) {
                     continue;
                 }
-                *seen.entry(group.clone()).or_default() += 1;
+                let name = String::from_utf8_lossy(group);
+                match seen.get_mut(name.as_ref()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        seen.insert(name.into_owned(), 1);
+                    }
+                }
                 self.built.begin_record();
-                self.built.push_leaf(&["group_id"], group.as_bytes());
+                self.built.push_leaf(&["group_id"], group);
                 self.built.push_leaf(&["subscriber_id"], subscriber);
                 self.built.end_record();
             }
@@ -173,15 +176,6 @@ fn disagreeing_groups(counts: &Counts) -> Vec<String> {
         }
     }
     steps
-}
-
-/// A JSON scalar as the text a cell would hold.
-fn scalar(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 impl Stream for Subscribers<'_> {
