@@ -2,6 +2,7 @@
 
 mod changes;
 mod crash;
+mod definitions;
 mod differential;
 mod directory;
 mod errors;

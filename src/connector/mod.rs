@@ -5,6 +5,7 @@
 //! demo and the tests iterate it. A new API is one file here and one in `mock/`,
 //! plus its line in that list.
 
+pub mod definition;
 pub mod mailerlite;
 pub mod paligo;
 

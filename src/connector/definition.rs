@@ -1,0 +1,151 @@
+//! Connector definitions: an API described in one JSON file (DESIGN.md, "Connector
+//! definitions"), read with serde, checked completely before any request, and
+//! turned into a [`Connector`] that feeds the same engine as the built-in ones.
+//!
+//! A definition is loaded once per run and leaked (`Box::leak`): the engine holds
+//! connectors as `&'static Def`, and a CLI run loads at most one definition.
+
+mod load;
+mod stream;
+
+use std::sync::{Arc, OnceLock};
+
+use super::{Checked, Confirm, Connector, Def, Stream, StreamPlan, TableSpec};
+use crate::config::{Config, Requirements};
+use crate::error::{Error, Result};
+use crate::http::{Client, Secret};
+use crate::mock::{MockApi, MockOptions};
+use crate::paginate::Position;
+use crate::timestamp::TimeFormat;
+
+pub use load::{parse, Definition, Paging, Table};
+
+/// The definition of this run, once loaded.
+static LOADED: OnceLock<&'static Definition> = OnceLock::new();
+/// Its [`Def`].
+static LOADED_DEF: OnceLock<&'static Def> = OnceLock::new();
+
+/// True when a connector argument names a definition file rather than a built-in.
+pub fn is_path(arg: &str) -> bool {
+    arg.contains('/') || arg.contains('\\') || arg.ends_with(".json")
+}
+
+/// Reads, checks and installs the definition at `path`: its [`Def`].
+pub fn load(path: &std::path::Path) -> Result<&'static Def> {
+    let text = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
+    let def = parse(text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let def: &'static Definition = Box::leak(Box::new(def));
+    if LOADED.set(def).is_err() {
+        return Err(Error::Usage("only one connector definition per run".into()));
+    }
+    let this: &'static Def = Box::leak(Box::new(to_def(def)));
+    let _ = LOADED_DEF.set(this);
+    Ok(this)
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn to_def(d: &'static Definition) -> Def {
+    let upper = d.name.to_ascii_uppercase();
+    let (key, user) = d.auth.keys();
+    let requirements = Requirements {
+        api_key_env: leak(format!("{upper}_{}", key.to_ascii_uppercase())),
+        username_env: user.map(|u| leak(format!("{upper}_{}", u.to_ascii_uppercase()))),
+        default_base_url: Some(d.base_url.as_str()),
+        instance_url: None,
+        requests_per_minute: d.requests_per_minute(),
+    };
+    let tables: Vec<TableSpec> = d
+        .tables
+        .iter()
+        .map(|t| TableSpec {
+            name: t.name.as_str(),
+            primary_key: Box::leak(t.primary_key.iter().map(|k| k.as_str()).collect::<Vec<_>>().into_boxed_slice()),
+            timestamps: Box::leak(t.converted.clone().into_boxed_slice()),
+            derived: &[],
+            read_as: leak(t.read_as()),
+            confirm: match t.paging {
+                Paging::Page(_) | Paging::Offset(_) => Confirm::Reread,
+                _ => Confirm::Unseen,
+            },
+        })
+        .collect();
+    Def {
+        name: d.name.as_str(),
+        about: "a connector definition",
+        requirements,
+        tables: Box::leak(tables.into_boxed_slice()),
+        time_format: TimeFormat::UnixSeconds,
+        build: |config| Box::new(Defined::new(LOADED.get().expect("a loaded definition"), config)),
+        authorization,
+        mock: |opts: &MockOptions| -> Arc<dyn MockApi> { (super::mailerlite::DEF.mock)(opts) },
+        mock_base_path: "",
+        mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
+    }
+}
+
+fn authorization(config: &Config) -> Secret {
+    match &LOADED.get().expect("a loaded definition").auth {
+        load::Auth::Bearer(_) => Secret::new(format!("Bearer {}", config.api_key.expose())),
+        load::Auth::Basic(_) => {
+            Secret::new(super::paligo::basic_auth(config.username.as_deref().unwrap_or(""), config.api_key.expose()))
+        }
+    }
+}
+
+/// The connector of a loaded definition, for one configuration.
+pub struct Defined {
+    def: &'static Definition,
+    this: &'static Def,
+    base_url: String,
+}
+
+impl Defined {
+    fn new(def: &'static Definition, config: &Config) -> Defined {
+        let this = LOADED_DEF.get().expect("a loaded definition");
+        Defined { def, this, base_url: config.base_url.clone() }
+    }
+
+    fn table(&self, name: &str) -> &'static Table {
+        self.def.tables.iter().find(|t| t.name == name).expect("a table of the definition")
+    }
+}
+
+impl Connector for Defined {
+    fn def(&self) -> &'static Def {
+        self.this
+    }
+
+    fn check(&self, client: &Client) -> Result<Checked> {
+        let t = &self.def.tables[0];
+        let listing = stream::Listing::new(t, &self.base_url, None);
+        let req = listing.request().expect("a first request");
+        let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let spec = listing.reading().spec;
+        client.get(&req.path, &query, |reply| {
+            let mut batch = crate::parse::Batch::default();
+            crate::parse::parse(reply.body, &spec, &mut batch).map(drop).map_err(|e| e.0)
+        })?;
+        let host = crate::http::check_base_url(client.base_url()).map(|b| b.host).unwrap_or_default();
+        Ok(Checked {
+            identity: format!("{} at {host}", self.def.name),
+            message: format!("credentials accepted by {} (table {})", client.base_url(), t.name),
+            ..Checked::default()
+        })
+    }
+
+    fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan> {
+        tables.iter().map(|&t| StreamPlan { name: t, tables: vec![t] }).collect()
+    }
+
+    fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_> {
+        self.reread(plan.name, position)
+    }
+
+    fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
+        Box::new(stream::Listing::new(self.table(table), &self.base_url, position))
+    }
+}

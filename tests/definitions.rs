@@ -1,0 +1,239 @@
+//! Connector definitions (DESIGN.md, "Connector definitions"): the binary reads a
+//! JSON file describing an API and syncs it with the same engine, against servers
+//! these tests own on loopback.
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::hostile::{one_line, param, serve_with, Reply, Server};
+use crate::workdir::Workdir;
+
+fn fixture(rel: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/definitions").join(rel)).unwrap()
+}
+
+fn example(name: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/definitions").join(name)).unwrap()
+}
+
+/// A table file with each `_synced_at` cell (it changes every run) replaced by `T`.
+fn table(wd: &Workdir, name: &str) -> String {
+    let text = fs::read_to_string(wd.path(&format!("out/{name}.csv"))).unwrap();
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut at = None;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let mut fields: Vec<String> = rec.iter().map(str::to_string).collect();
+        match at {
+            None => at = fields.iter().position(|f| f == "_synced_at"),
+            Some(i) => fields[i] = "T".into(),
+        }
+        out.write_record(&fields).unwrap();
+    }
+    String::from_utf8(out.into_inner().unwrap()).unwrap()
+}
+
+/// Writes the definition and a configuration reaching `server` at `base_path`, and syncs.
+fn sync(wd: &Workdir, def: &str, server: &Server, base_path: &str, extra: &str) -> std::process::Output {
+    wd.write("def.json", def);
+    wd.write("c.json", &format!(r#"{{"api_key": "secret-key", "base_url": "{}{base_path}"{extra}}}"#, server.origin));
+    wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]))
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "{}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn stripe_style_cursor_follows_the_last_record() {
+    let server = serve_with(|target| match param(target, "starting_after").as_deref() {
+        None => Reply::ok(fixture("stripe/customers-1.json")),
+        Some("cus_2") => Reply::ok(fixture("stripe/customers-2.json")),
+        Some(_) => Reply::not_found(),
+    });
+    let wd = Workdir::new("def-stripe");
+    ok(&sync(&wd, &example("stripe.json"), &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "customer"),
+        "id,object,created,email,address_city,address_country,metadata_tier,amount,_synced_at,_deleted\n\
+         cus_1,customer,2023-11-14T22:13:20Z,a@example.com,Oslo,NO,,,T,false\n\
+         cus_2,customer,2023-11-14T22:15:00Z,,,,gold,,T,false\n\
+         cus_3,customer,2023-11-14T22:16:40Z,c@example.com,,,,12345678901234567890,T,false\n"
+    );
+    // The first request is the credential check every sync starts with.
+    assert_eq!(
+        server.targets(),
+        ["/v1/customers?limit=2", "/v1/customers?limit=2", "/v1/customers?limit=2&starting_after=cus_2"]
+    );
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some("Bearer secret-key")));
+}
+
+#[test]
+fn github_style_pages_end_on_a_short_page() {
+    let server = serve_with(|target| match param(target, "page").as_deref() {
+        Some("1") => Reply::ok(fixture("github/issues-1.json")),
+        Some("2") => Reply::ok(fixture("github/issues-2.json")),
+        _ => Reply::ok("[]"),
+    });
+    let wd = Workdir::new("def-github");
+    ok(&sync(&wd, &example("github.json"), &server, "", ""));
+    assert_eq!(
+        table(&wd, "issue"),
+        "id,number,title,labels,user_login,closed_at,_synced_at,_deleted\n\
+         101,1,Crash on start,\"[{\"\"name\"\":\"\"bug\"\"}]\",octocat,,T,false\n\
+         102,2,\"Docs, \"\"quotes\"\"\",[],hubot,,T,false\n\
+         103,3,\"Line\nbreak\",[],octocat,2024-01-02T03:04:05Z,T,false\n"
+    );
+    assert_eq!(
+        server.targets(),
+        [
+            "/repos/octo/hello/issues?state=all&page=1&per_page=2",
+            "/repos/octo/hello/issues?state=all&page=1&per_page=2",
+            "/repos/octo/hello/issues?state=all&page=2&per_page=2"
+        ]
+    );
+}
+
+fn zendesk(origin: Arc<Mutex<String>>) -> impl FnMut(&str) -> Reply + Send + 'static {
+    move |target| {
+        let origin = origin.lock().unwrap().clone();
+        match param(target, "page").as_deref() {
+            None => Reply::ok(fixture("zendesk/tickets-1.json").replace("{origin}", &origin)),
+            Some("2") => Reply::ok(fixture("zendesk/tickets-2.json").replace("{origin}", &origin)),
+            _ => Reply::not_found(),
+        }
+    }
+}
+
+#[test]
+fn zendesk_style_next_page_url() {
+    let origin = Arc::new(Mutex::new(String::new()));
+    let server = serve_with(zendesk(Arc::clone(&origin)));
+    *origin.lock().unwrap() = server.origin.clone();
+    let wd = Workdir::new("def-zendesk");
+    ok(&sync(&wd, &example("zendesk.json"), &server, "/api/v2", r#", "username": "me@acme.example/token""#));
+    assert_eq!(
+        table(&wd, "ticket"),
+        "id,subject,status,via_channel,_synced_at,_deleted\n\
+         1,Help,open,email,T,false\n\
+         2,Refund,solved,web,T,false\n\
+         3,Thanks,closed,api,T,false\n"
+    );
+    assert_eq!(server.targets(), ["/api/v2/tickets.json", "/api/v2/tickets.json", "/api/v2/tickets.json?page=2"]);
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("me@acme.example/token:secret-key");
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some(format!("Basic {basic}").as_str())));
+}
+
+#[test]
+fn a_next_url_on_another_host_is_never_followed() {
+    let elsewhere = serve_with(|_| Reply::ok(r#"{"tickets": [], "next_page": null}"#));
+    let other = elsewhere.origin.replace("127.0.0.1", "localhost");
+    let server = serve_with(move |_| {
+        Reply::ok(format!(r#"{{"tickets": [{{"id": 1}}], "next_page": "{other}/api/v2/tickets.json?page=2"}}"#))
+    });
+    let wd = Workdir::new("def-host");
+    let out = sync(&wd, &example("zendesk.json"), &server, "/api/v2", r#", "username": "u""#);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("another host (localhost)"), "{line}");
+    assert!(!line.contains("secret-key"), "{line}");
+    assert_eq!(elsewhere.requests(), 0);
+    // The credential check's request, then the first page.
+    assert_eq!(server.requests(), 2);
+}
+
+const CURSOR_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [{"name": "item", "path": "/items", "records": "/data", "primary_key": ["id"],
+              "paging": {"cursor": {"param": "after", "from": "/next", "more": "/more"}}}]}"#;
+
+#[test]
+fn an_empty_page_with_a_cursor_is_not_the_end() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => Reply::ok(r#"{"data": [{"id": 1}], "next": "a", "more": true}"#),
+        Some("a") => Reply::ok(r#"{"data": [], "next": "b", "more": true}"#),
+        Some("b") => Reply::ok(r#"{"data": [{"id": 2}], "next": null, "more": false}"#),
+        _ => Reply::not_found(),
+    });
+    let wd = Workdir::new("def-empty");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+    // The credential check's request, then three pages.
+    assert_eq!(server.requests(), 4);
+}
+
+#[test]
+fn an_endless_cursor_is_one_line_not_a_loop() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": "same", "more": true}"#));
+    let wd = Workdir::new("def-endless");
+    let out = sync(&wd, CURSOR_DEF, &server, "/v1", "");
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("repeats"), "{line}");
+    assert!(server.requests() <= 4, "{}", server.requests());
+}
+
+#[test]
+fn changes_and_tombstones_after_a_complete_read() {
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = Arc::clone(&gone);
+    let server = serve_with(move |_| {
+        if g.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok(r#"{"data": [{"id": 1, "v": "changed"}], "next": null}"#)
+        } else {
+            Reply::ok(r#"{"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}], "next": null}"#)
+        }
+    });
+    let wd = Workdir::new("def-changes");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "id,v,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n1,changed,T,false\n2,,T,true\n"
+    );
+}
+
+#[test]
+fn bad_definitions_exit_2_naming_the_key() {
+    let wd = Workdir::new("def-bad");
+    wd.write("c.json", r#"{"api_key": "k", "base_url": "http://127.0.0.1:9/v1"}"#);
+    let cases = [
+        ("\"/next\"", "\"next\"", "tables[0].paging.cursor.from: not a JSON Pointer"),
+        ("\"more\": \"/more\"", "\"mor\": \"/more\"", "tables[0].paging.cursor: unknown field `mor`"),
+        ("\"records\": \"/data\"", "\"records\": \"data\"", "tables[0].records: not a JSON Pointer"),
+        ("\"primary_key\": [\"id\"]", "\"primary_key\": []", "tables[0].primary_key: at least one field"),
+        ("\"https://api", "\"http://api", "base_url: "),
+        ("{\"bearer\": \"api_key\"}", "{\"bearer\": \"api_key\", \"basic\": []}", "auth: exactly one"),
+        (
+            "{\"cursor\": {\"param\": \"after\", \"from\": \"/next\", \"more\": \"/more\"}}",
+            "{\"none\": {}, \"page\": {}}",
+            "tables[0].paging: exactly one",
+        ),
+        ("\"name\": \"item\"", "\"name\": \"item\", \"extra\": 1", "tables[0]: unknown field `extra`"),
+    ];
+    for (from, to, want) in cases {
+        let def = CURSOR_DEF.replace(from, to);
+        assert_ne!(def, CURSOR_DEF, "{from}");
+        wd.write("def.json", &def);
+        for args in [&["sync", "./def.json", "--config", "c.json", "--out", "out"][..], &["tables", "./def.json"][..]] {
+            let line = one_line(&wd.fails(&mut wd.command(args), 2));
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(!wd.path("out").exists(), "{want}: nothing written");
+    }
+}
+
+#[test]
+fn tables_and_check_take_a_definition() {
+    let server = serve_with(|_| Reply::ok(fixture("stripe/customers-2.json")));
+    let wd = Workdir::new("def-tables");
+    wd.write("def.json", &example("stripe.json"));
+    let out = wd.stdout(&mut wd.command(&["tables", "./def.json"]));
+    assert!(out.starts_with("customer") && out.contains("key id") && out.contains("starting_after"), "{out}");
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    wd.stdout(&mut wd.command(&["check", "./def.json", "--config", "c.json"]));
+    assert_eq!(server.requests(), 1);
+}
