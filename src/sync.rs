@@ -113,6 +113,7 @@ pub fn run(
     // line saying a run resumes comes first, and no other run starts meanwhile.
     let mut lock = None;
     if let Some(s) = &existing {
+        crate::connector::definition::check_state(def, dir, s, opts.full_refresh)?;
         check_output(s, opts)?;
         if dir.join(crate::fsio::LOCK_NAME).exists() {
             lock = Some(DirLock::acquire(dir)?);
@@ -135,6 +136,7 @@ pub fn run(
     validate::check_dir(dir, def, Some(&state).filter(|s| !s.tables.is_empty() || s.run.is_some()))?;
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
+    crate::connector::definition::check_state(def, dir, &state, opts.full_refresh)?;
     if report.resumed.is_none() {
         announce_resume(&state, report, opts.full_refresh);
     }
@@ -155,6 +157,7 @@ pub fn run(
         state.output.spreadsheet_safe |= opts.output.spreadsheet_safe;
     }
     begin_run(def, connector, &mut state, selected, opts.full_refresh);
+    crate::connector::definition::record_state(def, &mut state);
     state.save(dir)?;
     let ctx = Ctx { def, connector, client, dir, interrupt: &opts.interrupt, checked };
     let mut committer = Committer::start(dir.to_path_buf());

@@ -237,3 +237,85 @@ fn tables_and_check_take_a_definition() {
     wd.stdout(&mut wd.command(&["check", "./def.json", "--config", "c.json"]));
     assert_eq!(server.requests(), 1);
 }
+
+#[test]
+fn a_changed_primary_key_or_path_needs_full_refresh() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1, "k": "x"}], "next": null}"#));
+    let wd = Workdir::new("def-digest");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    let state = fs::read_to_string(wd.path("out/state.json")).unwrap();
+    assert!(state.contains("\"definition\""), "{state}");
+    let before = server.requests();
+    for (from, to) in [("[\"id\"]", "[\"k\"]"), ("\"/items\"", "\"/things\""), ("\"/data\"", "\"/rows\"")] {
+        let changed = CURSOR_DEF.replace(from, to);
+        let out = sync(&wd, &changed, &server, "/v1", "");
+        assert_eq!(out.status.code(), Some(2), "{from}");
+        let line = one_line(&String::from_utf8_lossy(&out.stderr));
+        assert!(line.contains("--full-refresh") && line.contains("item"), "{line}");
+    }
+    assert_eq!(server.requests(), before, "refused before any request");
+    // A new timestamp field or a new table is fine.
+    let more = CURSOR_DEF
+        .replace("\"primary_key\": [\"id\"],", "\"primary_key\": [\"id\"], \"timestamps\": {\"t\": \"unix_seconds\"},");
+    let more = more.replace(
+        "]}",
+        r#", {"name": "other", "path": "/other", "records": "/data", "primary_key": ["id"], "paging": {"none": {}}}]}"#,
+    );
+    assert_ne!(more, CURSOR_DEF);
+    ok(&sync(&wd, &more, &server, "/v1", ""));
+    let changed = CURSOR_DEF.replace("[\"id\"]", "[\"k\"]");
+    wd.write("def.json", &changed);
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "--full-refresh"])));
+}
+
+const OFFSET_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [{"name": "event", "path": "/events", "records": "/results", "primary_key": ["id"],
+              "paging": {"offset": {"param": "offset", "size_param": "limit", "size": 2, "total": "/count"}}},
+             {"name": "short", "path": "/short", "records": "/results", "primary_key": ["id"],
+              "paging": {"offset": {"param": "offset", "size_param": "limit", "size": 2}}},
+             {"name": "pages", "path": "/pages", "records": "/items", "primary_key": ["id"],
+              "paging": {"page": {"param": "p", "start": 0, "last": "/total_pages"}}},
+             {"name": "one", "path": "/one", "records": "", "primary_key": ["id"], "paging": {"none": {}}}]}"#;
+
+#[test]
+fn offset_page_and_none_listings_end_as_told() {
+    let server = serve_with(|target| {
+        let offset = param(target, "offset").unwrap_or_default();
+        let p = param(target, "p").unwrap_or_default();
+        let body = match (target.split('?').next().unwrap(), offset.as_str(), p.as_str()) {
+            // `total` ends the listing even though the last page is full.
+            ("/v1/events", "0", _) => r#"{"results": [{"id": 1}, {"id": 2}], "count": 4}"#,
+            ("/v1/events", "2", _) => r#"{"results": [{"id": 3}, {"id": 4}], "count": 4}"#,
+            ("/v1/short", "0", _) => r#"{"results": [{"id": 1}, {"id": 2}]}"#,
+            ("/v1/short", "2", _) => r#"{"results": [{"id": 3}]}"#,
+            ("/v1/pages", _, "0") => r#"{"items": [{"id": 1}], "total_pages": 2}"#,
+            ("/v1/pages", _, "1") => r#"{"items": [{"id": 2}], "total_pages": 2}"#,
+            ("/v1/one", _, _) => r#"[{"id": "a"}, {"id": "b"}]"#,
+            _ => return Reply::not_found(),
+        };
+        Reply::ok(body)
+    });
+    let wd = Workdir::new("def-offset");
+    ok(&sync(&wd, OFFSET_DEF, &server, "/v1", ""));
+    assert_eq!(table(&wd, "event"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n4,T,false\n");
+    assert_eq!(table(&wd, "short"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
+    assert_eq!(table(&wd, "pages"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+    assert_eq!(table(&wd, "one"), "id,_synced_at,_deleted\na,T,false\nb,T,false\n");
+    assert_eq!(server.hits("/v1/events"), 3, "{:?}", server.targets());
+    assert_eq!(server.hits("/v1/one"), 1);
+}
+
+#[test]
+fn secrets_come_from_name_key_environment_variables() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    let wd = Workdir::new("def-env");
+    wd.write("def.json", CURSOR_DEF);
+    wd.write("c.json", &format!(r#"{{"base_url": "{}/v1"}}"#, server.origin));
+    let mut cmd = wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]);
+    ok(&wd.output(cmd.env("ACME_API_KEY", "from-env")));
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some("Bearer from-env")));
+    let out = wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out2"]));
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("ACME_API_KEY"), "{line}");
+}

@@ -87,6 +87,53 @@ fn to_def(d: &'static Definition) -> Def {
     }
 }
 
+/// The loaded definition, if `def` is it.
+fn loaded(def: &Def) -> Option<&'static Definition> {
+    LOADED_DEF.get().filter(|d| std::ptr::eq(**d, def)).and(LOADED.get().copied())
+}
+
+/// Each table's digest of what identifies its rows: its path, records pointer and
+/// primary key. A timestamp field or a query parameter may change; these may not.
+fn digests(d: &Definition) -> std::collections::BTreeMap<String, String> {
+    d.tables
+        .iter()
+        .map(|t| {
+            let text = serde_json::json!([t.path, t.records, t.primary_key]).to_string();
+            (t.name.clone(), format!("{:016x}", crate::hashing::stable(0, text.as_bytes())))
+        })
+        .collect()
+}
+
+/// Refuses a directory whose tables were read under another path, records pointer
+/// or primary key (unless `--full-refresh`): its rows would not line up.
+pub fn check_state(def: &Def, dir: &std::path::Path, state: &crate::state::State, full_refresh: bool) -> Result<()> {
+    let Some(d) = loaded(def) else { return Ok(()) };
+    if full_refresh {
+        return Ok(());
+    }
+    let now = digests(d);
+    for (table, was) in &state.definition {
+        if now.get(table).is_some_and(|n| n != was) {
+            return Err(Error::dir(
+                dir,
+                format!(
+                    "table {table} of definition {} changed its path, records pointer or primary key since it was synced; \
+                     run again with --full-refresh to read it anew",
+                    d.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records the definition's digests in the state about to be saved.
+pub fn record_state(def: &Def, state: &mut crate::state::State) {
+    if let Some(d) = loaded(def) {
+        state.definition.extend(digests(d));
+    }
+}
+
 fn authorization(config: &Config) -> Secret {
     match &LOADED.get().expect("a loaded definition").auth {
         load::Auth::Bearer(_) => Secret::new(format!("Bearer {}", config.api_key.expose())),
