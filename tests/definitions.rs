@@ -319,3 +319,58 @@ fn secrets_come_from_name_key_environment_variables() {
     let line = one_line(&String::from_utf8_lossy(&out.stderr));
     assert!(line.contains("ACME_API_KEY"), "{line}");
 }
+
+/// Sixteen records, two a page, behind a Stripe-style cursor.
+fn stripe_page(target: &str) -> Reply {
+    let after: u32 = param(target, "starting_after").map_or(0, |a| a.trim_start_matches("cus_").parse().unwrap());
+    let ids: Vec<String> =
+        (after + 1..=(after + 2).min(16)).map(|i| format!(r#"{{"id": "cus_{i}", "n": {i}}}"#)).collect();
+    Reply::ok(format!(r#"{{"data": [{}], "has_more": {}}}"#, ids.join(","), after + 2 < 16))
+}
+
+#[test]
+fn kill_9_at_several_pages_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| param(target, "starting_after").as_deref() == Some(p.as_str())) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            // Held until the binary that asked is dead.
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        stripe_page(target)
+    });
+    let wd = Workdir::new("def-kill");
+    let def = example("stripe.json").replace("\"created\": \"unix_seconds\"", "\"n\": \"unix_seconds\"");
+    wd.write("def.json", &def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    for at in ["cus_4", "cus_8", "cus_12"] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    let mut want = String::from("id,n,_synced_at,_deleted\n");
+    for i in 1..=16 {
+        want.push_str(&format!("cus_{i},{},T,false\n", time_of(i)));
+    }
+    assert_eq!(table(&wd, "customer"), want);
+}
+
+fn time_of(i: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(i).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
