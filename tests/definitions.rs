@@ -71,12 +71,25 @@ fn stripe_style_cursor_follows_the_last_record() {
 }
 
 #[test]
-fn github_style_pages_end_on_a_short_page() {
-    let server = serve_with(|target| match param(target, "page").as_deref() {
-        Some("1") => Reply::ok(fixture("github/issues-1.json")),
-        Some("2") => Reply::ok(fixture("github/issues-2.json")),
-        _ => Reply::ok("[]"),
+fn github_style_link_header_pages() {
+    let origin = Arc::new(Mutex::new(String::new()));
+    let o = Arc::clone(&origin);
+    let server = serve_with(move |target| {
+        let origin = o.lock().unwrap().clone();
+        let link = |page: u32| format!("<{origin}/repos/octo/hello/issues?state=all&per_page=2&page={page}>");
+        let mut reply = match param(target, "page").as_deref() {
+            None => Reply::ok(fixture("github/issues-1.json")),
+            Some("2") => Reply::ok(fixture("github/issues-2.json")),
+            _ => return Reply::not_found(),
+        };
+        let header = match param(target, "page").as_deref() {
+            None => format!(r#"{}; rel="next", {}; rel="last""#, link(2), link(2)),
+            _ => format!(r#"{}; rel="first", {}; rel="prev""#, link(1), link(1)),
+        };
+        reply.headers.push(("Link".into(), header));
+        reply
     });
+    *origin.lock().unwrap() = server.origin.clone();
     let wd = Workdir::new("def-github");
     ok(&sync(&wd, &example("github.json"), &server, "", ""));
     assert_eq!(
@@ -89,9 +102,9 @@ fn github_style_pages_end_on_a_short_page() {
     assert_eq!(
         server.targets(),
         [
-            "/repos/octo/hello/issues?state=all&page=1&per_page=2",
-            "/repos/octo/hello/issues?state=all&page=1&per_page=2",
-            "/repos/octo/hello/issues?state=all&page=2&per_page=2"
+            "/repos/octo/hello/issues?state=all&per_page=2",
+            "/repos/octo/hello/issues?state=all&per_page=2",
+            "/repos/octo/hello/issues?state=all&per_page=2&page=2"
         ]
     );
 }

@@ -5,6 +5,7 @@
 //! A definition is loaded once per run and leaked (`Box::leak`): the engine holds
 //! connectors as `&'static Def`, and a CLI run loads at most one definition.
 
+pub mod link;
 mod load;
 mod stream;
 
@@ -69,6 +70,7 @@ fn to_def(d: &'static Definition) -> Def {
             read_as: leak(t.read_as()),
             confirm: match t.paging {
                 Paging::Page(_) | Paging::Offset(_) => Confirm::Reread,
+                Paging::LinkHeader => Confirm::Unseen,
                 _ => Confirm::Unseen,
             },
         })
@@ -85,6 +87,11 @@ fn to_def(d: &'static Definition) -> Def {
         mock_base_path: "",
         mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
     }
+}
+
+/// The `rel="next"` target of a response's `Link` headers, if any.
+pub fn link_next(headers: &http::HeaderMap) -> Option<String> {
+    headers.get_all(http::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(link::next)
 }
 
 /// The loaded definition, if `def` is it.

@@ -69,6 +69,7 @@ impl Table {
         let how = match &self.paging {
             Paging::Cursor { param, .. } => format!("cursor pages ({param})"),
             Paging::NextUrl(_) => "next_url pages".into(),
+            Paging::LinkHeader => "Link header pages".into(),
             Paging::Page(_) => "page-number pages".into(),
             Paging::Offset(_) => "offset pages".into(),
             Paging::None => "one request".into(),
@@ -90,6 +91,7 @@ pub enum From {
 pub enum Paging {
     Cursor { param: &'static str, from: From, more: Option<Vec<String>> },
     NextUrl(Vec<String>),
+    LinkHeader,
     Page(Numbered),
     Offset(Numbered),
     None,
@@ -421,7 +423,7 @@ fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {
         }
         "link_header" => {
             typed::<Empty>(&at, v)?;
-            Err(format!("{at}: not supported by this version"))
+            Ok(Paging::LinkHeader)
         }
         "page" => {
             let p: RawPage = typed(&at, v)?;

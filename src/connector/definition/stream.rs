@@ -23,7 +23,7 @@ pub struct Listing {
 impl Listing {
     pub fn new(table: &'static Table, base: &str, at: Option<Position>) -> Listing {
         let position = at.unwrap_or_else(|| match &table.paging {
-            Paging::Cursor { .. } | Paging::NextUrl(_) => Position::Cursor(Cursor::start(0)),
+            Paging::Cursor { .. } | Paging::NextUrl(_) | Paging::LinkHeader => Position::Cursor(Cursor::start(0)),
             Paging::Page(n) | Paging::Offset(n) => Position::Page(Page::start(n.size.unwrap_or(0))),
             Paging::None => Position::Page(Page::start(0)),
         });
@@ -79,6 +79,17 @@ fn parts(url: &str) -> Option<(String, String, String)> {
     let authority = format!("{}:{port}", auth.host().to_ascii_lowercase());
     let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     Some((scheme, authority, pq))
+}
+
+/// A link target as an absolute URL: one starting with `/` is on base_url's origin.
+fn absolute(base: &str, target: &str) -> String {
+    match (target.starts_with('/') && !target.starts_with("//"), base.parse::<http::Uri>()) {
+        (true, Ok(b)) => match (b.scheme_str(), b.authority()) {
+            (Some(s), Some(a)) => format!("{s}://{a}{target}"),
+            _ => target.to_string(),
+        },
+        _ => target.to_string(),
+    }
 }
 
 /// The request for a next page's URL, which must be under `base`.
@@ -137,7 +148,7 @@ impl Stream for Listing {
                     req.query.push((param, cursor.clone()));
                 }
             }
-            (Paging::NextUrl(_), Position::Cursor(c)) => {
+            (Paging::NextUrl(_) | Paging::LinkHeader, Position::Cursor(c)) => {
                 if let Some(url) = &c.cursor {
                     req = under_base(&self.base, url).ok()?;
                 }
@@ -175,8 +186,11 @@ impl Stream for Listing {
                 }
                 c.advance(&CursorSignals { next_cursor: next }, &mut self.seen)?
             }
-            (Paging::NextUrl(tokens), Position::Cursor(c)) => {
-                let next = text(at(env, tokens))?;
+            (Paging::NextUrl(_) | Paging::LinkHeader, Position::Cursor(c)) => {
+                let next = match &self.table.paging {
+                    Paging::NextUrl(tokens) => text(at(env, tokens))?,
+                    _ => env.link_next.clone().filter(|l| !l.is_empty()).map(|l| absolute(&self.base, &l)),
+                };
                 if let Some(url) = &next {
                     under_base(&self.base, url)?;
                 }
