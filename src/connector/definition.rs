@@ -94,6 +94,17 @@ pub fn link_next(headers: &http::HeaderMap) -> Option<String> {
     headers.get_all(http::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(link::next)
 }
 
+/// Where the credential of `def` is sent: the `Authorization` header unless a
+/// definition says otherwise.
+pub fn auth_place(def: &Def) -> crate::http::AuthPlace {
+    use crate::http::AuthPlace;
+    match loaded(def).map(|d| &d.auth) {
+        Some(load::Auth::Header { name, .. }) => AuthPlace::Header(name),
+        Some(load::Auth::Query { name, .. }) => AuthPlace::Query(name),
+        _ => AuthPlace::Header("Authorization"),
+    }
+}
+
 /// The loaded definition, if `def` is it.
 fn loaded(def: &Def) -> Option<&'static Definition> {
     LOADED_DEF.get().filter(|d| std::ptr::eq(**d, def)).and(LOADED.get().copied())
@@ -147,6 +158,7 @@ fn authorization(config: &Config) -> Secret {
         load::Auth::Basic(_) => {
             Secret::new(super::paligo::basic_auth(config.username.as_deref().unwrap_or(""), config.api_key.expose()))
         }
+        load::Auth::Header { .. } | load::Auth::Query { .. } => config.api_key.clone(),
     }
 }
 
@@ -163,6 +175,13 @@ impl Defined {
         Defined { def, this, base_url: config.base_url.clone() }
     }
 
+    fn secret_param(&self) -> Option<&'static str> {
+        match &self.def.auth {
+            load::Auth::Query { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     fn table(&self, name: &str) -> &'static Table {
         self.def.tables.iter().find(|t| t.name == name).expect("a table of the definition")
     }
@@ -175,7 +194,7 @@ impl Connector for Defined {
 
     fn check(&self, client: &Client) -> Result<Checked> {
         let t = &self.def.tables[0];
-        let listing = stream::Listing::new(t, &self.base_url, None);
+        let listing = stream::Listing::new(t, &self.base_url, self.secret_param(), None);
         let req = listing.request().expect("a first request");
         let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let spec = listing.reading().spec;
@@ -200,6 +219,6 @@ impl Connector for Defined {
     }
 
     fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
-        Box::new(stream::Listing::new(self.table(table), &self.base_url, position))
+        Box::new(stream::Listing::new(self.table(table), &self.base_url, self.secret_param(), position))
     }
 }

@@ -267,6 +267,7 @@ pub fn client(def: &Def, config: &Config, interrupt: Option<std::sync::Arc<std::
     Client::new(crate::http::ClientConfig {
         base_url: config.base_url.clone(),
         authorization: (def.authorization)(config),
+        auth_place: definition::auth_place(def),
         timeout: config.timeout,
         retries: config.retries,
         budget,

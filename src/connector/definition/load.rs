@@ -36,6 +36,17 @@ pub enum Auth {
     Bearer(String),
     /// HTTP Basic `USER_KEY:PASSWORD_KEY`.
     Basic([String; 2]),
+    /// A header of this name holding the secret.
+    Header { name: &'static str, value: String },
+    /// A query parameter of this name holding the secret.
+    Query { name: &'static str, value: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamed {
+    name: String,
+    value: String,
 }
 
 impl Auth {
@@ -44,6 +55,7 @@ impl Auth {
         match self {
             Auth::Bearer(k) => (k, None),
             Auth::Basic([u, p]) => (p, Some(u)),
+            Auth::Header { value, .. } | Auth::Query { value, .. } => (value, None),
         }
     }
 }
@@ -291,12 +303,26 @@ fn auth(v: Value) -> Res<Auth> {
     let auth = match kind.as_str() {
         "bearer" => Auth::Bearer(typed(&at, v)?),
         "basic" => Auth::Basic(typed(&at, v)?),
-        "header" | "query" => return Err(format!("{at}: not supported by this version (bearer or basic)")),
+        "header" | "query" => {
+            let n: RawNamed = typed(&at, v)?;
+            let valid = !n.name.is_empty() && n.name.parse::<http::HeaderName>().is_ok();
+            if !valid {
+                return Err(format!("{at}.name: {:?} is not a valid name", n.name));
+            }
+            let name = leak(n.name);
+            if kind == "header" {
+                Auth::Header { name, value: n.value }
+            } else {
+                Auth::Query { name, value: n.value }
+            }
+        }
         _ => return Err(format!("{at}: unknown kind (bearer, basic, header, query)")),
     };
     // The engine's configuration knows `api_key` (and `username`) as secrets.
     match &auth {
-        Auth::Bearer(k) if k != "api_key" => Err(format!("{at}: the secret's key must be \"api_key\"")),
+        Auth::Bearer(k) | Auth::Header { value: k, .. } | Auth::Query { value: k, .. } if k != "api_key" => {
+            Err(format!("{at}: the secret's key must be \"api_key\" in this version"))
+        }
         Auth::Basic([u, p]) if u != "username" || p != "api_key" => {
             Err(format!("{at}: must be [\"username\", \"api_key\"]"))
         }

@@ -18,10 +18,13 @@ pub struct Listing {
     position: Position,
     seen: HashSet<u64>,
     spec: Spec<'static>,
+    /// The query parameter that carries the secret (query auth): never kept from a
+    /// next page's URL, so it is neither stored nor sent twice.
+    secret_param: Option<&'static str>,
 }
 
 impl Listing {
-    pub fn new(table: &'static Table, base: &str, at: Option<Position>) -> Listing {
+    pub fn new(table: &'static Table, base: &str, secret_param: Option<&'static str>, at: Option<Position>) -> Listing {
         let position = at.unwrap_or_else(|| match &table.paging {
             Paging::Cursor { .. } | Paging::NextUrl(_) | Paging::LinkHeader => Position::Cursor(Cursor::start(0)),
             Paging::Page(n) | Paging::Offset(n) => Position::Page(Page::start(n.size.unwrap_or(0))),
@@ -38,7 +41,14 @@ impl Listing {
             time_format: table.time_format,
             capture: &[],
         };
-        Listing { table, base: base.trim_end_matches('/').to_string(), position, seen: HashSet::new(), spec }
+        Listing {
+            table,
+            base: base.trim_end_matches('/').to_string(),
+            position,
+            seen: HashSet::new(),
+            spec,
+            secret_param,
+        }
     }
 
     fn first(&self) -> Request {
@@ -113,6 +123,29 @@ fn under_base(base: &str, url: &str) -> Result<Request, String> {
         q.push((intern(dec(k)), dec(v)));
     }
     Ok(Request { path: rel.to_string(), query: q })
+}
+
+/// `url` without the query parameter `name`.
+fn without_param(url: &str, name: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else { return url.to_string() };
+    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| {
+            let key = p.split_once('=').map_or(*p, |(k, _)| k);
+            percent_encoding::percent_decode_str(key).decode_utf8_lossy() != name
+        })
+        .collect();
+    let mut out = head.to_string();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// A query key as `&'static str` (the engine's requests hold static keys): each
@@ -190,6 +223,10 @@ impl Stream for Listing {
                 let next = match &self.table.paging {
                     Paging::NextUrl(tokens) => text(at(env, tokens))?,
                     _ => env.link_next.clone().filter(|l| !l.is_empty()).map(|l| absolute(&self.base, &l)),
+                };
+                let next = match (next, self.secret_param) {
+                    (Some(url), Some(name)) => Some(without_param(&url, name)),
+                    (next, _) => next,
                 };
                 if let Some(url) = &next {
                     under_base(&self.base, url)?;
