@@ -31,6 +31,11 @@ pub fn is_path(arg: &str) -> bool {
     arg.contains('/') || arg.contains('\\') || arg.ends_with(".json")
 }
 
+/// The definition loaded in this run, if it is named `name`.
+pub fn loaded_named(name: &str) -> Option<&'static Def> {
+    LOADED_DEF.get().copied().filter(|d| d.name == name)
+}
+
 /// Reads, checks and installs the definition at `path`: its [`Def`].
 pub fn load(path: &std::path::Path) -> Result<&'static Def> {
     let text = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;

@@ -25,7 +25,7 @@ pub static CONNECTORS: &[&Def] = &[&mailerlite::DEF, &paligo::DEF];
 
 /// The connector named `name`.
 pub fn find(name: &str) -> Option<&'static Def> {
-    CONNECTORS.iter().copied().find(|d| d.name == name)
+    CONNECTORS.iter().copied().find(|d| d.name == name).or_else(|| definition::loaded_named(name))
 }
 
 /// The names of every connector, for messages.
