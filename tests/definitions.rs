@@ -207,6 +207,9 @@ fn changes_and_tombstones_after_a_complete_read() {
         table(&wd, "item"),
         "id,v,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n1,changed,T,false\n2,,T,true\n"
     );
+    // `sync --compact` finds the definition by the name state.json holds.
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "--compact"])));
+    assert_eq!(table(&wd, "item"), "id,v,_synced_at,_deleted\n1,changed,T,false\n");
 }
 
 #[test]
@@ -448,4 +451,32 @@ fn query_auth_never_shows_the_secret() {
     // Sent once per request, never twice.
     assert!(server.targets().iter().all(|t| t.matches("api_key=").count() == 1), "{:?}", server.targets());
     assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+}
+
+#[test]
+fn per_value_reads_one_listing_per_value() {
+    let def = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+      "tables": [{"name": "order", "path": "/orders", "per_value": {"param": "status", "values": ["open", "closed"]},
+                  "records": "/items", "primary_key": ["id"],
+                  "paging": {"page": {"param": "page", "size_param": "per_page", "size": 2, "last": "/total_pages"}}}]}"#;
+    let server = serve_with(|target| {
+        let body = match (param(target, "status").as_deref(), param(target, "page").as_deref()) {
+            (Some("open"), Some("1")) => {
+                r#"{"items": [{"id": 1, "status": "open"}, {"id": 2, "status": "open"}], "total_pages": 2}"#
+            }
+            (Some("open"), Some("2")) => r#"{"items": [{"id": 3, "status": "open"}], "total_pages": 2}"#,
+            (Some("closed"), Some("1")) => r#"{"items": [{"id": 9, "status": "closed"}], "total_pages": 1}"#,
+            _ => return Reply::not_found(),
+        };
+        Reply::ok(body)
+    });
+    let wd = Workdir::new("def-per-value");
+    ok(&sync(&wd, def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "order"),
+        "id,status,_synced_at,_deleted\n1,open,T,false\n2,open,T,false\n3,open,T,false\n9,closed,T,false\n"
+    );
+    assert_eq!(server.hits("/v1/orders?page=1&per_page=2&status=closed"), 1, "{:?}", server.targets());
+    let out = wd.stdout(&mut wd.command(&["tables", "./def.json"]));
+    assert!(out.contains("per status (open, closed)"), "{out}");
 }

@@ -74,6 +74,8 @@ pub struct Table {
     pub converted: Vec<&'static str>,
     pub time_format: Option<TimeFormat>,
     pub paging: Paging,
+    /// One listing per value of this query parameter.
+    pub per_value: Option<(&'static str, Vec<String>)>,
 }
 
 impl Table {
@@ -86,7 +88,10 @@ impl Table {
             Paging::Offset(_) => "offset pages".into(),
             Paging::None => "one request".into(),
         };
-        format!("{how} of {}", self.path)
+        match &self.per_value {
+            Some((p, values)) => format!("{how} of {} per {p} ({})", self.path, values.join(", ")),
+            None => format!("{how} of {}", self.path),
+        }
     }
 }
 
@@ -154,6 +159,13 @@ struct RawTable {
     for_each: Option<Value>,
     #[serde(default)]
     per_value: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerValue {
+    param: String,
+    values: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -348,9 +360,20 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
     if raw.for_each.is_some() {
         return Err(format!("{at}.for_each: not supported by this version"));
     }
-    if raw.per_value.is_some() {
-        return Err(format!("{at}.per_value: not supported by this version"));
-    }
+    let per_value = match raw.per_value {
+        None => None,
+        Some(v) => {
+            let pv: RawPerValue = typed(&format!("{at}.per_value"), v)?;
+            let name = param(&format!("{at}.per_value.param"), &pv.param)?;
+            if pv.values.is_empty() {
+                return Err(format!("{at}.per_value.values: at least one value"));
+            }
+            if raw.query.contains_key(name) {
+                return Err(format!("{at}.per_value.param: {name:?} is also in query"));
+            }
+            Some((name, pv.values))
+        }
+    };
     let url = format!("{base_url}{}", raw.path);
     url.parse::<http::Uri>().map_err(|e| format!("{at}.path: not a URL path ({e})"))?;
     let mut query = Vec::new();
@@ -381,7 +404,7 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
     }
     let (converted, time_format) = timestamps(at, raw.timestamps)?;
     let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
-    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging })
+    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value })
 }
 
 /// The timestamp fields this version converts, and their one format.

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::load::{follow, From, Numbered, Paging, Table};
 use crate::connector::{Counts, Reading, Request, Rows, Stream};
-use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position};
+use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
 
 /// One table's listing.
@@ -25,10 +25,9 @@ pub struct Listing {
 
 impl Listing {
     pub fn new(table: &'static Table, base: &str, secret_param: Option<&'static str>, at: Option<Position>) -> Listing {
-        let position = at.unwrap_or_else(|| match &table.paging {
-            Paging::Cursor { .. } | Paging::NextUrl(_) | Paging::LinkHeader => Position::Cursor(Cursor::start(0)),
-            Paging::Page(n) | Paging::Offset(n) => Position::Page(Page::start(n.size.unwrap_or(0))),
-            Paging::None => Position::Page(Page::start(0)),
+        let position = at.unwrap_or_else(|| match &table.per_value {
+            Some((_, values)) => Position::Steps(Steps::start(values.clone(), start(table))),
+            None => start(table),
         });
         let records: &'static [&'static str] = match table.records.first() {
             Some(k) => Box::leak(Box::new([intern(k.clone())])),
@@ -53,6 +52,15 @@ impl Listing {
 
     fn first(&self) -> Request {
         Request { path: self.table.path.clone(), query: self.table.query.clone() }
+    }
+}
+
+/// Where a listing of `table` starts.
+fn start(table: &Table) -> Position {
+    match &table.paging {
+        Paging::Cursor { .. } | Paging::NextUrl(_) | Paging::LinkHeader => Position::Cursor(Cursor::start(0)),
+        Paging::Page(n) | Paging::Offset(n) => Position::Page(Page::start(n.size.unwrap_or(0))),
+        Paging::None => Position::Page(Page::start(0)),
     }
 }
 
@@ -171,10 +179,11 @@ fn numbered_query(req: &mut Request, n: &Numbered, page: &Page, offset: bool) {
     }
 }
 
-impl Stream for Listing {
-    fn request(&self) -> Option<Request> {
+impl Listing {
+    /// The request of one listing at `position`.
+    fn request_at(&self, position: &Position) -> Option<Request> {
         let mut req = self.first();
-        match (&self.table.paging, &self.position) {
+        match (&self.table.paging, position) {
             (Paging::Cursor { param, .. }, Position::Cursor(c)) => {
                 if let Some(cursor) = &c.cursor {
                     req.query.retain(|(k, _)| k != param);
@@ -194,12 +203,9 @@ impl Stream for Listing {
         Some(req)
     }
 
-    fn reading(&self) -> Reading {
-        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: false }
-    }
-
-    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> Result<(), String> {
-        let next = match (&self.table.paging, &mut self.position) {
+    /// Moves one listing at `position` past an accepted page.
+    fn accept_at(&mut self, position: &mut Position, env: &Envelope, batch: &Batch) -> Result<Next, String> {
+        let next = match (&self.table.paging, position) {
             (Paging::Cursor { from, more, .. }, Position::Cursor(c)) => {
                 let mut next = match from {
                     From::LastRecord(field) => match batch.len() {
@@ -249,10 +255,50 @@ impl Stream for Listing {
             }
             _ => Next::Done,
         };
-        if next == Next::Done {
-            self.position = Position::Done;
+        Ok(next)
+    }
+}
+
+impl Stream for Listing {
+    fn request(&self) -> Option<Request> {
+        match (&self.position, &self.table.per_value) {
+            (Position::Steps(steps), Some((param, _))) => {
+                let mut req = self.request_at(&steps.inner)?;
+                req.query.retain(|(k, _)| k != param);
+                req.query.push((param, steps.current()?.to_string()));
+                Some(req)
+            }
+            (at, _) => self.request_at(at),
         }
-        Ok(())
+    }
+
+    fn reading(&self) -> Reading {
+        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: false }
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> Result<(), String> {
+        let mut position = std::mem::replace(&mut self.position, Position::Done);
+        let result = match &mut position {
+            Position::Steps(steps) => {
+                let mut inner = std::mem::replace(&mut *steps.inner, Position::Done);
+                let r = self.accept_at(&mut inner, env, batch);
+                *steps.inner = inner;
+                match r {
+                    Ok(Next::Done) => {
+                        // The next value's listing starts afresh, its cursors included.
+                        self.seen.clear();
+                        Ok(steps.next_step(start(self.table)))
+                    }
+                    other => other,
+                }
+            }
+            at => self.accept_at(at, env, batch),
+        };
+        self.position = match result {
+            Ok(Next::Done) => Position::Done,
+            _ => position,
+        };
+        result.map(drop)
     }
 
     fn rows<'a>(&'a self, _table: usize, batch: &'a Batch) -> Rows<'a> {
