@@ -480,3 +480,27 @@ fn per_value_reads_one_listing_per_value() {
     let out = wd.stdout(&mut wd.command(&["tables", "./def.json"]));
     assert!(out.contains("per status (open, closed)"), "{out}");
 }
+
+#[test]
+fn a_partial_read_writes_no_tombstones() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = Arc::clone(&failing);
+    let server = serve_with(move |target| {
+        let after = param(target, "after");
+        match after.as_deref() {
+            // The second run sees record 2 gone from page one, then page two fails.
+            None if f.load(std::sync::atomic::Ordering::SeqCst) => {
+                Reply::ok(r#"{"data": [{"id": 1}], "next": "p2", "more": true}"#)
+            }
+            None => Reply::ok(r#"{"data": [{"id": 1}, {"id": 2}], "next": "p2", "more": true}"#),
+            Some(_) if f.load(std::sync::atomic::Ordering::SeqCst) => Reply::status(500, "{}"),
+            Some(_) => Reply::ok(r#"{"data": [{"id": 3}], "next": null, "more": false}"#),
+        }
+    });
+    let wd = Workdir::new("def-partial");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", r#", "retry_attempts": 0"#));
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = sync(&wd, CURSOR_DEF, &server, "/v1", r#", "retry_attempts": 0"#);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
+}
