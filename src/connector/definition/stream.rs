@@ -21,6 +21,10 @@ pub struct Listing {
     /// The query parameter that carries the secret (query auth): never kept from a
     /// next page's URL, so it is neither stored nor sent twice.
     secret_param: Option<&'static str>,
+    /// MailerLite's own cursor shape (`cursor` from `/meta/next_cursor`): the engine
+    /// may ask for the next page on a guess read from the body's tail, used only once
+    /// the full parse names the same cursor.
+    follows_cursor: bool,
 }
 
 impl Listing {
@@ -40,6 +44,9 @@ impl Listing {
             time_format: table.time_format,
             capture: &[],
         };
+        let follows_cursor = table.per_value.is_none()
+            && matches!(&table.paging, Paging::Cursor { param: "cursor", from: From::Body(t), more: None }
+                if t.len() == 2 && t[0] == "meta" && t[1] == "next_cursor");
         Listing {
             table,
             base: base.trim_end_matches('/').to_string(),
@@ -47,6 +54,7 @@ impl Listing {
             seen: HashSet::new(),
             spec,
             secret_param,
+            follows_cursor,
         }
     }
 
@@ -273,7 +281,7 @@ impl Stream for Listing {
     }
 
     fn reading(&self) -> Reading {
-        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: false }
+        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: self.follows_cursor }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> Result<(), String> {
