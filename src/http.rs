@@ -175,12 +175,22 @@ pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Where a credential is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPlace {
+    Header(&'static str),
+    Query(&'static str),
+}
+
 /// What a [`Client`] needs to know.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub base_url: String,
     /// The full `Authorization` header value.
     pub authorization: Secret,
+    /// Where `authorization` is sent: a header (`Authorization` for the built-in
+    /// connectors) or a query parameter, never shown in a URL we print.
+    pub auth_place: AuthPlace,
     pub timeout: Duration,
     pub retries: u32,
     /// The API's documented budget (requests, window); `None`: paced only once the
@@ -392,20 +402,30 @@ impl Client {
         self.count(|s| s.requests += 1);
         *requests += 1;
         let started = Instant::now();
-        let sent = self
-            .agent
-            .get(url)
-            .header("Authorization", self.config.authorization.expose())
-            .header("Accept", "application/json")
-            .call();
+        let secret = self.config.authorization.expose();
+        let (sent, hidden) = match self.config.auth_place {
+            AuthPlace::Header(name) => {
+                (self.agent.get(url).header(name, secret).header("Accept", "application/json").call(), None)
+            }
+            AuthPlace::Query(name) => {
+                let encoded = utf8_percent_encode(secret, QUERY).to_string();
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let with = format!("{url}{sep}{}={encoded}", utf8_percent_encode(name, QUERY));
+                (self.agent.get(&with).header("Accept", "application/json").call(), Some(encoded))
+            }
+        };
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                let detail = match &self.proxy {
-                    Some(proxy) => format!("{e} (through the proxy {proxy})"),
-                    None => e.to_string(),
-                };
-                return Err(Failure::Retryable(Outcome::Transport, detail));
+                // A transport error may quote the URL: the secret in its query never shows.
+                let mut text = e.to_string();
+                if let Some(h) = hidden.filter(|h| !h.is_empty()) {
+                    text = text.replace(&h, "***").replace(secret, "***");
+                }
+                if let Some(proxy) = &self.proxy {
+                    text = format!("{text} (through the proxy {proxy})");
+                }
+                return Err(Failure::Retryable(Outcome::Transport, text));
             }
         };
         let status = resp.status().as_u16();
@@ -683,6 +703,7 @@ mod tests {
         let c = Client::new(ClientConfig {
             base_url: "https://x.example/api".into(),
             authorization: Secret::new("k"),
+            auth_place: AuthPlace::Header("Authorization"),
             timeout: Duration::from_secs(1),
             retries: 0,
             budget: None,

@@ -54,6 +54,8 @@ pub struct Envelope {
     pub fields: Map<String, Value>,
     /// Which key held the records; `None` for a bare array.
     pub records_key: Option<String>,
+    /// The target of the response's RFC 8288 `rel="next"` link, if any.
+    pub link_next: Option<String>,
 }
 
 impl Envelope {

@@ -447,7 +447,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
             let next = if lead && reading.follows_cursor { parse::next_cursor_hint(reply.body) } else { None };
             ahead.lead(guess, next.map(|c| (request.with_cursor(&c), reading)));
         }
-        let envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
+        let mut envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
+        envelope.link_next = crate::connector::definition::link_next(reply.headers);
         (reading.check)(&envelope)?;
         Ok(Some(envelope))
     });

@@ -58,6 +58,10 @@ pub struct State {
     pub run: Option<Run>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableState>,
+    /// For a connector definition: each table's digest of what identifies its rows
+    /// (path, records pointer, primary key), to refuse a changed one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definition: BTreeMap<String, String>,
     /// Read from an older version: checksums are to be computed from the files.
     #[serde(skip)]
     pub upgraded: bool,
@@ -325,6 +329,7 @@ impl State {
             output: OutputOptions::default(),
             run: None,
             tables: BTreeMap::new(),
+            definition: BTreeMap::new(),
             upgraded: false,
         }
     }

@@ -118,6 +118,7 @@ pub fn run(
     // line saying a run resumes comes first, and no other run starts meanwhile.
     let mut lock = None;
     if let Some(s) = &existing {
+        crate::connector::definition::check_state(def, dir, s, opts.full_refresh)?;
         check_output(s, opts)?;
         if dir.join(crate::fsio::LOCK_NAME).exists() {
             lock = Some(DirLock::acquire(dir)?);
@@ -141,6 +142,7 @@ pub fn run(
     validate::check_for_sync(dir, def, known, false, &tables_written(&selected, known))?;
     validate::check_account(dir, &state, &account)?;
     check_output(&state, opts)?;
+    crate::connector::definition::check_state(def, dir, &state, opts.full_refresh)?;
     if report.resumed.is_none() {
         announce_resume(&opts.dir, &state, report, opts.full_refresh);
     }
@@ -158,6 +160,7 @@ pub fn run(
     begin_run(def, connector, &mut state, selected, opts.full_refresh);
     prove_journals(dir, &mut state)?;
     restart_streams(connector, &mut state);
+    crate::connector::definition::record_state(def, &mut state);
     state.save(dir)?;
     let ctx = Ctx { def, connector, client, dir, interrupt: &opts.interrupt, checked };
     let mut committer = Committer::start(dir.to_path_buf());

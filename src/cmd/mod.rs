@@ -139,6 +139,9 @@ pub fn lex(e: lexopt::Error) -> Error {
 /// The connector named by a positional argument.
 pub fn connector_arg(v: OsString) -> Result<&'static Def> {
     let name = v.string().map_err(lex)?;
+    if connector::definition::is_path(&name) {
+        return connector::definition::load(std::path::Path::new(&name));
+    }
     connector::find(&name)
         .ok_or_else(|| usage(format!("unknown connector {name:?} (connectors: {})", connector::names())))
 }

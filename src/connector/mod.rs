@@ -5,6 +5,7 @@
 //! demo and the tests iterate it. A new API is one file here and one in `mock/`,
 //! plus its line in that list.
 
+pub mod definition;
 pub mod mailerlite;
 pub mod paligo;
 
@@ -25,7 +26,7 @@ pub static CONNECTORS: &[&Def] = &[&mailerlite::DEF, &paligo::DEF];
 /// The connector named `name`.
 pub fn find(name: &str) -> Option<&'static Def> {
     // `MailerLite` as the product is spelled finds it too.
-    CONNECTORS.iter().copied().find(|d| d.name.eq_ignore_ascii_case(name))
+    CONNECTORS.iter().copied().find(|d| d.name.eq_ignore_ascii_case(name)).or_else(|| definition::loaded_named(name))
 }
 
 /// The names of every connector, for messages.
@@ -268,6 +269,7 @@ pub fn client(def: &Def, config: &Config, interrupt: Option<std::sync::Arc<std::
     Client::new(crate::http::ClientConfig {
         base_url: config.base_url.clone(),
         authorization: (def.authorization)(config),
+        auth_place: definition::auth_place(def),
         timeout: config.timeout,
         retries: config.retries,
         budget,

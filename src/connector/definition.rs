@@ -1,0 +1,230 @@
+//! Connector definitions: an API described in one JSON file (DESIGN.md, "Connector
+//! definitions"), read with serde, checked completely before any request, and
+//! turned into a [`Connector`] that feeds the same engine as the built-in ones.
+//!
+//! A definition is loaded once per run and leaked (`Box::leak`): the engine holds
+//! connectors as `&'static Def`, and a CLI run loads at most one definition.
+
+pub mod link;
+mod load;
+mod stream;
+
+use std::sync::{Arc, OnceLock};
+
+use super::{Checked, Confirm, Connector, Def, Stream, StreamPlan, TableSpec};
+use crate::config::{Config, Requirements};
+use crate::error::{Error, Result};
+use crate::http::{Client, Secret};
+use crate::mock::{MockApi, MockOptions};
+use crate::paginate::Position;
+use crate::timestamp::TimeFormat;
+
+pub use load::{parse, Definition, Paging, Table};
+
+/// The definition of this run, once loaded.
+static LOADED: OnceLock<&'static Definition> = OnceLock::new();
+/// Its [`Def`].
+static LOADED_DEF: OnceLock<&'static Def> = OnceLock::new();
+
+/// True when a connector argument names a definition file rather than a built-in.
+pub fn is_path(arg: &str) -> bool {
+    arg.contains('/') || arg.contains('\\') || arg.ends_with(".json")
+}
+
+/// The definition loaded in this run, if it is named `name`.
+pub fn loaded_named(name: &str) -> Option<&'static Def> {
+    LOADED_DEF.get().copied().filter(|d| d.name == name)
+}
+
+/// Reads, checks and installs the definition at `path`: its [`Def`].
+pub fn load(path: &std::path::Path) -> Result<&'static Def> {
+    let text = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
+    let def = parse(text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let def: &'static Definition = Box::leak(Box::new(def));
+    if LOADED.set(def).is_err() {
+        return Err(Error::Usage("only one connector definition per run".into()));
+    }
+    let this: &'static Def = Box::leak(Box::new(to_def(def)));
+    let _ = LOADED_DEF.set(this);
+    Ok(this)
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn to_def(d: &'static Definition) -> Def {
+    let upper = d.name.to_ascii_uppercase();
+    let (key, user) = d.auth.keys();
+    let requirements = Requirements {
+        api_key_env: leak(format!("{upper}_{}", key.to_ascii_uppercase())),
+        username_env: user.map(|u| leak(format!("{upper}_{}", u.to_ascii_uppercase()))),
+        default_base_url: Some(d.base_url.as_str()),
+        instance_url: None,
+        requests_per_minute: d.requests_per_minute(),
+    };
+    let tables: Vec<TableSpec> = d
+        .tables
+        .iter()
+        .map(|t| TableSpec {
+            name: t.name.as_str(),
+            primary_key: Box::leak(t.primary_key.iter().map(|k| k.as_str()).collect::<Vec<_>>().into_boxed_slice()),
+            timestamps: Box::leak(t.converted.clone().into_boxed_slice()),
+            derived: &[],
+            read_as: leak(t.read_as()),
+            confirm: match t.paging {
+                Paging::Page(_) | Paging::Offset(_) => Confirm::Reread,
+                Paging::LinkHeader => Confirm::Unseen,
+                _ => Confirm::Unseen,
+            },
+        })
+        .collect();
+    Def {
+        name: d.name.as_str(),
+        about: "a connector definition",
+        requirements,
+        tables: Box::leak(tables.into_boxed_slice()),
+        time_format: TimeFormat::UnixSeconds,
+        build: |config| Box::new(Defined::new(LOADED.get().expect("a loaded definition"), config)),
+        authorization,
+        mock: |opts: &MockOptions| -> Arc<dyn MockApi> { (super::mailerlite::DEF.mock)(opts) },
+        mock_base_path: "",
+        mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
+    }
+}
+
+/// The `rel="next"` target of a response's `Link` headers, if any.
+pub fn link_next(headers: &http::HeaderMap) -> Option<String> {
+    headers.get_all(http::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(link::next)
+}
+
+/// Where the credential of `def` is sent: the `Authorization` header unless a
+/// definition says otherwise.
+pub fn auth_place(def: &Def) -> crate::http::AuthPlace {
+    use crate::http::AuthPlace;
+    match loaded(def).map(|d| &d.auth) {
+        Some(load::Auth::Header { name, .. }) => AuthPlace::Header(name),
+        Some(load::Auth::Query { name, .. }) => AuthPlace::Query(name),
+        _ => AuthPlace::Header("Authorization"),
+    }
+}
+
+/// The loaded definition, if `def` is it.
+fn loaded(def: &Def) -> Option<&'static Definition> {
+    LOADED_DEF.get().filter(|d| std::ptr::eq(**d, def)).and(LOADED.get().copied())
+}
+
+/// Each table's digest of what identifies its rows: its path, records pointer and
+/// primary key. A timestamp field or a query parameter may change; these may not.
+fn digests(d: &Definition) -> std::collections::BTreeMap<String, String> {
+    d.tables
+        .iter()
+        .map(|t| {
+            let text = serde_json::json!([t.path, t.records, t.primary_key]).to_string();
+            (t.name.clone(), format!("{:016x}", crate::hashing::stable(0, text.as_bytes())))
+        })
+        .collect()
+}
+
+/// Refuses a directory whose tables were read under another path, records pointer
+/// or primary key (unless `--full-refresh`): its rows would not line up.
+pub fn check_state(def: &Def, dir: &std::path::Path, state: &crate::state::State, full_refresh: bool) -> Result<()> {
+    let Some(d) = loaded(def) else { return Ok(()) };
+    if full_refresh {
+        return Ok(());
+    }
+    let now = digests(d);
+    for (table, was) in &state.definition {
+        if now.get(table).is_some_and(|n| n != was) {
+            return Err(Error::dir(
+                dir,
+                format!(
+                    "table {table} of definition {} changed its path, records pointer or primary key since it was synced; \
+                     run again with --full-refresh to read it anew",
+                    d.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records the definition's digests in the state about to be saved.
+pub fn record_state(def: &Def, state: &mut crate::state::State) {
+    if let Some(d) = loaded(def) {
+        state.definition.extend(digests(d));
+    }
+}
+
+fn authorization(config: &Config) -> Secret {
+    match &LOADED.get().expect("a loaded definition").auth {
+        load::Auth::Bearer(_) => Secret::new(format!("Bearer {}", config.api_key.expose())),
+        load::Auth::Basic(_) => {
+            Secret::new(super::paligo::basic_auth(config.username.as_deref().unwrap_or(""), config.api_key.expose()))
+        }
+        load::Auth::Header { .. } | load::Auth::Query { .. } => config.api_key.clone(),
+    }
+}
+
+/// The connector of a loaded definition, for one configuration.
+pub struct Defined {
+    def: &'static Definition,
+    this: &'static Def,
+    base_url: String,
+}
+
+impl Defined {
+    fn new(def: &'static Definition, config: &Config) -> Defined {
+        let this = LOADED_DEF.get().expect("a loaded definition");
+        Defined { def, this, base_url: config.base_url.clone() }
+    }
+
+    fn secret_param(&self) -> Option<&'static str> {
+        match &self.def.auth {
+            load::Auth::Query { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    fn table(&self, name: &str) -> &'static Table {
+        self.def.tables.iter().find(|t| t.name == name).expect("a table of the definition")
+    }
+}
+
+impl Connector for Defined {
+    fn def(&self) -> &'static Def {
+        self.this
+    }
+
+    fn check(&self, client: &Client) -> Result<Checked> {
+        let t = &self.def.tables[0];
+        let listing = stream::Listing::new(t, &self.base_url, self.secret_param(), None);
+        let req = listing.request().expect("a first request");
+        let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let spec = listing.reading().spec;
+        client.get(&req.path, &query, |reply| {
+            let mut batch = crate::parse::Batch::default();
+            crate::parse::parse(reply.body, &spec, &mut batch).map(drop).map_err(|e| e.0)
+        })?;
+        // The instance is the identity: `host:port`, as Paligo's (see `Account::user_at`).
+        let at = crate::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
+        Ok(Checked {
+            identity: Some(format!("{} at {at}", self.def.name)),
+            message: format!("credentials accepted by {} (table {})", client.base_url(), t.name),
+            ..Checked::default()
+        })
+    }
+
+    fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan> {
+        tables.iter().map(|&t| StreamPlan { name: t, tables: vec![t] }).collect()
+    }
+
+    fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_> {
+        self.reread(plan.name, position)
+    }
+
+    fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
+        Box::new(stream::Listing::new(self.table(table), &self.base_url, self.secret_param(), position))
+    }
+}

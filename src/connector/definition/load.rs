@@ -1,0 +1,561 @@
+//! Reading a definition: typed serde structs (`deny_unknown_fields`), then every
+//! check the contract asks for, each error naming the key path
+//! (`tables[2].paging.cursor.from: not a JSON Pointer`).
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::timestamp::TimeFormat;
+
+/// A checked definition.
+#[derive(Debug)]
+pub struct Definition {
+    pub name: String,
+    pub base_url: String,
+    pub auth: Auth,
+    pub rate_limit: Option<(u32, u32)>,
+    pub tables: Vec<Table>,
+}
+
+impl Definition {
+    /// The pace asked for: the definition's budget, else a generous default (pacing
+    /// also learns from the server's rate-limit headers).
+    pub fn requests_per_minute(&self) -> u32 {
+        match self.rate_limit {
+            Some((requests, per_seconds)) => ((u64::from(requests) * 60) / u64::from(per_seconds)).max(1) as u32,
+            None => 600,
+        }
+    }
+}
+
+/// How the credentials are sent; each names configuration keys.
+#[derive(Debug)]
+pub enum Auth {
+    /// `Authorization: Bearer <KEY>`.
+    Bearer(String),
+    /// HTTP Basic `USER_KEY:PASSWORD_KEY`.
+    Basic([String; 2]),
+    /// A header of this name holding the secret.
+    Header { name: &'static str, value: String },
+    /// A query parameter of this name holding the secret.
+    Query { name: &'static str, value: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamed {
+    name: String,
+    value: String,
+}
+
+impl Auth {
+    /// The configuration key of the secret, and of the user name if any.
+    pub fn keys(&self) -> (&str, Option<&str>) {
+        match self {
+            Auth::Bearer(k) => (k, None),
+            Auth::Basic([u, p]) => (p, Some(u)),
+            Auth::Header { value, .. } | Auth::Query { value, .. } => (value, None),
+        }
+    }
+}
+
+/// One table of a definition.
+#[derive(Debug)]
+pub struct Table {
+    pub name: String,
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    /// The records pointer's tokens: none for a body that is the array, one for a
+    /// top-level key.
+    pub records: Vec<String>,
+    pub primary_key: Vec<String>,
+    /// Timestamp fields converted to RFC 3339 UTC, and how they arrive.
+    pub converted: Vec<&'static str>,
+    pub time_format: Option<TimeFormat>,
+    pub paging: Paging,
+    /// One listing per value of this query parameter.
+    pub per_value: Option<(&'static str, Vec<String>)>,
+}
+
+impl Table {
+    pub fn read_as(&self) -> String {
+        let how = match &self.paging {
+            Paging::Cursor { param, .. } => format!("cursor pages ({param})"),
+            Paging::NextUrl(_) => "next_url pages".into(),
+            Paging::LinkHeader => "Link header pages".into(),
+            Paging::Page(_) => "page-number pages".into(),
+            Paging::Offset(_) => "offset pages".into(),
+            Paging::None => "one request".into(),
+        };
+        match &self.per_value {
+            Some((p, values)) => format!("{how} of {} per {p} ({})", self.path, values.join(", ")),
+            None => format!("{how} of {}", self.path),
+        }
+    }
+}
+
+/// Where a cursor's next value is.
+#[derive(Debug, Clone)]
+pub enum From {
+    /// A pointer into the body (outside the records).
+    Body(Vec<String>),
+    /// A pointer into the last record of the page (`/data/-1/id`).
+    LastRecord(Vec<String>),
+}
+
+#[derive(Debug)]
+pub enum Paging {
+    Cursor { param: &'static str, from: From, more: Option<Vec<String>> },
+    NextUrl(Vec<String>),
+    LinkHeader,
+    Page(Numbered),
+    Offset(Numbered),
+    None,
+}
+
+/// Page-number or offset pages.
+#[derive(Debug, Clone)]
+pub struct Numbered {
+    pub param: &'static str,
+    pub start: u64,
+    pub size_param: Option<&'static str>,
+    pub size: Option<u32>,
+    /// `last` (page count) or `total` (record count).
+    pub end: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDef {
+    name: String,
+    base_url: String,
+    auth: Value,
+    #[serde(default)]
+    rate_limit: Option<RawRate>,
+    tables: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    requests: u32,
+    per_seconds: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    path: String,
+    #[serde(default)]
+    query: Map<String, Value>,
+    records: String,
+    primary_key: Vec<String>,
+    #[serde(default)]
+    timestamps: Map<String, Value>,
+    paging: Value,
+    #[serde(default)]
+    for_each: Option<Value>,
+    #[serde(default)]
+    per_value: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerValue {
+    param: String,
+    values: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCursor {
+    param: String,
+    from: String,
+    #[serde(default)]
+    more: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    param: String,
+    #[serde(default)]
+    start: Option<u64>,
+    #[serde(default)]
+    size_param: Option<String>,
+    #[serde(default)]
+    size: Option<u32>,
+    #[serde(default)]
+    last: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffset {
+    param: String,
+    #[serde(default)]
+    size_param: Option<String>,
+    #[serde(default)]
+    size: Option<u32>,
+    #[serde(default)]
+    total: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+type Res<T> = Result<T, String>;
+
+fn typed<T: DeserializeOwned>(at: &str, v: Value) -> Res<T> {
+    serde_json::from_value(v).map_err(|e| format!("{at}: {e}"))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// An RFC 6901 JSON Pointer's reference tokens (`""` has none).
+pub fn pointer(text: &str) -> Option<Vec<String>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = text.strip_prefix('/')?;
+    rest.split('/')
+        .map(|t| {
+            let mut out = String::with_capacity(t.len());
+            let mut chars = t.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '~' => match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => return None,
+                    },
+                    c => out.push(c),
+                }
+            }
+            Some(out)
+        })
+        .collect()
+}
+
+fn ptr(at: &str, text: &str) -> Res<Vec<String>> {
+    pointer(text).ok_or_else(|| format!("{at}: not a JSON Pointer ({text:?}; RFC 6901: \"\" or /a/b)"))
+}
+
+/// Follows `tokens` in `v` (RFC 6901, as `serde_json::Value::pointer` does).
+pub fn follow<'v>(v: &'v Value, tokens: &[String]) -> Option<&'v Value> {
+    tokens.iter().try_fold(v, |v, t| match v {
+        Value::Object(m) => m.get(t),
+        Value::Array(a) => {
+            if t.len() > 1 && t.starts_with('0') || t.starts_with('+') {
+                return None;
+            }
+            a.get(t.parse::<usize>().ok()?)
+        }
+        _ => None,
+    })
+}
+
+fn param(at: &str, v: &str) -> Res<&'static str> {
+    if v.is_empty() {
+        return Err(format!("{at}: empty"));
+    }
+    Ok(leak(v.to_string()))
+}
+
+/// Reads and checks a definition's text.
+pub fn parse(text: &[u8]) -> Res<Definition> {
+    let v: Value = serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("a definition is one JSON object".into());
+    }
+    let raw: RawDef = typed("definition", v)?;
+    let name = raw.name;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!("name: {name:?} must be letters, digits, _ or -"));
+    }
+    if name == "mailerlite" || name == "paligo" {
+        return Err(format!("name: {name:?} is a built-in connector"));
+    }
+    crate::http::check_base_url(&raw.base_url).map_err(|e| format!("base_url: {e}"))?;
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    let auth = auth(raw.auth)?;
+    let rate_limit = match raw.rate_limit {
+        Some(r) if r.requests == 0 => return Err("rate_limit.requests: must be at least 1".into()),
+        Some(r) if r.per_seconds == 0 => return Err("rate_limit.per_seconds: must be at least 1".into()),
+        Some(r) => Some((r.requests, r.per_seconds)),
+        None => None,
+    };
+    if raw.tables.is_empty() {
+        return Err("tables: at least one table".into());
+    }
+    let mut tables: Vec<Table> = Vec::new();
+    for (i, t) in raw.tables.into_iter().enumerate() {
+        let at = format!("tables[{i}]");
+        let t = table(&at, t, &base_url)?;
+        if tables.iter().any(|o| o.name == t.name) {
+            return Err(format!("{at}.name: {:?} is already a table", t.name));
+        }
+        tables.push(t);
+    }
+    Ok(Definition { name, base_url, auth, rate_limit, tables })
+}
+
+fn auth(v: Value) -> Res<Auth> {
+    let Value::Object(m) = v else { return Err("auth: must be an object with one key".into()) };
+    if m.len() != 1 {
+        return Err("auth: exactly one of bearer, basic, header, query".into());
+    }
+    let (kind, v) = m.into_iter().next().expect("one key");
+    let at = format!("auth.{kind}");
+    let auth = match kind.as_str() {
+        "bearer" => Auth::Bearer(typed(&at, v)?),
+        "basic" => Auth::Basic(typed(&at, v)?),
+        "header" | "query" => {
+            let n: RawNamed = typed(&at, v)?;
+            let valid = !n.name.is_empty() && n.name.parse::<http::HeaderName>().is_ok();
+            if !valid {
+                return Err(format!("{at}.name: {:?} is not a valid name", n.name));
+            }
+            let name = leak(n.name);
+            if kind == "header" {
+                Auth::Header { name, value: n.value }
+            } else {
+                Auth::Query { name, value: n.value }
+            }
+        }
+        _ => return Err(format!("{at}: unknown kind (bearer, basic, header, query)")),
+    };
+    // The engine's configuration knows `api_key` (and `username`) as secrets.
+    match &auth {
+        Auth::Bearer(k) | Auth::Header { value: k, .. } | Auth::Query { value: k, .. } if k != "api_key" => {
+            Err(format!("{at}: the secret's key must be \"api_key\" in this version"))
+        }
+        Auth::Basic([u, p]) if u != "username" || p != "api_key" => {
+            Err(format!("{at}: must be [\"username\", \"api_key\"]"))
+        }
+        _ => Ok(auth),
+    }
+}
+
+fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
+    if !v.is_object() {
+        return Err(format!("{at}: must be an object"));
+    }
+    let raw: RawTable = typed(at, v)?;
+    let name = raw.name;
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err(format!("{at}.name: {name:?} must be letters, digits, _, - or ."));
+    }
+    if !raw.path.starts_with('/') {
+        return Err(format!("{at}.path: must start with /"));
+    }
+    if raw.for_each.is_some() {
+        return Err(format!("{at}.for_each: not supported by this version"));
+    }
+    let per_value = match raw.per_value {
+        None => None,
+        Some(v) => {
+            let pv: RawPerValue = typed(&format!("{at}.per_value"), v)?;
+            let name = param(&format!("{at}.per_value.param"), &pv.param)?;
+            if pv.values.is_empty() {
+                return Err(format!("{at}.per_value.values: at least one value"));
+            }
+            if raw.query.contains_key(name) {
+                return Err(format!("{at}.per_value.param: {name:?} is also in query"));
+            }
+            Some((name, pv.values))
+        }
+    };
+    let url = format!("{base_url}{}", raw.path);
+    url.parse::<http::Uri>().map_err(|e| format!("{at}.path: not a URL path ({e})"))?;
+    let mut query = Vec::new();
+    for (k, v) in raw.query {
+        let v = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(format!("{at}.query.{k}: must be a string")),
+        };
+        query.push((leak(k), v));
+    }
+    let records = ptr(&format!("{at}.records"), &raw.records)?;
+    if records.len() > 1 {
+        return Err(format!("{at}.records: only \"\" or a top-level key (/data) is supported by this version"));
+    }
+    if raw.primary_key.is_empty() {
+        return Err(format!("{at}.primary_key: at least one field"));
+    }
+    let mut primary_key = Vec::new();
+    for (i, k) in raw.primary_key.iter().enumerate() {
+        let key_at = format!("{at}.primary_key[{i}]");
+        let tokens = if k.starts_with('/') { ptr(&key_at, k)? } else { vec![k.clone()] };
+        match tokens.as_slice() {
+            [one] if !one.is_empty() => primary_key.push(one.clone()),
+            _ => return Err(format!("{key_at}: a top-level field of the record")),
+        }
+    }
+    let (converted, time_format) = timestamps(at, raw.timestamps)?;
+    let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
+    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value })
+}
+
+/// The timestamp fields this version converts, and their one format.
+fn timestamps(at: &str, m: Map<String, Value>) -> Res<(Vec<&'static str>, Option<TimeFormat>)> {
+    let mut fields = Vec::new();
+    let mut format = None;
+    for (field, v) in m {
+        let key_at = format!("{at}.timestamps.{field}");
+        let Value::String(f) = v else { return Err(format!("{key_at}: must be a string")) };
+        let this = match f.as_str() {
+            "rfc3339" => continue,
+            "unix_seconds" => TimeFormat::UnixSeconds,
+            "[year]-[month]-[day] [hour]:[minute]:[second]" => TimeFormat::SpaceSeparatedUtc,
+            other => {
+                time::format_description::parse_borrowed::<2>(other)
+                    .map_err(|e| format!("{key_at}: not a time format description ({e})"))?;
+                return Err(format!("{key_at}: {other:?} is not supported by this version"));
+            }
+        };
+        if format.is_some_and(|f| f != this) {
+            return Err(format!("{key_at}: one table's converted timestamps share one format in this version"));
+        }
+        format = Some(this);
+        fields.push(leak(field));
+    }
+    Ok((fields, format))
+}
+
+fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {
+    let Value::Object(m) = v else { return Err(format!("{at}: must be an object with one key")) };
+    if m.len() != 1 {
+        return Err(format!("{at}: exactly one of cursor, next_url, link_header, page, offset, none"));
+    }
+    let (kind, v) = m.into_iter().next().expect("one key");
+    let at = format!("{at}.{kind}");
+    match kind.as_str() {
+        "cursor" => {
+            let c: RawCursor = typed(&at, v)?;
+            let param = param(&format!("{at}.param"), &c.param)?;
+            let from_at = format!("{at}.from");
+            let tokens = ptr(&from_at, &c.from)?;
+            let rec = pointer(records).unwrap_or_default();
+            let from = if tokens.len() > rec.len() && tokens[..rec.len()] == rec[..] && tokens[rec.len()] == "-1" {
+                let rest = tokens[rec.len() + 1..].to_vec();
+                if rest.len() != 1 {
+                    return Err(format!("{from_at}: a top-level field of the last record ({records}/-1/id)"));
+                }
+                From::LastRecord(rest)
+            } else {
+                if tokens.is_empty() {
+                    return Err(format!("{from_at}: points at the whole body"));
+                }
+                From::Body(tokens)
+            };
+            let more = c.more.map(|m| ptr(&format!("{at}.more"), &m)).transpose()?;
+            Ok(Paging::Cursor { param, from, more })
+        }
+        "next_url" => {
+            let text: String = typed(&at, v)?;
+            let tokens = ptr(&at, &text)?;
+            if tokens.is_empty() {
+                return Err(format!("{at}: points at the whole body"));
+            }
+            Ok(Paging::NextUrl(tokens))
+        }
+        "link_header" => {
+            typed::<Empty>(&at, v)?;
+            Ok(Paging::LinkHeader)
+        }
+        "page" => {
+            let p: RawPage = typed(&at, v)?;
+            let end = p.last.map(|l| ptr(&format!("{at}.last"), &l)).transpose()?;
+            Ok(Paging::Page(numbered(&at, p.param, p.start.unwrap_or(1), p.size_param, p.size, end)?))
+        }
+        "offset" => {
+            let o: RawOffset = typed(&at, v)?;
+            let end = o.total.map(|l| ptr(&format!("{at}.total"), &l)).transpose()?;
+            if o.size.is_none() {
+                return Err(format!("{at}.size: required (the step between offsets)"));
+            }
+            Ok(Paging::Offset(numbered(&at, o.param, 0, o.size_param, o.size, end)?))
+        }
+        "none" => {
+            typed::<Empty>(&at, v)?;
+            Ok(Paging::None)
+        }
+        _ => Err(format!("{at}: unknown paging (cursor, next_url, link_header, page, offset, none)")),
+    }
+}
+
+fn numbered(
+    at: &str,
+    p: String,
+    start: u64,
+    size_param: Option<String>,
+    size: Option<u32>,
+    end: Option<Vec<String>>,
+) -> Res<Numbered> {
+    let param = param(&format!("{at}.param"), &p)?;
+    let size_param = size_param.map(|s| param_of(&format!("{at}.size_param"), &s)).transpose()?;
+    if size == Some(0) {
+        return Err(format!("{at}.size: must be at least 1"));
+    }
+    if size_param.is_some() && size.is_none() {
+        return Err(format!("{at}.size: required with size_param"));
+    }
+    Ok(Numbered { param, start, size_param, size, end })
+}
+
+fn param_of(at: &str, v: &str) -> Res<&'static str> {
+    param(at, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6901 section 5's examples, against serde_json's `Value::pointer`.
+    #[test]
+    fn pointers_follow_rfc6901() {
+        let doc: Value = serde_json::from_str(
+            r#"{"foo": ["bar", "baz"], "": 0, "a/b": 1, "c%d": 2, "e^f": 3, "g|h": 4, "i\\j": 5, "k\"l": 6, " ": 7, "m~n": 8}"#,
+        )
+        .unwrap();
+        for p in [
+            "", "/foo", "/foo/0", "/", "/a~1b", "/c%d", "/e^f", "/g|h", "/i\\j", "/k\"l", "/ ", "/m~0n", "/foo/01",
+            "/foo/2", "/x/y",
+        ] {
+            let tokens = pointer(p).unwrap();
+            assert_eq!(follow(&doc, &tokens), doc.pointer(p), "{p}");
+        }
+        for bad in ["foo", "/~2", "/a~"] {
+            assert!(pointer(bad).is_none(), "{bad}");
+        }
+    }
+
+    fn err(def: &str) -> String {
+        parse(def.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let good = r#"{"name":"acme","base_url":"https://api.acme.example/v1","auth":{"bearer":"api_key"},
+            "tables":[{"name":"a","path":"/a","records":"/data","primary_key":["id"],"paging":{"none":{}}},
+                      {"name":"b","path":"/b","records":"/data","primary_key":["id"],"paging":{"cursor":{"param":"c","from":"/data/-1/id","more":"/has_more"}}}]}"#;
+        assert!(parse(good.as_bytes()).is_ok());
+        let e = err(&good.replace("/data/-1/id", "data"));
+        assert!(e.starts_with("tables[1].paging.cursor.from: not a JSON Pointer"), "{e}");
+        let e = err(&good.replace("\"more\"", "\"mor\""));
+        assert!(e.starts_with("tables[1].paging.cursor: unknown field `mor`"), "{e}");
+        let e = err(&good.replace("https://api", "http://api"));
+        assert!(e.starts_with("base_url: "), "{e}");
+    }
+}

@@ -1,0 +1,340 @@
+//! The pages of one table of a definition: the engine's positions (cursor, page
+//! number) driven by the definition's pointers.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::load::{follow, From, Numbered, Paging, Table};
+use crate::connector::{Counts, Reading, Request, Rows, Stream};
+use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
+use crate::parse::{Batch, Envelope, Spec};
+
+/// One table's listing.
+pub struct Listing {
+    table: &'static Table,
+    /// The base URL in use (the configuration's or the definition's).
+    base: String,
+    position: Position,
+    seen: HashSet<u64>,
+    spec: Spec<'static>,
+    /// The query parameter that carries the secret (query auth): never kept from a
+    /// next page's URL, so it is neither stored nor sent twice.
+    secret_param: Option<&'static str>,
+    /// MailerLite's own cursor shape (`cursor` from `/meta/next_cursor`): the engine
+    /// may ask for the next page on a guess read from the body's tail, used only once
+    /// the full parse names the same cursor.
+    follows_cursor: bool,
+}
+
+impl Listing {
+    pub fn new(table: &'static Table, base: &str, secret_param: Option<&'static str>, at: Option<Position>) -> Listing {
+        let position = at.unwrap_or_else(|| match &table.per_value {
+            Some((_, values)) => Position::Steps(Steps::start(values.clone(), start(table))),
+            None => start(table),
+        });
+        let records: &'static [&'static str] = match table.records.first() {
+            Some(k) => Box::leak(Box::new([intern(k.clone())])),
+            None => &[],
+        };
+        let spec = Spec {
+            records,
+            bare_array: records.is_empty(),
+            timestamps: Box::leak(table.converted.clone().into_boxed_slice()),
+            time_format: table.time_format,
+            capture: &[],
+        };
+        let follows_cursor = table.per_value.is_none()
+            && matches!(&table.paging, Paging::Cursor { param: "cursor", from: From::Body(t), more: None }
+                if t.len() == 2 && t[0] == "meta" && t[1] == "next_cursor");
+        Listing {
+            table,
+            base: base.trim_end_matches('/').to_string(),
+            position,
+            seen: HashSet::new(),
+            spec,
+            secret_param,
+            follows_cursor,
+        }
+    }
+
+    fn first(&self) -> Request {
+        Request { path: self.table.path.clone(), query: self.table.query.clone() }
+    }
+}
+
+/// Where a listing of `table` starts.
+fn start(table: &Table) -> Position {
+    match &table.paging {
+        Paging::Cursor { .. } | Paging::NextUrl(_) | Paging::LinkHeader => Position::Cursor(Cursor::start(0)),
+        Paging::Page(n) | Paging::Offset(n) => Position::Page(Page::start(n.size.unwrap_or(0))),
+        Paging::None => Position::Page(Page::start(0)),
+    }
+}
+
+/// A value as a cursor: text as sent; null or empty is none.
+fn text(v: Option<&Value>) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(format!("the next page's value is neither text nor a number: {other}")),
+    }
+}
+
+/// The value at `tokens` in the envelope (whose records were taken out).
+fn at<'e>(env: &'e Envelope, tokens: &[String]) -> Option<&'e Value> {
+    let (first, rest) = tokens.split_first()?;
+    follow(env.get(first)?, rest)
+}
+
+fn number(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Splits an absolute URL into (scheme, authority, path and query).
+fn parts(url: &str) -> Option<(String, String, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let auth = uri.authority()?;
+    let port = auth.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let authority = format!("{}:{port}", auth.host().to_ascii_lowercase());
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Some((scheme, authority, pq))
+}
+
+/// A link target as an absolute URL: one starting with `/` is on base_url's origin.
+fn absolute(base: &str, target: &str) -> String {
+    match (target.starts_with('/') && !target.starts_with("//"), base.parse::<http::Uri>()) {
+        (true, Ok(b)) => match (b.scheme_str(), b.authority()) {
+            (Some(s), Some(a)) => format!("{s}://{a}{target}"),
+            _ => target.to_string(),
+        },
+        _ => target.to_string(),
+    }
+}
+
+/// The request for a next page's URL, which must be under `base`.
+fn under_base(base: &str, url: &str) -> Result<Request, String> {
+    let (bs, ba, bp) = parts(base).ok_or("base_url is not a URL")?;
+    let (s, a, pq) = parts(url).ok_or_else(|| "the next page's URL is not an absolute URL".to_string())?;
+    if s != bs || a != ba {
+        let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h).to_string();
+        return Err(format!(
+            "the next page's URL is on another host ({host}) than base_url: not followed, credentials are never sent elsewhere"
+        ));
+    }
+    let bp = bp.split('?').next().unwrap_or("").trim_end_matches('/');
+    let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
+    let rel = path.strip_prefix(bp).filter(|r| r.is_empty() || r.starts_with('/'));
+    let Some(rel) = rel else { return Err(format!("the next page's URL is outside base_url's path ({bp})")) };
+    let mut q = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        q.push((intern(dec(k)), dec(v)));
+    }
+    Ok(Request { path: rel.to_string(), query: q })
+}
+
+/// `url` without the query parameter `name`.
+fn without_param(url: &str, name: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else { return url.to_string() };
+    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| {
+            let key = p.split_once('=').map_or(*p, |(k, _)| k);
+            percent_encoding::percent_decode_str(key).decode_utf8_lossy() != name
+        })
+        .collect();
+    let mut out = head.to_string();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A query key as `&'static str` (the engine's requests hold static keys): each
+/// distinct key is leaked once.
+fn intern(key: String) -> &'static str {
+    use std::sync::{Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut keys = KEYS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = keys.get(key.as_str()) {
+        return k;
+    }
+    let k: &'static str = Box::leak(key.into_boxed_str());
+    keys.insert(k);
+    k
+}
+
+fn numbered_query(req: &mut Request, n: &Numbered, page: &Page, offset: bool) {
+    let size = u64::from(n.size.unwrap_or(0));
+    let value = if offset { (page.page - 1) * size } else { page.page - 1 + n.start };
+    req.query.push((n.param, value.to_string()));
+    if let (Some(p), Some(s)) = (n.size_param, n.size) {
+        req.query.push((p, s.to_string()));
+    }
+}
+
+impl Listing {
+    /// The request of one listing at `position`.
+    fn request_at(&self, position: &Position) -> Option<Request> {
+        let mut req = self.first();
+        match (&self.table.paging, position) {
+            (Paging::Cursor { param, .. }, Position::Cursor(c)) => {
+                if let Some(cursor) = &c.cursor {
+                    req.query.retain(|(k, _)| k != param);
+                    req.query.push((param, cursor.clone()));
+                }
+            }
+            (Paging::NextUrl(_) | Paging::LinkHeader, Position::Cursor(c)) => {
+                if let Some(url) = &c.cursor {
+                    req = under_base(&self.base, url).ok()?;
+                }
+            }
+            (Paging::Page(n), Position::Page(p)) => numbered_query(&mut req, n, p, false),
+            (Paging::Offset(n), Position::Page(p)) => numbered_query(&mut req, n, p, true),
+            (Paging::None, Position::Page(_)) => {}
+            _ => return None,
+        }
+        Some(req)
+    }
+
+    /// Moves one listing at `position` past an accepted page.
+    fn accept_at(&mut self, position: &mut Position, env: &Envelope, batch: &Batch) -> Result<Next, String> {
+        let next = match (&self.table.paging, position) {
+            (Paging::Cursor { from, more, .. }, Position::Cursor(c)) => {
+                let mut next = match from {
+                    From::LastRecord(field) => match batch.len() {
+                        0 => None,
+                        n => batch
+                            .path_id(&[field[0].as_str()])
+                            .and_then(|p| batch.value_at(n - 1, p))
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .filter(|v| !v.is_empty()),
+                    },
+                    From::Body(tokens) => text(at(env, tokens))?,
+                };
+                if let Some(more) = more {
+                    if matches!(at(env, more), Some(Value::Bool(false)) | None | Some(Value::Null)) {
+                        next = None;
+                    }
+                }
+                c.advance(&CursorSignals { next_cursor: next }, &mut self.seen)?
+            }
+            (Paging::NextUrl(_) | Paging::LinkHeader, Position::Cursor(c)) => {
+                let next = match &self.table.paging {
+                    Paging::NextUrl(tokens) => text(at(env, tokens))?,
+                    _ => env.link_next.clone().filter(|l| !l.is_empty()).map(|l| absolute(&self.base, &l)),
+                };
+                let next = match (next, self.secret_param) {
+                    (Some(url), Some(name)) => Some(without_param(&url, name)),
+                    (next, _) => next,
+                };
+                if let Some(url) = &next {
+                    under_base(&self.base, url)?;
+                }
+                c.advance(&CursorSignals { next_cursor: next }, &mut self.seen)?
+            }
+            (Paging::Page(n) | Paging::Offset(n), Position::Page(p)) => {
+                let offset = matches!(self.table.paging, Paging::Offset(_));
+                let end = n.end.as_ref().map(|t| number(at(env, t)));
+                let last_page = match end {
+                    Some(None) => return Err("the page count/total is missing or not a number".into()),
+                    Some(Some(v)) if offset => Some(v.div_ceil(u64::from(n.size.unwrap_or(1)))),
+                    Some(Some(v)) => Some(v),
+                    None => None,
+                };
+                let full = n.size.is_none_or(|s| batch.len() >= s as usize);
+                let has_next = !batch.is_empty() && (last_page.is_some() || full);
+                let last_page = last_page.map(|l| l.max(1));
+                p.advance(&PageSignals { current_page: None, last_page, has_next, records: None })?
+            }
+            _ => Next::Done,
+        };
+        Ok(next)
+    }
+}
+
+impl Stream for Listing {
+    fn request(&self) -> Option<Request> {
+        match (&self.position, &self.table.per_value) {
+            (Position::Steps(steps), Some((param, _))) => {
+                let mut req = self.request_at(&steps.inner)?;
+                req.query.retain(|(k, _)| k != param);
+                req.query.push((param, steps.current()?.to_string()));
+                Some(req)
+            }
+            (at, _) => self.request_at(at),
+        }
+    }
+
+    fn reading(&self) -> Reading {
+        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: self.follows_cursor }
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> Result<(), String> {
+        let mut position = std::mem::replace(&mut self.position, Position::Done);
+        let result = match &mut position {
+            Position::Steps(steps) => {
+                let mut inner = std::mem::replace(&mut *steps.inner, Position::Done);
+                let r = self.accept_at(&mut inner, env, batch);
+                *steps.inner = inner;
+                match r {
+                    Ok(Next::Done) => {
+                        // The next value's listing starts afresh, its cursors included.
+                        self.seen.clear();
+                        Ok(steps.next_step(start(self.table)))
+                    }
+                    other => other,
+                }
+            }
+            at => self.accept_at(at, env, batch),
+        };
+        self.position = match result {
+            Ok(Next::Done) => Position::Done,
+            _ => position,
+        };
+        result.map(drop)
+    }
+
+    fn rows<'a>(&'a self, _table: usize, batch: &'a Batch) -> Rows<'a> {
+        Rows::All(batch)
+    }
+
+    fn not_found(&mut self) -> bool {
+        false
+    }
+
+    fn position(&self) -> Position {
+        self.position.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_urls_stay_under_base() {
+        let base = "https://api.acme.example/v1";
+        let r = under_base(base, "https://API.acme.example:443/v1/tickets?page=2&x=a%20b").unwrap();
+        assert_eq!(r.path, "/tickets");
+        assert_eq!(r.query, vec![("page", "2".to_string()), ("x", "a b".to_string())]);
+        assert!(under_base(base, "https://evil.example/v1/tickets").unwrap_err().contains("another host"));
+        assert!(under_base(base, "http://api.acme.example/v1/tickets").is_err());
+        assert!(under_base(base, "https://api.acme.example/v2/tickets").is_err());
+        assert!(under_base(base, "/v1/tickets").is_err());
+    }
+}

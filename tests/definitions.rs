@@ -1,0 +1,506 @@
+//! Connector definitions (DESIGN.md, "Connector definitions"): the binary reads a
+//! JSON file describing an API and syncs it with the same engine, against servers
+//! these tests own on loopback.
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::hostile::{one_line, param, serve_with, Reply, Server};
+use crate::workdir::Workdir;
+
+fn fixture(rel: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/definitions").join(rel)).unwrap()
+}
+
+fn example(name: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/definitions").join(name)).unwrap()
+}
+
+/// A table file with each `_synced_at` cell (it changes every run) replaced by `T`.
+fn table(wd: &Workdir, name: &str) -> String {
+    let text = fs::read_to_string(wd.path(&format!("out/{name}.csv"))).unwrap();
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut at = None;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let mut fields: Vec<String> = rec.iter().map(str::to_string).collect();
+        match at {
+            None => at = fields.iter().position(|f| f == "_synced_at"),
+            Some(i) => fields[i] = "T".into(),
+        }
+        out.write_record(&fields).unwrap();
+    }
+    String::from_utf8(out.into_inner().unwrap()).unwrap()
+}
+
+/// Writes the definition and a configuration reaching `server` at `base_path`, and syncs.
+fn sync(wd: &Workdir, def: &str, server: &Server, base_path: &str, extra: &str) -> std::process::Output {
+    wd.write("def.json", def);
+    wd.write("c.json", &format!(r#"{{"api_key": "secret-key", "base_url": "{}{base_path}"{extra}}}"#, server.origin));
+    wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]))
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "{}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn stripe_style_cursor_follows_the_last_record() {
+    let server = serve_with(|target| match param(target, "starting_after").as_deref() {
+        None => Reply::ok(fixture("stripe/customers-1.json")),
+        Some("cus_2") => Reply::ok(fixture("stripe/customers-2.json")),
+        Some(_) => Reply::not_found(),
+    });
+    let wd = Workdir::new("def-stripe");
+    ok(&sync(&wd, &example("stripe.json"), &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "customer"),
+        "id,object,created,email,address_city,address_country,metadata_tier,amount,_synced_at,_deleted\n\
+         cus_1,customer,2023-11-14T22:13:20Z,a@example.com,Oslo,NO,,,T,false\n\
+         cus_2,customer,2023-11-14T22:15:00Z,,,,gold,,T,false\n\
+         cus_3,customer,2023-11-14T22:16:40Z,c@example.com,,,,12345678901234567890,T,false\n"
+    );
+    // The first request is the credential check every sync starts with.
+    assert_eq!(
+        server.targets(),
+        ["/v1/customers?limit=2", "/v1/customers?limit=2", "/v1/customers?limit=2&starting_after=cus_2"]
+    );
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some("Bearer secret-key")));
+}
+
+#[test]
+fn github_style_link_header_pages() {
+    let origin = Arc::new(Mutex::new(String::new()));
+    let o = Arc::clone(&origin);
+    let server = serve_with(move |target| {
+        let origin = o.lock().unwrap().clone();
+        let link = |page: u32| format!("<{origin}/repos/octo/hello/issues?state=all&per_page=2&page={page}>");
+        let mut reply = match param(target, "page").as_deref() {
+            None => Reply::ok(fixture("github/issues-1.json")),
+            Some("2") => Reply::ok(fixture("github/issues-2.json")),
+            _ => return Reply::not_found(),
+        };
+        let header = match param(target, "page").as_deref() {
+            None => format!(r#"{}; rel="next", {}; rel="last""#, link(2), link(2)),
+            _ => format!(r#"{}; rel="first", {}; rel="prev""#, link(1), link(1)),
+        };
+        reply.headers.push(("Link".into(), header));
+        reply
+    });
+    *origin.lock().unwrap() = server.origin.clone();
+    let wd = Workdir::new("def-github");
+    ok(&sync(&wd, &example("github.json"), &server, "", ""));
+    assert_eq!(
+        table(&wd, "issue"),
+        "id,number,title,labels,user_login,closed_at,_synced_at,_deleted\n\
+         101,1,Crash on start,\"[{\"\"name\"\":\"\"bug\"\"}]\",octocat,,T,false\n\
+         102,2,\"Docs, \"\"quotes\"\"\",[],hubot,,T,false\n\
+         103,3,\"Line\nbreak\",[],octocat,2024-01-02T03:04:05Z,T,false\n"
+    );
+    assert_eq!(
+        server.targets(),
+        [
+            "/repos/octo/hello/issues?state=all&per_page=2",
+            "/repos/octo/hello/issues?state=all&per_page=2",
+            "/repos/octo/hello/issues?state=all&per_page=2&page=2"
+        ]
+    );
+}
+
+fn zendesk(origin: Arc<Mutex<String>>) -> impl FnMut(&str) -> Reply + Send + 'static {
+    move |target| {
+        let origin = origin.lock().unwrap().clone();
+        match param(target, "page").as_deref() {
+            None => Reply::ok(fixture("zendesk/tickets-1.json").replace("{origin}", &origin)),
+            Some("2") => Reply::ok(fixture("zendesk/tickets-2.json").replace("{origin}", &origin)),
+            _ => Reply::not_found(),
+        }
+    }
+}
+
+#[test]
+fn zendesk_style_next_page_url() {
+    let origin = Arc::new(Mutex::new(String::new()));
+    let server = serve_with(zendesk(Arc::clone(&origin)));
+    *origin.lock().unwrap() = server.origin.clone();
+    let wd = Workdir::new("def-zendesk");
+    ok(&sync(&wd, &example("zendesk.json"), &server, "/api/v2", r#", "username": "me@acme.example/token""#));
+    assert_eq!(
+        table(&wd, "ticket"),
+        "id,subject,status,via_channel,_synced_at,_deleted\n\
+         1,Help,open,email,T,false\n\
+         2,Refund,solved,web,T,false\n\
+         3,Thanks,closed,api,T,false\n"
+    );
+    assert_eq!(server.targets(), ["/api/v2/tickets.json", "/api/v2/tickets.json", "/api/v2/tickets.json?page=2"]);
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("me@acme.example/token:secret-key");
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some(format!("Basic {basic}").as_str())));
+}
+
+#[test]
+fn a_next_url_on_another_host_is_never_followed() {
+    let elsewhere = serve_with(|_| Reply::ok(r#"{"tickets": [], "next_page": null}"#));
+    let other = elsewhere.origin.replace("127.0.0.1", "localhost");
+    let server = serve_with(move |_| {
+        Reply::ok(format!(r#"{{"tickets": [{{"id": 1}}], "next_page": "{other}/api/v2/tickets.json?page=2"}}"#))
+    });
+    let wd = Workdir::new("def-host");
+    let out = sync(&wd, &example("zendesk.json"), &server, "/api/v2", r#", "username": "u""#);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("another host (localhost)"), "{line}");
+    assert!(!line.contains("secret-key"), "{line}");
+    assert_eq!(elsewhere.requests(), 0);
+    // The credential check's request, then the first page.
+    assert_eq!(server.requests(), 2);
+}
+
+const CURSOR_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [{"name": "item", "path": "/items", "records": "/data", "primary_key": ["id"],
+              "paging": {"cursor": {"param": "after", "from": "/next", "more": "/more"}}}]}"#;
+
+#[test]
+fn an_empty_page_with_a_cursor_is_not_the_end() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => Reply::ok(r#"{"data": [{"id": 1}], "next": "a", "more": true}"#),
+        Some("a") => Reply::ok(r#"{"data": [], "next": "b", "more": true}"#),
+        Some("b") => Reply::ok(r#"{"data": [{"id": 2}], "next": null, "more": false}"#),
+        _ => Reply::not_found(),
+    });
+    let wd = Workdir::new("def-empty");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+    // The credential check's request, then three pages.
+    assert_eq!(server.requests(), 4);
+}
+
+#[test]
+fn an_endless_cursor_is_one_line_not_a_loop() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": "same", "more": true}"#));
+    let wd = Workdir::new("def-endless");
+    let out = sync(&wd, CURSOR_DEF, &server, "/v1", "");
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("repeats"), "{line}");
+    assert!(server.requests() <= 4, "{}", server.requests());
+}
+
+#[test]
+fn changes_and_tombstones_after_a_complete_read() {
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = Arc::clone(&gone);
+    let server = serve_with(move |_| {
+        if g.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok(r#"{"data": [{"id": 1, "v": "changed"}], "next": null}"#)
+        } else {
+            Reply::ok(r#"{"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}], "next": null}"#)
+        }
+    });
+    let wd = Workdir::new("def-changes");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "id,v,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n1,changed,T,false\n2,,T,true\n"
+    );
+    // `sync --compact` finds the definition by the name state.json holds.
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "--compact"])));
+    assert_eq!(table(&wd, "item"), "id,v,_synced_at,_deleted\n1,changed,T,false\n");
+}
+
+#[test]
+fn bad_definitions_exit_2_naming_the_key() {
+    let wd = Workdir::new("def-bad");
+    wd.write("c.json", r#"{"api_key": "k", "base_url": "http://127.0.0.1:9/v1"}"#);
+    let cases = [
+        ("\"/next\"", "\"next\"", "tables[0].paging.cursor.from: not a JSON Pointer"),
+        ("\"more\": \"/more\"", "\"mor\": \"/more\"", "tables[0].paging.cursor: unknown field `mor`"),
+        ("\"records\": \"/data\"", "\"records\": \"data\"", "tables[0].records: not a JSON Pointer"),
+        ("\"primary_key\": [\"id\"]", "\"primary_key\": []", "tables[0].primary_key: at least one field"),
+        ("\"https://api", "\"http://api", "base_url: "),
+        ("{\"bearer\": \"api_key\"}", "{\"bearer\": \"api_key\", \"basic\": []}", "auth: exactly one"),
+        (
+            "{\"cursor\": {\"param\": \"after\", \"from\": \"/next\", \"more\": \"/more\"}}",
+            "{\"none\": {}, \"page\": {}}",
+            "tables[0].paging: exactly one",
+        ),
+        ("\"name\": \"item\"", "\"name\": \"item\", \"extra\": 1", "tables[0]: unknown field `extra`"),
+    ];
+    for (from, to, want) in cases {
+        let def = CURSOR_DEF.replace(from, to);
+        assert_ne!(def, CURSOR_DEF, "{from}");
+        wd.write("def.json", &def);
+        for args in [&["sync", "./def.json", "--config", "c.json", "--out", "out"][..], &["tables", "./def.json"][..]] {
+            let line = one_line(&wd.fails(&mut wd.command(args), 2));
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(!wd.path("out").exists(), "{want}: nothing written");
+    }
+}
+
+#[test]
+fn tables_and_check_take_a_definition() {
+    let server = serve_with(|_| Reply::ok(fixture("stripe/customers-2.json")));
+    let wd = Workdir::new("def-tables");
+    wd.write("def.json", &example("stripe.json"));
+    let out = wd.stdout(&mut wd.command(&["tables", "./def.json"]));
+    assert!(out.starts_with("customer") && out.contains("key id") && out.contains("starting_after"), "{out}");
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    wd.stdout(&mut wd.command(&["check", "./def.json", "--config", "c.json"]));
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_changed_primary_key_or_path_needs_full_refresh() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1, "k": "x"}], "next": null}"#));
+    let wd = Workdir::new("def-digest");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", ""));
+    let state = fs::read_to_string(wd.path("out/state.json")).unwrap();
+    assert!(state.contains("\"definition\""), "{state}");
+    let before = server.requests();
+    for (from, to) in [("[\"id\"]", "[\"k\"]"), ("\"/items\"", "\"/things\""), ("\"/data\"", "\"/rows\"")] {
+        let changed = CURSOR_DEF.replace(from, to);
+        let out = sync(&wd, &changed, &server, "/v1", "");
+        assert_eq!(out.status.code(), Some(2), "{from}");
+        let line = one_line(&String::from_utf8_lossy(&out.stderr));
+        assert!(line.contains("--full-refresh") && line.contains("item"), "{line}");
+    }
+    assert_eq!(server.requests(), before, "refused before any request");
+    // A new timestamp field or a new table is fine.
+    let more = CURSOR_DEF
+        .replace("\"primary_key\": [\"id\"],", "\"primary_key\": [\"id\"], \"timestamps\": {\"t\": \"unix_seconds\"},");
+    let more = more.replace(
+        "]}",
+        r#", {"name": "other", "path": "/other", "records": "/data", "primary_key": ["id"], "paging": {"none": {}}}]}"#,
+    );
+    assert_ne!(more, CURSOR_DEF);
+    ok(&sync(&wd, &more, &server, "/v1", ""));
+    let changed = CURSOR_DEF.replace("[\"id\"]", "[\"k\"]");
+    wd.write("def.json", &changed);
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "--full-refresh"])));
+}
+
+const OFFSET_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [{"name": "event", "path": "/events", "records": "/results", "primary_key": ["id"],
+              "paging": {"offset": {"param": "offset", "size_param": "limit", "size": 2, "total": "/count"}}},
+             {"name": "short", "path": "/short", "records": "/results", "primary_key": ["id"],
+              "paging": {"offset": {"param": "offset", "size_param": "limit", "size": 2}}},
+             {"name": "pages", "path": "/pages", "records": "/items", "primary_key": ["id"],
+              "paging": {"page": {"param": "p", "start": 0, "last": "/total_pages"}}},
+             {"name": "one", "path": "/one", "records": "", "primary_key": ["id"], "paging": {"none": {}}}]}"#;
+
+#[test]
+fn offset_page_and_none_listings_end_as_told() {
+    let server = serve_with(|target| {
+        let offset = param(target, "offset").unwrap_or_default();
+        let p = param(target, "p").unwrap_or_default();
+        let body = match (target.split('?').next().unwrap(), offset.as_str(), p.as_str()) {
+            // `total` ends the listing even though the last page is full.
+            ("/v1/events", "0", _) => r#"{"results": [{"id": 1}, {"id": 2}], "count": 4}"#,
+            ("/v1/events", "2", _) => r#"{"results": [{"id": 3}, {"id": 4}], "count": 4}"#,
+            ("/v1/short", "0", _) => r#"{"results": [{"id": 1}, {"id": 2}]}"#,
+            ("/v1/short", "2", _) => r#"{"results": [{"id": 3}]}"#,
+            ("/v1/pages", _, "0") => r#"{"items": [{"id": 1}], "total_pages": 2}"#,
+            ("/v1/pages", _, "1") => r#"{"items": [{"id": 2}], "total_pages": 2}"#,
+            ("/v1/one", _, _) => r#"[{"id": "a"}, {"id": "b"}]"#,
+            _ => return Reply::not_found(),
+        };
+        Reply::ok(body)
+    });
+    let wd = Workdir::new("def-offset");
+    ok(&sync(&wd, OFFSET_DEF, &server, "/v1", ""));
+    assert_eq!(table(&wd, "event"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n4,T,false\n");
+    assert_eq!(table(&wd, "short"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
+    assert_eq!(table(&wd, "pages"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+    assert_eq!(table(&wd, "one"), "id,_synced_at,_deleted\na,T,false\nb,T,false\n");
+    assert_eq!(server.hits("/v1/events"), 3, "{:?}", server.targets());
+    assert_eq!(server.hits("/v1/one"), 1);
+}
+
+#[test]
+fn secrets_come_from_name_key_environment_variables() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    let wd = Workdir::new("def-env");
+    wd.write("def.json", CURSOR_DEF);
+    wd.write("c.json", &format!(r#"{{"base_url": "{}/v1"}}"#, server.origin));
+    let mut cmd = wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]);
+    ok(&wd.output(cmd.env("ACME_API_KEY", "from-env")));
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some("Bearer from-env")));
+    let out = wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out2"]));
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("ACME_API_KEY"), "{line}");
+}
+
+/// Sixteen records, two a page, behind a Stripe-style cursor.
+fn stripe_page(target: &str) -> Reply {
+    let after: u32 = param(target, "starting_after").map_or(0, |a| a.trim_start_matches("cus_").parse().unwrap());
+    let ids: Vec<String> =
+        (after + 1..=(after + 2).min(16)).map(|i| format!(r#"{{"id": "cus_{i}", "n": {i}}}"#)).collect();
+    Reply::ok(format!(r#"{{"data": [{}], "has_more": {}}}"#, ids.join(","), after + 2 < 16))
+}
+
+#[test]
+fn kill_9_at_several_pages_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| param(target, "starting_after").as_deref() == Some(p.as_str())) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            // Held until the binary that asked is dead.
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        stripe_page(target)
+    });
+    let wd = Workdir::new("def-kill");
+    let def = example("stripe.json").replace("\"created\": \"unix_seconds\"", "\"n\": \"unix_seconds\"");
+    wd.write("def.json", &def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    for at in ["cus_4", "cus_8", "cus_12"] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    let mut want = String::from("id,n,_synced_at,_deleted\n");
+    for i in 1..=16 {
+        want.push_str(&format!("cus_{i},{},T,false\n", time_of(i)));
+    }
+    assert_eq!(table(&wd, "customer"), want);
+}
+
+fn time_of(i: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(i).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+fn auth_def(auth: &str) -> String {
+    format!(
+        r#"{{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {auth},
+  "tables": [{{"name": "item", "path": "/items", "records": "/data", "primary_key": ["id"], "paging": {{"next_url": "/next"}}}}]}}"#
+    )
+}
+
+#[test]
+fn header_auth_sends_the_named_header() {
+    let wd = Workdir::new("def-header");
+    // The hostile server logs only `Authorization`: the header kind is checked on it
+    // by name, and a custom name is checked to replace it.
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    ok(&sync(&wd, &auth_def(r#"{"header": {"name": "Authorization", "value": "api_key"}}"#), &server, "/v1", ""));
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some("secret-key")));
+    let wd2 = Workdir::new("def-header2");
+    let server2 = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    ok(&sync(&wd2, &auth_def(r#"{"header": {"name": "X-Api-Key", "value": "api_key"}}"#), &server2, "/v1", ""));
+    assert!(server2.authorizations().iter().all(Option::is_none));
+}
+
+#[test]
+fn query_auth_never_shows_the_secret() {
+    let origin = Arc::new(Mutex::new(String::new()));
+    let o = Arc::clone(&origin);
+    let server = serve_with(move |target| {
+        if param(target, "api_key").as_deref() != Some("secret-key") {
+            return Reply::status(401, r#"{"error": "no key"}"#);
+        }
+        let origin = o.lock().unwrap().clone();
+        match param(target, "page").as_deref() {
+            // The API echoes the key in its next link, as some do.
+            None => Reply::ok(format!(
+                r#"{{"data": [{{"id": 1}}], "next": "{origin}/v1/items?page=2&api_key=secret-key"}}"#
+            )),
+            Some("2") => Reply::ok(format!(
+                r#"{{"data": [{{"id": 2}}], "next": "{origin}/v1/items?page=3&api_key=secret-key"}}"#
+            )),
+            _ => Reply::status(500, r#"{"error": "boom"}"#),
+        }
+    });
+    *origin.lock().unwrap() = server.origin.clone();
+    let wd = Workdir::new("def-query");
+    wd.write("def.json", &auth_def(r#"{"query": {"name": "api_key", "value": "api_key"}}"#));
+    wd.write(
+        "c.json",
+        &format!(r#"{{"api_key": "secret-key", "base_url": "{}/v1", "retry_attempts": 1}}"#, server.origin),
+    );
+    let out = wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-vv"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/v1/items?page=3"), "{stderr}");
+    for file in ["state.json", "last_sync.json"] {
+        let text = fs::read_to_string(wd.path(&format!("out/{file}"))).unwrap();
+        assert!(!text.contains("secret-key"), "{file}: {text}");
+    }
+    assert!(!stderr.contains("secret-key"), "{stderr}");
+    // Sent once per request, never twice.
+    assert!(server.targets().iter().all(|t| t.matches("api_key=").count() == 1), "{:?}", server.targets());
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n");
+}
+
+#[test]
+fn per_value_reads_one_listing_per_value() {
+    let def = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+      "tables": [{"name": "order", "path": "/orders", "per_value": {"param": "status", "values": ["open", "closed"]},
+                  "records": "/items", "primary_key": ["id"],
+                  "paging": {"page": {"param": "page", "size_param": "per_page", "size": 2, "last": "/total_pages"}}}]}"#;
+    let server = serve_with(|target| {
+        let body = match (param(target, "status").as_deref(), param(target, "page").as_deref()) {
+            (Some("open"), Some("1")) => {
+                r#"{"items": [{"id": 1, "status": "open"}, {"id": 2, "status": "open"}], "total_pages": 2}"#
+            }
+            (Some("open"), Some("2")) => r#"{"items": [{"id": 3, "status": "open"}], "total_pages": 2}"#,
+            (Some("closed"), Some("1")) => r#"{"items": [{"id": 9, "status": "closed"}], "total_pages": 1}"#,
+            _ => return Reply::not_found(),
+        };
+        Reply::ok(body)
+    });
+    let wd = Workdir::new("def-per-value");
+    ok(&sync(&wd, def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "order"),
+        "id,status,_synced_at,_deleted\n1,open,T,false\n2,open,T,false\n3,open,T,false\n9,closed,T,false\n"
+    );
+    assert_eq!(server.hits("/v1/orders?page=1&per_page=2&status=closed"), 1, "{:?}", server.targets());
+    let out = wd.stdout(&mut wd.command(&["tables", "./def.json"]));
+    assert!(out.contains("per status (open, closed)"), "{out}");
+}
+
+#[test]
+fn a_partial_read_writes_no_tombstones() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = Arc::clone(&failing);
+    let server = serve_with(move |target| {
+        let after = param(target, "after");
+        match after.as_deref() {
+            // The second run sees record 2 gone from page one, then page two fails.
+            None if f.load(std::sync::atomic::Ordering::SeqCst) => {
+                Reply::ok(r#"{"data": [{"id": 1}], "next": "p2", "more": true}"#)
+            }
+            None => Reply::ok(r#"{"data": [{"id": 1}, {"id": 2}], "next": "p2", "more": true}"#),
+            Some(_) if f.load(std::sync::atomic::Ordering::SeqCst) => Reply::status(500, "{}"),
+            Some(_) => Reply::ok(r#"{"data": [{"id": 3}], "next": null, "more": false}"#),
+        }
+    });
+    let wd = Workdir::new("def-partial");
+    ok(&sync(&wd, CURSOR_DEF, &server, "/v1", r#", "retry_attempts": 0"#));
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = sync(&wd, CURSOR_DEF, &server, "/v1", r#", "retry_attempts": 0"#);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
+}
