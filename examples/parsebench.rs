@@ -10,19 +10,19 @@ fn main() {
         origin: "http://x".into(),
     };
     let body = ml.handle(&req).body;
-    let spec = api2csv::parse::Spec {
+    let spec = api2csv::page::parse::Spec {
         records: &["data"],
         bare_array: false,
         timestamps: &["subscribed_at", "unsubscribed_at", "created_at", "updated_at", "opted_in_at"],
-        time_format: Some(api2csv::timestamp::TimeFormat::SpaceSeparatedUtc),
+        time_format: Some(api2csv::page::timestamp::TimeFormat::SpaceSeparatedUtc),
         capture: &[],
     };
-    let mut batch = api2csv::parse::Batch::default();
+    let mut batch = api2csv::page::parse::Batch::default();
     let mut best = std::time::Duration::MAX;
     for _ in 0..10 {
         let t = Instant::now();
         for _ in 0..500 {
-            api2csv::parse::parse(&body, &spec, &mut batch).unwrap();
+            api2csv::page::parse::parse(&body, &spec, &mut batch).unwrap();
         }
         best = best.min(t.elapsed() / 500);
     }

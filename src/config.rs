@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::http::{check_base_url, Secret};
+use crate::net::http::{check_base_url, Secret};
+use crate::term::logging::{self, Verbosity};
 
 /// The page size asked for unless configured: as large as we allow, so the server's
 /// cap decides (a server that refuses it with a 422 gets 100 from then on).
@@ -48,6 +49,8 @@ pub struct Requirements {
     pub instance_url: Option<fn(&str) -> String>,
     /// The API's documented read limit: requests to it are paced to this many a minute.
     pub requests_per_minute: u32,
+    /// The API can list records changed since a time, so `initial_sync_days` applies.
+    pub filters_by_time: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +74,15 @@ pub struct Config {
 
 /// Reads and validates the configuration file (if any; `-` is standard input),
 /// filling secrets from `env`.
+/// Loads and validates a configuration, then sets up logging (at least `-v` when
+/// the configuration asks for debug logging).
+pub fn load_logged(req: &Requirements, file: Option<&Path>, verbosity: Verbosity) -> Result<Config> {
+    let config = load(req, file, &|var| std::env::var(var).ok());
+    let debug = config.as_ref().is_ok_and(|c| c.debug_logging) && verbosity != Verbosity::Quiet;
+    logging::init(if debug { verbosity.max(Verbosity::Verbose) } else { verbosity });
+    config
+}
+
 pub fn load(req: &Requirements, file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
     let map = match file {
         Some(path) => read_file(path)?,

@@ -2,10 +2,10 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    let status = match api2csv::cmd::run(std::env::args_os().skip(1)) {
+    let status = match api2csv::cli::run(std::env::args_os().skip(1)) {
         Ok(()) => 0,
         Err(failure) => {
-            api2csv::log_setup::init(api2csv::log_setup::Verbosity::Quiet);
+            api2csv::term::logging::init(api2csv::term::logging::Verbosity::Quiet);
             log::error!("{}", failure.error);
             failure.status()
         }

@@ -148,7 +148,7 @@ fn crash_full_refresh_failing_twice() {
     let mid = lab.committed();
     // Rows rebuilt so far, or kept where the rebuild is in place.
     let rebuilt = || -> u64 {
-        let state = api2csv::state::State::load(&lab.out()).unwrap().unwrap();
+        let state = api2csv::store::state::State::load(&lab.out()).unwrap().unwrap();
         state.tables.values().map(|t| t.refresh.as_ref().map_or(t.file.rows, |r| r.rows)).sum()
     };
     let before_rerun = rebuilt();

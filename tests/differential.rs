@@ -18,9 +18,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use api2csv::flatten::{Columns, TOOL_COLUMNS};
+use api2csv::engine::columns::{Columns, TOOL_COLUMNS};
 use api2csv::mock::{mailerlite, paligo, MockApi, MockOptions, MockRequest};
-use api2csv::parse::{self, Batch, KeyPath, Spec};
+use api2csv::page::parse::{self, Batch, KeyPath, Spec};
 use serde_json::Value;
 
 use crate::expected::{assert_table, leaves_of, mark_numbers, unmark};

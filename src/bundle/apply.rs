@@ -15,7 +15,7 @@ use super::journal::{self, create_private, stage_path};
 use super::mirror::{self, Dest, Marker};
 use super::{hash_prefix, hex, short, Bundle, Carry, Hashing, BUFFER_SIZE, HEADER_LIMIT, HEADER_NAME};
 use crate::error::{Error, Failure, Result};
-use crate::fsio::{sync_dir, DirLock, LOCK_NAME};
+use crate::store::fsio::{sync_dir, DirLock, LOCK_NAME};
 
 type Entries<'a> = tar::Entries<'a, BufReader<File>>;
 
@@ -153,7 +153,7 @@ fn read_header(entries: &mut Entries, file: &Path) -> Result<Bundle> {
 
 /// SHA-256 of the mirror's `manifest.json`, if it has one.
 fn held_manifest(dest: &Path) -> Result<Option<String>> {
-    let path = dest.join(crate::manifest::FILE_NAME);
+    let path = dest.join(crate::store::manifest::FILE_NAME);
     match hash_prefix(&path, None) {
         Ok((hasher, _)) => Ok(Some(hex(hasher))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -163,7 +163,9 @@ fn held_manifest(dest: &Path) -> Result<Option<String>> {
 
 fn another_source(dest: &Path, marker: &Marker, bundle: &Bundle) -> String {
     let who = |s: &super::Source| match &s.account {
-        Some(crate::state::Account { id: Some(id), base_url }) => format!("{} account {id} ({base_url})", s.connector),
+        Some(crate::store::state::Account { id: Some(id), base_url }) => {
+            format!("{} account {id} ({base_url})", s.connector)
+        }
         Some(a) => format!("{} at {}", s.connector, a.base_url),
         None => s.connector.clone(),
     };
@@ -199,9 +201,10 @@ fn check_fit(file: &Path, dest: &Path, bundle: &Bundle, held: Option<&str>) -> R
     // What DEST must hold: each file of its manifest as listed, and each file the
     // bundle appends to as the prefix it extends. A file the bundle replaces whole
     // is checked too: a mirror changed outside `apply` is refused, never papered over.
-    let manifest_path = dest.join(crate::manifest::FILE_NAME);
+    let manifest_path = dest.join(crate::store::manifest::FILE_NAME);
     let text = fs::read(&manifest_path).map_err(|e| Error::io("read", &manifest_path, e))?;
-    let held_files = crate::manifest::parse(&manifest_path, &text).map_err(|e| refuse(file, e.to_string()))?.files;
+    let held_files =
+        crate::store::manifest::parse(&manifest_path, &text).map_err(|e| refuse(file, e.to_string()))?.files;
     let appended: Vec<(&str, u64, String)> = bundle
         .files
         .iter()

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::{hash_prefix, hex, Bundle, Carry, Hashing, BUFFER_SIZE};
 use crate::error::{Error, Result};
-use crate::fsio::{remove_if_present, rename_durably, sync_dir, tmp_path, write_atomic};
+use crate::store::fsio::{remove_if_present, rename_durably, sync_dir, tmp_path, write_atomic};
 
 pub const JOURNAL: &str = ".api2csv-apply.json";
 const STAGE_PREFIX: &str = ".api2csv-stage.";

@@ -18,12 +18,12 @@ use sha2::{Digest, Sha256};
 use super::journal::create_private;
 use super::{hash_prefix, hex, Bundle, Carry, Hashing, Source, BUFFER_SIZE, FORMAT, HEADER_NAME, VERSION};
 use crate::error::{Error, Result};
-use crate::fsio::{rename_durably, with_suffix, DirLock};
-use crate::manifest::{self, FileEntry, Manifest};
-use crate::state::State;
+use crate::store::fsio::{rename_durably, with_suffix, DirLock};
+use crate::store::manifest::{self, FileEntry, Manifest};
+use crate::store::state::State;
 
 /// The files every sync directory has, carried last and whole, in this order.
-const METADATA: [&str; 3] = [crate::state::FILE_NAME, manifest::FILE_NAME, crate::report::FILE_NAME];
+const METADATA: [&str; 3] = [crate::store::state::FILE_NAME, manifest::FILE_NAME, crate::engine::report::FILE_NAME];
 
 /// One file to carry, as planned before the archive is written.
 struct Plan {
@@ -69,7 +69,7 @@ pub fn make(dir: &Path, since: Option<&Path>, out: &Path) -> Result<Made> {
     }
     let manifest_sha = hex(Sha256::new_with_prefix(&manifest_bytes));
     for name in METADATA {
-        if name == crate::report::FILE_NAME && !dir.join(name).exists() {
+        if name == crate::engine::report::FILE_NAME && !dir.join(name).exists() {
             continue;
         }
         let expect = (name == manifest::FILE_NAME).then(|| manifest_sha.clone());
@@ -78,7 +78,7 @@ pub fn make(dir: &Path, since: Option<&Path>, out: &Path) -> Result<Made> {
     let bundle = Bundle {
         format: FORMAT.into(),
         version: VERSION,
-        written_at: crate::timestamp::now(),
+        written_at: crate::page::timestamp::now(),
         source: Source { connector: state.connector.clone(), account: state.account.clone() },
         extends: received.map(|(sha, _)| sha),
         manifest: manifest_sha,

@@ -41,7 +41,7 @@ impl Marker {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self).expect("a marker always serializes");
         json.push(b'\n');
-        crate::fsio::write_atomic(&dir.join(MARKER), &json)
+        crate::store::fsio::write_atomic(&dir.join(MARKER), &json)
     }
 
     /// Whether a bundle of `source` may be applied to this mirror: the same connector,

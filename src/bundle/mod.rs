@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::state::Account;
+use crate::store::state::Account;
 
 /// The first entry of every bundle.
 pub const HEADER_NAME: &str = "bundle.json";
@@ -141,7 +141,7 @@ impl Bundle {
                 }
             }
         }
-        for required in [crate::state::FILE_NAME, crate::manifest::FILE_NAME] {
+        for required in [crate::store::state::FILE_NAME, crate::store::manifest::FILE_NAME] {
             if !matches!(bundle.files.iter().find(|c| c.name() == required), Some(Carry::Whole { .. })) {
                 return Err(format!("bundle.json: {required} is not carried whole"));
             }
@@ -252,11 +252,11 @@ mod tests {
     /// A sync directory by hand: a state, two files, their manifest.
     fn export(dir: &Path, long: &str, rows: &str) {
         std::fs::create_dir_all(dir).unwrap();
-        crate::state::State::new("mailerlite").save(dir).unwrap();
+        crate::store::state::State::new("mailerlite").save(dir).unwrap();
         std::fs::write(dir.join("t.csv"), format!("id\n{rows}")).unwrap();
         std::fs::write(dir.join(long), "id\n1\n").unwrap();
-        let source = |name: &str| crate::manifest::Source { name: name.into(), ..Default::default() };
-        crate::manifest::write(dir, "mailerlite", &[source("t.csv"), source(long)]).unwrap();
+        let source = |name: &str| crate::store::manifest::Source { name: name.into(), ..Default::default() };
+        crate::store::manifest::write(dir, "mailerlite", &[source("t.csv"), source(long)]).unwrap();
     }
 
     #[test]
@@ -278,7 +278,7 @@ mod tests {
         for name in ["t.csv", long.as_str(), "manifest.json", "state.json"] {
             assert_eq!(std::fs::read(dest.join(name)).unwrap(), std::fs::read(dir.join(name)).unwrap(), "{name}");
         }
-        assert!(crate::manifest::verify(&dest).unwrap().problems.is_empty());
+        assert!(crate::store::manifest::verify(&dest).unwrap().problems.is_empty());
     }
 
     #[test]

@@ -14,10 +14,10 @@ use std::sync::{Arc, OnceLock};
 use super::{Checked, Confirm, Connector, Def, Stream, StreamPlan, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
-use crate::http::{Client, Secret};
 use crate::mock::{MockApi, MockOptions};
-use crate::paginate::Position;
-use crate::timestamp::TimeFormat;
+use crate::net::http::{Client, Secret};
+use crate::page::paginate::Position;
+use crate::page::timestamp::TimeFormat;
 
 pub use load::{parse, Definition, Paging, Table};
 
@@ -63,6 +63,7 @@ fn to_def(d: &'static Definition) -> Def {
         default_base_url: Some(d.base_url.as_str()),
         instance_url: None,
         requests_per_minute: d.requests_per_minute(),
+        filters_by_time: true,
     };
     let tables: Vec<TableSpec> = d
         .tables
@@ -101,8 +102,8 @@ pub fn link_next(headers: &http::HeaderMap) -> Option<String> {
 
 /// Where the credential of `def` is sent: the `Authorization` header unless a
 /// definition says otherwise.
-pub fn auth_place(def: &Def) -> crate::http::AuthPlace {
-    use crate::http::AuthPlace;
+pub fn auth_place(def: &Def) -> crate::net::http::AuthPlace {
+    use crate::net::http::AuthPlace;
     match loaded(def).map(|d| &d.auth) {
         Some(load::Auth::Header { name, .. }) => AuthPlace::Header(name),
         Some(load::Auth::Query { name, .. }) => AuthPlace::Query(name),
@@ -122,14 +123,19 @@ fn digests(d: &Definition) -> std::collections::BTreeMap<String, String> {
         .iter()
         .map(|t| {
             let text = serde_json::json!([t.path, t.records, t.primary_key]).to_string();
-            (t.name.clone(), format!("{:016x}", crate::hashing::stable(0, text.as_bytes())))
+            (t.name.clone(), format!("{:016x}", crate::store::hashing::stable(0, text.as_bytes())))
         })
         .collect()
 }
 
 /// Refuses a directory whose tables were read under another path, records pointer
 /// or primary key (unless `--full-refresh`): its rows would not line up.
-pub fn check_state(def: &Def, dir: &std::path::Path, state: &crate::state::State, full_refresh: bool) -> Result<()> {
+pub fn check_state(
+    def: &Def,
+    dir: &std::path::Path,
+    state: &crate::store::state::State,
+    full_refresh: bool,
+) -> Result<()> {
     let Some(d) = loaded(def) else { return Ok(()) };
     if full_refresh {
         return Ok(());
@@ -151,7 +157,7 @@ pub fn check_state(def: &Def, dir: &std::path::Path, state: &crate::state::State
 }
 
 /// Records the definition's digests in the state about to be saved.
-pub fn record_state(def: &Def, state: &mut crate::state::State) {
+pub fn record_state(def: &Def, state: &mut crate::store::state::State) {
     if let Some(d) = loaded(def) {
         state.definition.extend(digests(d));
     }
@@ -204,11 +210,11 @@ impl Connector for Defined {
         let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let spec = listing.reading().spec;
         client.get(&req.path, &query, |reply| {
-            let mut batch = crate::parse::Batch::default();
-            crate::parse::parse(reply.body, &spec, &mut batch).map(drop).map_err(|e| e.0)
+            let mut batch = crate::page::parse::Batch::default();
+            crate::page::parse::parse(reply.body, &spec, &mut batch).map(drop).map_err(|e| e.0)
         })?;
         // The instance is the identity: `host:port`, as Paligo's (see `Account::user_at`).
-        let at = crate::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
+        let at = crate::net::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
         Ok(Checked {
             identity: Some(format!("{} at {at}", self.def.name)),
             message: format!("credentials accepted by {} (table {})", client.base_url(), t.name),

@@ -18,11 +18,13 @@ use super::{
 };
 use crate::config::{Config, Requirements};
 use crate::error::Result;
-use crate::http::{Client, Secret};
 use crate::mock::{self, MockApi, MockOptions};
-use crate::paginate::{warn_if_signals_disagree, Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
-use crate::parse::{Batch, Envelope, Spec};
-use crate::timestamp::TimeFormat;
+use crate::net::http::{Client, Secret};
+use crate::page::paginate::{
+    warn_if_signals_disagree, Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps,
+};
+use crate::page::parse::{Batch, Envelope, Spec};
+use crate::page::timestamp::TimeFormat;
 
 mod subscribers;
 use subscribers::Subscribers;
@@ -47,6 +49,7 @@ pub const REQUIREMENTS: Requirements = Requirements {
     instance_url: None,
     // 120 requests a minute per account (x-ratelimit-limit says so too).
     requests_per_minute: 120,
+    filters_by_time: false,
 };
 
 const SUBSCRIBER_TIMES: &[&str] = &["subscribed_at", "unsubscribed_at", "created_at", "updated_at", "opted_in_at"];

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use crate::config::{Config, Requirements};
 use crate::error::Result;
-use crate::http::{Client, Secret};
 use crate::mock::{MockApi, MockOptions};
-use crate::paginate::Position;
-use crate::parse::{Batch, Envelope, Spec};
-use crate::timestamp::TimeFormat;
+use crate::net::http::{Client, Secret};
+use crate::page::paginate::Position;
+use crate::page::parse::{Batch, Envelope, Spec};
+use crate::page::timestamp::TimeFormat;
 
 /// The APIs api2csv can sync, in the order `--help` lists them.
 pub static CONNECTORS: &[&Def] = &[&mailerlite::DEF, &paligo::DEF];
@@ -62,6 +62,24 @@ impl std::fmt::Debug for Def {
 impl Def {
     pub fn table(&self, name: &str) -> Option<&'static TableSpec> {
         self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// What does not apply in `config`: one line each, logged and kept in `last_sync.json`.
+    pub fn config_warnings(&self, config: &Config) -> Vec<String> {
+        let mut w = Vec::new();
+        for key in &config.unknown_keys {
+            match crate::config::did_you_mean(key) {
+                Some(known) => w.push(format!("configuration: unknown key {key:?} ignored; did you mean {known:?}?")),
+                None => w.push(format!("configuration: unknown key {key:?} ignored")),
+            }
+        }
+        if config.sync_frequency_hours.is_some() {
+            w.push("configuration: sync_frequency_hours does not apply: api2csv syncs when it is run; schedule it with cron or a systemd timer".into());
+        }
+        if config.initial_sync_days.is_some() && !self.requirements.filters_by_time {
+            w.push(format!("configuration: initial_sync_days does not apply to {}: its API cannot filter by time, so every sync reads every record", self.name));
+        }
+        w
     }
 
     /// The timestamp keys of table `name` (none for a table it does not have).
@@ -264,9 +282,9 @@ pub trait Stream {
 /// The HTTP client for `def` and `config`, paced to the API's documented budget
 /// unless it is on loopback (the embedded mock: paced only once it refuses a request).
 pub fn client(def: &Def, config: &Config, interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>) -> Client {
-    let loopback = crate::http::check_base_url(&config.base_url).is_ok_and(|b| b.loopback);
+    let loopback = crate::net::http::check_base_url(&config.base_url).is_ok_and(|b| b.loopback);
     let budget = (!loopback).then_some((def.requirements.requests_per_minute, std::time::Duration::from_secs(60)));
-    Client::new(crate::http::ClientConfig {
+    Client::new(crate::net::http::ClientConfig {
         base_url: config.base_url.clone(),
         authorization: (def.authorization)(config),
         auth_place: definition::auth_place(def),

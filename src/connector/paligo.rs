@@ -17,11 +17,11 @@ use super::{
 };
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
-use crate::http::{Client, Secret};
 use crate::mock::{self, MockApi, MockOptions};
-use crate::paginate::{join_path, warn_if_signals_disagree, Child, Next, Page, PageSignals, Position, Tree};
-use crate::parse::{Batch, Envelope, Spec};
-use crate::timestamp::TimeFormat;
+use crate::net::http::{Client, Secret};
+use crate::page::paginate::{join_path, warn_if_signals_disagree, Child, Next, Page, PageSignals, Position, Tree};
+use crate::page::parse::{Batch, Envelope, Spec};
+use crate::page::timestamp::TimeFormat;
 
 pub static DEF: Def = Def {
     name: "paligo",
@@ -44,6 +44,7 @@ pub const REQUIREMENTS: Requirements = Requirements {
     // Show/list endpoints allow about 50 a minute; keys that keep exceeding limits
     // may be suspended, so stay under instead of relying on 429s.
     requests_per_minute: 50,
+    filters_by_time: true,
 };
 
 fn instance_url(instance: &str) -> String {
@@ -120,14 +121,14 @@ impl Connector for Paligo {
         // One user per page: the number of pages is the number of users.
         let users = client.get("/users/", &[("page", "1"), ("per_page", "1")], |reply| {
             let mut batch = Batch::default();
-            let env = crate::parse::parse(reply.body, &spec("users", &[]), &mut batch).map_err(|e| e.0)?;
+            let env = crate::page::parse::parse(reply.body, &spec("users", &[]), &mut batch).map_err(|e| e.0)?;
             signals(&env).map(|s| s.last_page)
         })?;
         // A username means something on one instance only: the whole authority (host
         // and port) is part of the identity, so two instances on one host stay apart.
-        let authority = crate::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
+        let authority = crate::net::http::check_base_url(client.base_url()).map(|b| b.authority).unwrap_or_default();
         let mut checked = Checked {
-            identity: Some(crate::state::Account::user_at(&self.username, &authority)),
+            identity: Some(crate::store::state::Account::user_at(&self.username, &authority)),
             message: format!("credentials of {} accepted by {}", self.username, client.base_url()),
             ..Checked::default()
         };
@@ -467,7 +468,7 @@ mod tests {
     }
 
     fn envelope(body: &str) -> Envelope {
-        crate::parse::parse(body.as_bytes(), &spec("users", &[]), &mut Batch::default()).unwrap()
+        crate::page::parse::parse(body.as_bytes(), &spec("users", &[]), &mut Batch::default()).unwrap()
     }
 
     #[test]

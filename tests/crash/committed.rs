@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use api2csv::state::{FileState, ReplaceKind, State};
+use api2csv::store::state::{FileState, ReplaceKind, State};
 
 /// A row as column → value, empty cells left out (so a widened row equals itself).
 pub type Row = BTreeMap<String, String>;

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::timestamp::TimeFormat;
+use crate::page::timestamp::TimeFormat;
 
 /// A checked definition.
 #[derive(Debug)]
@@ -281,7 +281,7 @@ pub fn parse(text: &[u8]) -> Res<Definition> {
     if name == "mailerlite" || name == "paligo" {
         return Err(format!("name: {name:?} is a built-in connector"));
     }
-    crate::http::check_base_url(&raw.base_url).map_err(|e| format!("base_url: {e}"))?;
+    crate::net::http::check_base_url(&raw.base_url).map_err(|e| format!("base_url: {e}"))?;
     let base_url = raw.base_url.trim_end_matches('/').to_string();
     let auth = auth(raw.auth)?;
     let rate_limit = match raw.rate_limit {

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::load::{follow, From, Numbered, Paging, Table};
 use crate::connector::{Counts, Reading, Request, Rows, Stream};
-use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
-use crate::parse::{Batch, Envelope, Spec};
+use crate::page::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
+use crate::page::parse::{Batch, Envelope, Spec};
 
 /// One table's listing.
 pub struct Listing {

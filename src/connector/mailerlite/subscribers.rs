@@ -10,8 +10,8 @@ use super::{
     MEMBERS_SEEN, STATUSES,
 };
 use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
-use crate::paginate::{Next, Position, Steps};
-use crate::parse::{Batch, Envelope, Spec};
+use crate::page::paginate::{Next, Position, Steps};
+use crate::page::parse::{Batch, Envelope, Spec};
 
 /// The subscriber pass (`include=groups` when memberships are wanted), then the
 /// groups (their rows, and their counters for the memberships), then the member

@@ -1,0 +1,20 @@
+//! The engine: one sync run, from the directory check to the last commit.
+//!
+//! [`sync`] checks the directory and the credentials, then runs each stream in a
+//! [`session`]; [`read`] walks a stream's pages, fetched ahead by the [`prefetch`]
+//! threads; [`write`] encodes and commits each page; [`finish`] ends each table
+//! (deletion check, tombstones, refresh swap); [`table`] is one table being written (new, changed, repeated rows);
+//! [`columns`] maps key paths to CSV columns; [`order`] finds a first sync's repeats
+//! without memory per key; [`report`] says what the run did. Bytes go on to
+//! [`crate::store`].
+
+pub mod columns;
+pub(crate) mod finish;
+pub(crate) mod order;
+pub(crate) mod prefetch;
+pub(crate) mod read;
+pub(crate) mod report;
+pub(crate) mod session;
+pub(crate) mod sync;
+pub(crate) mod table;
+pub(crate) mod write;

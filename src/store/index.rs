@@ -1,0 +1,461 @@
+//! What each primary key last looked like: the index that makes a sync append only
+//! new and changed rows, and find the keys that vanished.
+//!
+//! A row's fingerprint is a hash of what its CSV row shows: every non-empty data cell
+//! with its column name, combined order-independently, so a column that appears empty
+//! everywhere changes nothing. The index is rebuilt from the committed CSV at the
+//! start of every table sync (so it can never disagree with the file) and holds about
+//! 17 bytes per key: a sorted array (16) found through a bucket directory (1), plus a small hash
+//! table for keys added during this sync, merged in as it grows.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+use crate::engine::columns::cell_hash;
+use crate::store::hashing::key as key_hash;
+use crate::store::hashing::stable as hash;
+use crate::store::sink::unguarded;
+
+/// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
+const SEEN: u64 = 1;
+const TOMBSTONE: u64 = !SEEN;
+
+/// Clears the seen bit and keeps a fingerprint from colliding with the tombstone mark.
+fn fp(raw: u64) -> u64 {
+    let f = raw & !SEEN;
+    if f == TOMBSTONE {
+        f - 2
+    } else {
+        f
+    }
+}
+
+/// What a record is relative to the committed table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    New,
+    Changed,
+    Unchanged,
+    /// Already read in this sync (the listing served it twice): written at most once.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: u64,
+    val: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    /// Sorted by key.
+    main: Vec<Entry>,
+    /// `dir[b]` is the first index in `main` whose key's top bits are >= b.
+    dir: Vec<u32>,
+    shift: u32,
+    /// Open addressing, key 0 empty: keys first seen in this sync.
+    added: Vec<Entry>,
+    added_len: usize,
+}
+
+impl KeyIndex {
+    /// Builds the index from `(key, fingerprint or tombstone)` pairs in file order.
+    #[cfg(test)]
+    fn from_rows(mut rows: Vec<Entry>) -> KeyIndex {
+        let mut main = Vec::new();
+        merge_later(&mut main, &mut rows);
+        KeyIndex::from_latest(main)
+    }
+
+    /// Builds the index from the latest entry per key, sorted by key.
+    fn from_latest(mut main: Vec<Entry>) -> KeyIndex {
+        main.retain(|e| e.val != TOMBSTONE);
+        let mut index = KeyIndex { main, ..KeyIndex::default() };
+        index.rebuild_dir();
+        index.added = vec![Entry { key: 0, val: 0 }; 1024];
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.main.len() + self.added_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn rebuild_dir(&mut self) {
+        // A bucket per 2 to 4 keys: a lookup scans a cache line or two, and the
+        // directory costs about a byte per key.
+        let bits = (usize::BITS - (self.main.len() / 4).leading_zeros()).clamp(8, 22);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        self.dir = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..=buckets as u64 {
+            while i < self.main.len() && (self.main[i].key >> self.shift) < b {
+                i += 1;
+            }
+            self.dir.push(i as u32);
+        }
+    }
+
+    fn find_main(&self, key: u64) -> Option<usize> {
+        let b = (key >> self.shift) as usize;
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        self.main[lo..hi].iter().position(|e| e.key == key).map(|i| lo + i)
+    }
+
+    fn find_added(&self, key: u64) -> (usize, bool) {
+        let mask = self.added.len() - 1;
+        let mut i = (key as usize) & mask;
+        loop {
+            match self.added[i].key {
+                0 => return (i, false),
+                k if k == key => return (i, true),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Records that `key` was read with fingerprint `fingerprint`, and says how it
+    /// compares with the committed version; `changed` says it differs whatever the
+    /// fingerprint (it has a value in a column the file does not have yet).
+    pub fn observe(&mut self, key: u64, fingerprint: u64, changed: bool) -> Change {
+        let f = fp(fingerprint);
+        if let Some(i) = self.find_main(key) {
+            return update(&mut self.main[i], f, changed);
+        }
+        let (i, found) = self.find_added(key);
+        if found {
+            return update(&mut self.added[i], f, changed);
+        }
+        self.added[i] = Entry { key, val: f | SEEN };
+        self.added_len += 1;
+        if self.added_len * 4 >= self.added.len() * 3 {
+            self.grow();
+        }
+        Change::New
+    }
+
+    /// Marks `key` as read in this sync (replaying a committed journal).
+    pub fn mark_seen(&mut self, key: u64) {
+        if let Some(i) = self.find_main(key) {
+            self.main[i].val |= SEEN;
+        } else if let (i, true) = self.find_added(key) {
+            self.added[i].val |= SEEN;
+        }
+    }
+
+    /// Takes back that `key` was read in this sync (it was read only in a pass of
+    /// its listing that was abandoned); its latest fingerprint stays.
+    pub fn unmark_seen(&mut self, key: u64) {
+        if let Some(i) = self.find_main(key) {
+            self.main[i].val &= !SEEN;
+        } else if let (i, true) = self.find_added(key) {
+            self.added[i].val &= !SEEN;
+        }
+    }
+
+    /// Keys committed before that were not read in this sync.
+    pub fn unseen(&self) -> Vec<u64> {
+        let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
+        all.filter(|e| e.val & SEEN == 0).map(|e| e.key).collect()
+    }
+
+    /// Doubles the added table, or merges it into `main` once it is a fair share of it.
+    fn grow(&mut self) {
+        if self.added_len >= (self.main.len() / 8).max(1 << 16) {
+            let mut added: Vec<Entry> = self.added.iter().copied().filter(|e| e.key != 0).collect();
+            merge_later(&mut self.main, &mut added);
+            self.rebuild_dir();
+            self.added = vec![Entry { key: 0, val: 0 }; 1024];
+            self.added_len = 0;
+            return;
+        }
+        let doubled = vec![Entry { key: 0, val: 0 }; self.added.len() * 2];
+        let old = std::mem::replace(&mut self.added, doubled);
+        for e in old.into_iter().filter(|e| e.key != 0) {
+            let (i, _) = self.find_added(e.key);
+            self.added[i] = e;
+        }
+    }
+}
+
+fn update(e: &mut Entry, f: u64, changed: bool) -> Change {
+    if e.val & SEEN != 0 {
+        return Change::Duplicate;
+    }
+    let was = fp(e.val);
+    e.val = f | SEEN;
+    if was == f && !changed {
+        Change::Unchanged
+    } else {
+        Change::Changed
+    }
+}
+
+/// Rows read per chunk while an index is loaded: each chunk is sorted and merged in
+/// place, so loading needs the index and one chunk, never twice the index.
+const LOAD_CHUNK: usize = 1 << 16;
+
+/// Merges `later` (entries read after all of `main`'s, in file order) into `main`,
+/// which is sorted by key with one entry per key and stays so: for a key in both,
+/// or twice in `later`, the last read wins. In place from the back: `main` grows by
+/// the new keys only. Leaves `later` empty, its allocation kept for the next chunk.
+fn merge_later(main: &mut Vec<Entry>, later: &mut Vec<Entry>) {
+    later.reverse();
+    later.sort_by_key(|e| e.key); // stable: the first of equal keys is the latest
+    later.dedup_by_key(|e| e.key);
+    let (m, n) = (main.len(), later.len());
+    main.resize(m + n, Entry { key: 0, val: 0 });
+    // main[..i] and later[..j] are still to merge; main[k..] is merged.
+    let (mut i, mut j, mut k) = (m, n, m + n);
+    while j > 0 {
+        let y = later[j - 1];
+        if i > 0 && main[i - 1].key > y.key {
+            main[k - 1] = main[i - 1];
+            i -= 1;
+        } else {
+            if i > 0 && main[i - 1].key == y.key {
+                i -= 1; // replaced by the later entry
+            }
+            main[k - 1] = y;
+            j -= 1;
+        }
+        k -= 1;
+    }
+    // Each replaced key left one slot between the unmoved part and the merged one.
+    main.drain(i..k);
+    later.clear();
+}
+
+/// Reads the committed rows of a table file into an index; `primary_key` names the
+/// key columns, `guarded` says the file is spreadsheet-safe. The last two columns are
+/// the tool's (`_synced_at`, `_deleted`). Returns the CRC-32 of the bytes read too, to
+/// hold against the committed one.
+pub fn load(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<(KeyIndex, u32)> {
+    if len == 0 {
+        return Ok((KeyIndex::from_latest(Vec::new()), 0));
+    }
+    let mut latest = Latest::default();
+    let crc = scan(path, len, primary_key, guarded, |key, fingerprint, _| latest.push(key, fingerprint))?;
+    Ok((KeyIndex::from_latest(latest.finish()), crc))
+}
+
+/// The last value pushed for each key, gathered a chunk at a time: 16 bytes per key
+/// plus one chunk, however many rows repeat a key.
+#[derive(Default)]
+pub struct Latest {
+    main: Vec<Entry>,
+    chunk: Vec<Entry>,
+}
+
+impl Latest {
+    pub fn push(&mut self, key: u64, val: u64) {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(LOAD_CHUNK);
+        }
+        self.chunk.push(Entry { key, val });
+        if self.chunk.len() == LOAD_CHUNK {
+            merge_later(&mut self.main, &mut self.chunk);
+        }
+    }
+
+    /// The last entry of each key, sorted by key.
+    fn finish(mut self) -> Vec<Entry> {
+        merge_later(&mut self.main, &mut self.chunk);
+        self.main
+    }
+
+    /// The last value of each key, in no particular order.
+    pub fn values(self) -> impl Iterator<Item = u64> {
+        self.finish().into_iter().map(|e| e.val)
+    }
+}
+
+/// Reads through, keeping the CRC-32 of what was read.
+pub struct CrcRead<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The committed rows of a table file, each with its key hash, read one at a time
+/// into a reused record (rust-csv's `read_byte_record` style). The key hash is of the
+/// values as the API sent them: a spreadsheet-safe file's guard is taken off first,
+/// so keys compare as the API knows them.
+pub struct KeyedRows {
+    path: PathBuf,
+    reader: csv::Reader<CrcRead<std::io::Take<File>>>,
+    header: csv::ByteRecord,
+    keys: Vec<usize>,
+    guarded: bool,
+    names: Vec<u64>,
+    record: csv::ByteRecord,
+}
+
+impl KeyedRows {
+    /// Opens the first `len` bytes of `path`, whose header must hold `primary_key`;
+    /// `guarded`: the file is spreadsheet-safe.
+    pub fn open(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
+        let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let crc = CrcRead { inner: file.take(len), hasher: crc32fast::Hasher::new() };
+        let mut reader = csv::ReaderBuilder::new().from_reader(crc);
+        let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
+        let keys = primary_key
+            .iter()
+            .map(|k| header.iter().position(|h| h == k.as_bytes()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(format!("the header lacks the primary key {}", primary_key.join(","))))?;
+        let names = header.iter().map(|n| hash(0, n)).collect();
+        Ok(KeyedRows { path: path.to_path_buf(), reader, header, keys, guarded, names, record: csv::ByteRecord::new() })
+    }
+
+    /// The CRC-32 of the bytes read, once every row was read.
+    pub fn crc(&self) -> u32 {
+        self.reader.get_ref().hasher.clone().finalize()
+    }
+
+    /// The key hash and cells of the next row; `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<(u64, &csv::ByteRecord)>> {
+        let read = self.reader.read_byte_record(&mut self.record).map_err(|e| Error::State {
+            path: self.path.clone(),
+            detail: format!("committed rows are not valid CSV: {e}"),
+        })?;
+        if !read {
+            return Ok(None);
+        }
+        let key = key_hash(self.keys.iter().map(|&k| unguarded(&self.record[k], self.guarded)));
+        Ok(Some((key, &self.record)))
+    }
+
+    /// True when the current row is a tombstone (`_deleted` is the last column).
+    fn is_tombstone(&self) -> bool {
+        self.record.get(self.header.len().saturating_sub(1)) == Some(b"true")
+    }
+
+    /// The fingerprint of the current row, or the tombstone mark.
+    fn fingerprint(&self) -> u64 {
+        if self.is_tombstone() {
+            return TOMBSTONE;
+        }
+        let data_cols = self.header.len().saturating_sub(2);
+        fp(fingerprint((0..data_cols).map(|c| (self.names[c], &self.record[c]))))
+    }
+}
+
+/// Calls `f(key hash, fingerprint or TOMBSTONE, record)` for every committed row;
+/// returns the CRC-32 of the bytes read.
+pub fn scan(
+    path: &Path,
+    len: u64,
+    primary_key: &[&str],
+    guarded: bool,
+    mut f: impl FnMut(u64, u64, &csv::ByteRecord),
+) -> Result<u32> {
+    let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
+    while let Some((key, _)) = rows.next_row()? {
+        f(key, rows.fingerprint(), &rows.record);
+    }
+    Ok(rows.crc())
+}
+
+/// The fingerprint of a row from its (column name hash, value) cells.
+pub fn fingerprint<'v>(cells: impl Iterator<Item = (u64, &'v [u8])>) -> u64 {
+    cells.filter(|(_, v)| !v.is_empty()).fold(0u64, |acc, (name, v)| acc.wrapping_add(cell_hash(name, v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp_of(cells: &[(&str, &str)]) -> u64 {
+        fingerprint(cells.iter().map(|(n, v)| (hash(0, n.as_bytes()), v.as_bytes())))
+    }
+
+    #[test]
+    fn fingerprints_ignore_empty_cells_and_cell_order() {
+        let a = fp_of(&[("id", "1"), ("name", "x")]);
+        assert_eq!(a, fp_of(&[("name", "x"), ("id", "1"), ("phone", "")]));
+        assert_ne!(a, fp_of(&[("id", "1"), ("name", "y")]));
+        assert_ne!(a, fp_of(&[("id", "1"), ("nam", "ex")]));
+    }
+
+    #[test]
+    fn observe_tells_new_changed_and_unchanged_and_tracks_unseen() {
+        let rows = vec![
+            Entry { key: 10, val: 100 },
+            Entry { key: 20, val: 200 },
+            Entry { key: 10, val: 102 },
+            Entry { key: 30, val: 300 },
+            Entry { key: 30, val: TOMBSTONE },
+        ];
+        let mut index = KeyIndex::from_rows(rows);
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.observe(10, 102, false), Change::Unchanged);
+        assert_eq!(index.observe(30, 300, false), Change::New);
+        assert_eq!(index.observe(30, 300, false), Change::Duplicate);
+        assert_eq!(index.unseen(), [20]);
+        assert_eq!(index.observe(20, 204, false), Change::Changed);
+        assert!(index.unseen().is_empty());
+    }
+
+    /// The oracle: a stable sort of the reversed rows keeps the last of each key.
+    fn latest_per_key(mut rows: Vec<Entry>) -> Vec<Entry> {
+        rows.reverse();
+        rows.sort_by_key(|e| e.key);
+        rows.dedup_by_key(|e| e.key);
+        rows
+    }
+
+    #[test]
+    fn merging_chunk_by_chunk_keeps_the_last_entry_per_key_as_a_stable_sort_does() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let n = (next() % 400) as usize;
+            let keys = 1 + next() % if round % 2 == 0 { 20 } else { 1000 };
+            let rows: Vec<Entry> = (0..n).map(|i| Entry { key: 1 + next() % keys, val: (i as u64) << 1 }).collect();
+            for chunk in [1, 2, 3, 7, 64, 500] {
+                let mut main = Vec::new();
+                for part in rows.chunks(chunk) {
+                    merge_later(&mut main, &mut part.to_vec());
+                }
+                assert_eq!(main, latest_per_key(rows.clone()), "round {round}, chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_new_keys_merge_into_the_sorted_part() {
+        let mut index =
+            KeyIndex::from_rows((1..=1000u64).map(|k| Entry { key: hash(0, &k.to_le_bytes()), val: 8 }).collect());
+        for k in 1..=300_000u64 {
+            let key = hash(0, &k.to_le_bytes());
+            let expected = if k <= 1000 { Change::Unchanged } else { Change::New };
+            assert_eq!(index.observe(key, 8, false), expected, "{k}");
+        }
+        assert_eq!(index.len(), 300_000);
+        for k in (1..=300_000u64).step_by(997) {
+            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8, false), Change::Duplicate);
+        }
+        assert!(index.unseen().is_empty());
+    }
+}

@@ -1,0 +1,22 @@
+//! The store: the output directory and its crash protocol.
+//!
+//! [`state`] is `state.json` (version 1 upgraded by a private child module);
+//! [`commit`] is the one writer of it during a run; [`replace`] the one way a table
+//! file is replaced; [`fsio`] the durable file steps under both. [`sink`] encodes
+//! rows and checks a file's committed bytes; [`index`] remembers what each key
+//! looked like and [`seen`] journals the keys read; [`hashing`] holds the hashes
+//! that must never change. [`validate`] proves the directory is ours and unedited;
+//! [`compact`], [`repair`] and [`manifest`] are the other things written to it.
+
+pub(crate) mod commit;
+pub(crate) mod compact;
+pub(crate) mod fsio;
+pub(crate) mod hashing;
+pub(crate) mod index;
+pub(crate) mod manifest;
+pub(crate) mod repair;
+pub(crate) mod replace;
+pub(crate) mod seen;
+pub mod sink;
+pub mod state;
+pub(crate) mod validate;

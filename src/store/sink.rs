@@ -1,0 +1,530 @@
+//! One CSV file per table: its header, its committed bytes checked before use, rows
+//! encoded page by page, and the rewritten copy made when a column appears.
+//!
+//! Rows are encoded into a buffer that the committer appends and syncs (see
+//! `commit.rs`); nothing here appends to a live table file. A rewrite (widening,
+//! compaction) goes to a side file that `replace.rs` renames into place.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::engine::columns::TOOL_COLUMNS;
+use crate::error::{Error, Result};
+use crate::page::parse::{Batch, Cell};
+use crate::store::fsio::with_suffix;
+use crate::store::state::{FileState, ReplaceKind, Target};
+
+/// A UTF-8 byte order mark, which Excel wants at the start of a CSV file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+/// A column not in the file's header.
+const NONE: u32 = u32::MAX;
+/// How much of a rewritten file's end its tail checksum covers.
+const TAIL: u64 = 64 << 10;
+
+/// The path of table `name` in `dir`.
+pub fn table_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.csv"))
+}
+
+/// The file of `target`: the table file or its `--full-refresh` rebuild.
+pub fn file_path(dir: &Path, name: &str, target: Target) -> PathBuf {
+    match target {
+        Target::Table => table_path(dir, name),
+        Target::Refresh => with_suffix(&table_path(dir, name), ".refresh"),
+    }
+}
+
+/// The side file a replacement of `kind` renames, and the file it replaces.
+pub fn side_and_target(dir: &Path, name: &str, kind: ReplaceKind) -> (PathBuf, PathBuf) {
+    let table = file_path(dir, name, Target::Table);
+    let refresh = file_path(dir, name, Target::Refresh);
+    match kind {
+        ReplaceKind::Widen | ReplaceKind::Compact => (with_suffix(&table, ".new"), table),
+        ReplaceKind::WidenRefresh => (with_suffix(&refresh, ".new"), refresh),
+        ReplaceKind::Refresh => (refresh, table),
+    }
+}
+
+/// Whether a cell is guarded in a spreadsheet-safe file: a value a spreadsheet would
+/// run as a formula (OWASP's CSV-injection rule), and one that starts with `'`
+/// already, which gets one more so that the guard can always be taken off again
+/// (`=2` is written `'=2`, `'=2` is written `''=2`).
+pub fn needs_guard(v: &[u8]) -> bool {
+    matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\''))
+}
+
+/// `value` as written: with a leading `'` if it needs a guard and `safe` is on.
+pub fn written<'v>(value: &'v [u8], safe: bool, scratch: &'v mut Vec<u8>) -> &'v [u8] {
+    if safe && needs_guard(value) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(value);
+        scratch
+    } else {
+        value
+    }
+}
+
+/// `cell` as the API sent it, from a file written with `safe`: without the guard
+/// [`written`] added, exactly. (In a file written before `'` was guarded too, a
+/// value the API sent as `'=…` reads back as `=…`: that file cannot tell them apart.)
+pub fn unguarded(cell: &[u8], safe: bool) -> &[u8] {
+    match cell.split_first() {
+        Some((b'\'', rest)) if safe && needs_guard(rest) => rest,
+        _ => cell,
+    }
+}
+
+/// The header line of a file with data columns `names`. Names are never guarded:
+/// they are keys the API chose, and reading the file back must give them exactly.
+pub fn header_of<'n>(names: impl Iterator<Item = &'n str>, bom: bool) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    for name in names.chain(TOOL_COLUMNS) {
+        w.write_field(name).expect("writes to memory");
+    }
+    w.write_record(None::<&[u8]>).expect("writes to memory");
+    let mut out = if bom { BOM.to_vec() } else { Vec::new() };
+    out.extend(w.into_inner().expect("writes to memory"));
+    out
+}
+
+/// How a table file differs from what `state.json` committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    Missing,
+    Shorter { actual: u64 },
+    Header(&'static str),
+    Content,
+    Range { tail_start: u64 },
+    Added { extra: u64 },
+}
+
+impl Damage {
+    pub fn describe(&self, committed: u64) -> String {
+        match self {
+            Damage::Missing => "it was deleted".into(),
+            Damage::Shorter { actual } => format!("it has {actual} bytes but {committed} were committed"),
+            Damage::Header(what) => format!("its header {what}"),
+            Damage::Content => "its committed rows differ".into(),
+            // Bytes past the committed length after a run that ended.
+            Damage::Added { extra } => format!("{extra} bytes were added after its {committed} committed bytes"),
+            Damage::Range { tail_start } => {
+                format!("state.json commits {committed} bytes of it, but its last commit began at byte {tail_start}")
+            }
+        }
+    }
+}
+
+/// Checks `path` against `file`: the number of bytes past the committed length (a
+/// page written by a run that died before committing it), or what is wrong.
+pub fn check(path: &Path, file: &FileState, bom: bool) -> Result<std::result::Result<u64, Damage>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(if file.is_empty() { Ok(0) } else { Err(Damage::Missing) });
+        }
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let actual = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    if file.is_empty() {
+        return Ok(Ok(actual));
+    }
+    if actual < file.file_len {
+        return Ok(Err(Damage::Shorter { actual }));
+    }
+    let header = header_of(file.names(), bom);
+    let mut start = vec![0; header.len().min(file.file_len as usize)];
+    f.read_exact(&mut start).map_err(|e| Error::io("read", path, e))?;
+    if start != header {
+        return Ok(Err(header_damage(&start, &header)));
+    }
+    // (0, 0): a state from before checksums were kept; they are computed after this check.
+    let known = (file.tail_start, file.tail_crc) != (0, 0);
+    if known && file.tail_start >= file.file_len {
+        // No commit leaves that: state.json was edited, and its length may cut a row.
+        // Unchecked, the file would be cut there before anything failed.
+        return Ok(Err(Damage::Range { tail_start: file.tail_start }));
+    }
+    if known && crc_range(&mut f, path, file.tail_start, file.file_len)? != file.tail_crc {
+        return Ok(Err(Damage::Content));
+    }
+    Ok(Ok(actual - file.file_len))
+}
+
+fn header_damage(found: &[u8], expected: &[u8]) -> Damage {
+    let found_bom = found.starts_with(BOM);
+    let expected_bom = expected.starts_with(BOM);
+    if found_bom && !expected_bom {
+        Damage::Header("now starts with a byte order mark (a spreadsheet saved it)")
+    } else if found.contains(&b'\r') && !expected.contains(&b'\r') {
+        Damage::Header("now ends lines with CRLF (a spreadsheet saved it)")
+    } else {
+        Damage::Header("differs from the one committed")
+    }
+}
+
+/// The CRC-32 of bytes `start..end` of `path`.
+pub fn crc_of(path: &Path, start: u64, end: u64) -> Result<u32> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    crc_range(&mut f, path, start, end)
+}
+
+fn crc_range(f: &mut File, path: &Path, start: u64, end: u64) -> Result<u32> {
+    f.seek(SeekFrom::Start(start)).map_err(|e| Error::io("seek", path, e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0; 64 << 10];
+    let mut left = end.saturating_sub(start);
+    while left > 0 {
+        let n = (buf.len() as u64).min(left) as usize;
+        f.read_exact(&mut buf[..n]).map_err(|e| Error::io("read", path, e))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize())
+}
+
+/// Computes the checksums of a file's committed bytes (a file written before
+/// api2csv kept them, or one just rewritten): the whole, and the last 64 KiB as tail.
+pub fn checksum(path: &Path, file: &mut FileState) -> Result<()> {
+    file.crc = crc_of(path, 0, file.file_len)?;
+    file.tail_start = file.file_len.saturating_sub(TAIL);
+    file.tail_crc = crc_of(path, file.tail_start, file.file_len)?;
+    Ok(())
+}
+
+/// Appends one CSV field to `out`, as the csv crate's writer does with its defaults
+/// (RFC 4180: quoted when it holds `,`, `"`, CR or LF; a `"` inside doubled). Written
+/// out because it runs for every cell of every row, and the crate's buffered writer
+/// cannot hand over its bytes without being rebuilt; `encodes_as_the_csv_crate_does`
+/// holds it against the crate byte for byte.
+fn push_field(out: &mut Vec<u8>, v: &[u8]) {
+    if !needs_quotes(v) {
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = v;
+    while let Some(i) = rest.iter().position(|&b| b == b'"') {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// True when `v` holds a byte that makes a CSV field need quotes; eight at a time.
+fn needs_quotes(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has = |w: u64, b: u8| (w ^ (ONES * b as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b as u64)) & HIGHS;
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if has(w, b',') | has(w, b'"') | has(w, b'\n') | has(w, b'\r') != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+/// Encodes rows into CSV bytes for the committer to append, buffers reused.
+pub struct Encoder {
+    out: Vec<u8>,
+    slots: Vec<u32>,
+    scratch: Vec<u8>,
+    safe: bool,
+}
+
+impl Encoder {
+    pub fn new(safe: bool) -> Encoder {
+        Encoder { out: Vec::new(), slots: Vec::new(), scratch: Vec::new(), safe }
+    }
+
+    /// Appends raw bytes (a header) to the buffer.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends a row: `cells` of the record with `cols[k]` the column of `cells[k]`;
+    /// the file has `width` data columns.
+    pub fn row(&mut self, batch: &Batch, cells: &[Cell], cols: &[u32], width: usize, synced_at: &str) {
+        self.slots.clear();
+        self.slots.resize(width, NONE);
+        for (k, &c) in cols.iter().enumerate() {
+            if (c as usize) < width {
+                self.slots[c as usize] = k as u32;
+            }
+        }
+        for c in 0..width {
+            let k = self.slots[c];
+            let v = if k == NONE { &b""[..] } else { batch.value(&cells[k as usize]) };
+            let v = written(v, self.safe, &mut self.scratch);
+            push_field(&mut self.out, v);
+            self.out.push(b',');
+        }
+        self.end_row(synced_at, false);
+    }
+
+    /// Appends a tombstone: the primary key cells `(column, value)` as the API sent
+    /// them, `_deleted` true.
+    pub fn tombstone(&mut self, key: &[(usize, &[u8])], width: usize, synced_at: &str) {
+        for c in 0..width {
+            let v = key.iter().find(|(k, _)| *k == c).map_or(&b""[..], |(_, v)| v);
+            let v = written(v, self.safe, &mut self.scratch);
+            push_field(&mut self.out, v);
+            self.out.push(b',');
+        }
+        self.end_row(synced_at, true);
+    }
+
+    fn end_row(&mut self, synced_at: &str, deleted: bool) {
+        push_field(&mut self.out, synced_at.as_bytes());
+        self.out.extend_from_slice(if deleted { b",true\n" } else { b",false\n" });
+    }
+
+    /// The bytes encoded so far; the encoder starts over with `recycled` as its buffer.
+    pub fn take(&mut self, recycled: Vec<u8>) -> Vec<u8> {
+        let mut recycled = recycled;
+        recycled.clear();
+        std::mem::replace(&mut self.out, recycled)
+    }
+}
+
+/// Rewrites the committed rows of `src` (its first `len` bytes) into `side` under a
+/// new header, keeping each row `keep` approves (given its index and cells) and
+/// inserting `added` empty cells before the tool columns. Returns the side file's
+/// length, rows, CRC and tail, synced.
+pub fn rewrite(
+    src: &Path,
+    len: u64,
+    side: &Path,
+    header: &[u8],
+    added: usize,
+    mut keep: impl FnMut(u64, &csv::ByteRecord) -> bool,
+) -> Result<FileState> {
+    let input = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input.take(len));
+    let out = crate::store::fsio::create_private(side).map_err(|e| Error::io("create", side, e))?;
+    let mut out = Crc::new(out);
+    out.write_all(header).map_err(|e| Error::io("write", side, e))?;
+    let mut writer = csv::WriterBuilder::new().flexible(true).buffer_capacity(1 << 16).from_writer(out);
+    let werr = |e: csv::Error| Error::io("write", side, std::io::Error::other(e.to_string()));
+    let mut record = csv::ByteRecord::new();
+    let (mut i, mut rows) = (0u64, 0u64);
+    let bad = |e: csv::Error| Error::State {
+        path: src.to_path_buf(),
+        detail: format!("committed rows are not valid CSV: {e}"),
+    };
+    while reader.read_byte_record(&mut record).map_err(bad)? {
+        if keep(i, &record) {
+            let tools = record.len().saturating_sub(TOOL_COLUMNS.len());
+            for f in record.iter().take(tools) {
+                writer.write_field(f).map_err(werr)?;
+            }
+            for _ in 0..added {
+                writer.write_field(b"").map_err(werr)?;
+            }
+            for f in record.iter().skip(tools) {
+                writer.write_field(f).map_err(werr)?;
+            }
+            writer.write_record(None::<&[u8]>).map_err(werr)?;
+            rows += 1;
+        }
+        i += 1;
+    }
+    let crc = writer.into_inner().map_err(|e| Error::io("write", side, std::io::Error::other(e.to_string())))?;
+    let file_len = crc.len;
+    crc.file.sync_all().map_err(|e| Error::io("sync", side, e))?;
+    let mut file = FileState { file_len, rows, crc: crc.hasher.finalize(), ..FileState::default() };
+    file.tail_start = file_len.saturating_sub(TAIL);
+    file.tail_crc = crc_of(side, file.tail_start, file_len)?;
+    Ok(file)
+}
+
+/// A file writer that keeps the CRC-32 and length of what went through it.
+struct Crc {
+    file: File,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Crc {
+    fn new(file: File) -> Crc {
+        Crc { file, hasher: crc32fast::Hasher::new(), len: 0 }
+    }
+}
+
+impl Write for Crc {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// True if `path` holds exactly what `file` describes (length, header, tail).
+pub fn matches(path: &Path, file: &FileState, bom: bool) -> Result<bool> {
+    let actual = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("stat", path, e)),
+    };
+    Ok(actual == file.file_len && check(path, file, bom)?.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guarded_cell_reads_back_as_sent() {
+        let mut scratch = Vec::new();
+        for v in ["", "1", "-2", "=SUM(A1)", "+x", "@a", "\tx", "\rx", "'", "'1", "a'", "-"] {
+            for safe in [false, true] {
+                let w = written(v.as_bytes(), safe, &mut scratch).to_vec();
+                let guarded = w.len() == v.len() + 1 && w.starts_with(b"'") && &w[1..] == v.as_bytes();
+                assert_eq!(guarded, safe && needs_guard(v.as_bytes()), "{v:?}");
+                assert_eq!(unguarded(&w, safe), v.as_bytes(), "{v:?}, safe {safe}");
+            }
+        }
+        // Only what the guard could have added is taken off.
+        assert_eq!(unguarded(b"'1", true), b"'1");
+        assert_eq!(unguarded(b"'-2", false), b"'-2");
+    }
+
+    #[test]
+    fn the_guard_keeps_distinct_values_distinct() {
+        let mut scratch = Vec::new();
+        let values = ["=2", "'=2", "''=2", "'", "''", "2", "'2", "-", "'-"];
+        let written: Vec<Vec<u8>> = values.iter().map(|v| written(v.as_bytes(), true, &mut scratch).to_vec()).collect();
+        assert_eq!(written[..3], [&b"'=2"[..], b"''=2", b"'''=2"]);
+        let distinct: std::collections::HashSet<&Vec<u8>> = written.iter().collect();
+        assert_eq!(distinct.len(), values.len(), "{written:?}");
+        for (v, w) in values.iter().zip(&written) {
+            assert_eq!(unguarded(w, true), v.as_bytes());
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("api2csv-sink-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn committed(path: &Path, names: &[&str]) -> FileState {
+        let len = fs::metadata(path).unwrap().len();
+        let columns = names.iter().map(|n| (n.to_string(), vec![n.to_string()])).collect();
+        let mut f = FileState { file_len: len, columns, ..FileState::default() };
+        checksum(path, &mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn headers_quote_and_keep_names_as_sent() {
+        assert_eq!(header_of(["id", "a,b"].into_iter(), false), b"id,\"a,b\",_synced_at,_deleted\n");
+        assert_eq!(&header_of(["=x"].into_iter(), true)[..6], b"\xef\xbb\xbf=x,");
+    }
+
+    #[test]
+    fn edits_are_told_apart_from_uncommitted_bytes() {
+        let d = dir("check");
+        let p = d.join("t.csv");
+        let text = "id,name,_synced_at,_deleted\n1,Ann,T,false\n2,Bob,T,false\n";
+        fs::write(&p, text).unwrap();
+        let f = committed(&p, &["id", "name"]);
+        assert_eq!(check(&p, &f, false).unwrap(), Ok(0));
+        fs::write(&p, format!("{text}3,Ca")).unwrap();
+        assert_eq!(check(&p, &f, false).unwrap(), Ok(4));
+        let cases = [
+            (format!("\u{feff}{text}"), "byte order mark"),
+            (text.replace('\n', "\r\n"), "CRLF"),
+            (text.replace("Bob", "Bib"), "committed rows differ"),
+            (text.replace("Ann", "Annabel"), "committed rows differ"),
+            (text.replace("id,name", "id,name,extra").replace("T,false", "T,false,"), "header"),
+            (text.replace("2,Bob,T,false\n", ""), "bytes but"),
+        ];
+        for (edited, what) in cases {
+            fs::write(&p, &edited).unwrap();
+            let damage = check(&p, &f, false).unwrap().unwrap_err();
+            assert!(damage.describe(f.file_len).contains(what), "{edited:?}: {damage:?}");
+        }
+        fs::write(&p, text).unwrap();
+        // state.json edited: its length cuts row 1, and its last commit was row 2.
+        let cut = FileState { file_len: 35, tail_start: 42, ..f.clone() };
+        assert_eq!(check(&p, &cut, false).unwrap(), Err(Damage::Range { tail_start: 42 }));
+        fs::remove_file(&p).unwrap();
+        assert_eq!(check(&p, &f, false).unwrap(), Err(Damage::Missing));
+    }
+
+    #[test]
+    fn rewrites_add_empty_cells_before_the_tool_columns() {
+        let d = dir("rewrite");
+        let p = d.join("t.csv");
+        fs::write(&p, "id,a,_synced_at,_deleted\n1,\"x,y\",T1,false\n2,,T2,true\n").unwrap();
+        let side = d.join("t.csv.new");
+        let header = header_of(["id", "a", "b"].into_iter(), false);
+        let len = fs::metadata(&p).unwrap().len();
+        let f = rewrite(&p, len, &side, &header, 1, |_, _| true).unwrap();
+        let text = fs::read_to_string(&side).unwrap();
+        assert_eq!(text, "id,a,b,_synced_at,_deleted\n1,\"x,y\",,T1,false\n2,,,T2,true\n");
+        assert_eq!((f.file_len, f.rows), (text.len() as u64, 2));
+        assert_eq!(f.crc, crc_of(&side, 0, f.file_len).unwrap());
+    }
+
+    /// The oracle: the csv crate's writer, over generated fields with every kind of
+    /// byte that matters and every length around the eight-byte steps.
+    #[test]
+    fn encodes_as_the_csv_crate_does() {
+        let alphabet: &[&[u8]] = &[b"a", b",", b"\"", b"\n", b"\r", b" ", "é".as_bytes(), b"'", b"\t", b"x"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut fields: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..3 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let len = (seed >> 33) % 20;
+                let mut f = Vec::new();
+                for i in 0..len {
+                    let pick = (seed >> (i % 50)) as usize % alphabet.len();
+                    let pick = if (seed >> 60).is_multiple_of(3) { pick } else { 0 };
+                    f.extend_from_slice(alphabet[pick]);
+                }
+                fields.push(f);
+            }
+            let mut ours = Vec::new();
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    ours.push(b',');
+                }
+                push_field(&mut ours, f);
+            }
+            ours.push(b'\n');
+            let mut theirs = csv::Writer::from_writer(Vec::new());
+            theirs.write_record(&fields).unwrap();
+            assert_eq!(ours, theirs.into_inner().unwrap(), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_rows_follow_the_columns() {
+        let mut batch = Batch::default();
+        crate::page::parse::parse(
+            br#"{"data":[{"b":"=1","a":"x"}]}"#,
+            &crate::page::parse::Spec::records_in(&["data"]),
+            &mut batch,
+        )
+        .unwrap();
+        let cells: Vec<Cell> = batch.record(0).copied().collect();
+        let mut e = Encoder::new(true);
+        e.row(&batch, &cells, &[1, 0], 2, "T");
+        e.tombstone(&[(0, b"k")], 3, "T");
+        assert_eq!(e.take(Vec::new()), b"x,'=1,T,false\nk,,,T,true\n");
+    }
+}
