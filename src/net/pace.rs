@@ -500,7 +500,7 @@ mod tests {
     /// plan a wait longer than the cap: a longer demand is refused instead.
     #[test]
     fn random_rate_limit_headers_give_bounded_waits_and_no_panic() {
-        use crate::net::http::{next_step, parse_retry_after, Next, Outcome};
+        use crate::net::retry::{next_step, parse_retry_after, Next, Outcome};
         let names = [
             ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
             ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],

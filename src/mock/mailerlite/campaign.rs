@@ -270,7 +270,15 @@ impl MailerLite {
         let groups = self.campaign_groups(c, &mut d);
         let times = CampaignTimes::new(status, created, sent_generation, c, &mut d);
         let recipients = 50 + d.below(2000);
-        let emails = self.campaign_emails(c, id, &name, status, language, &times, recipients);
+        let emails = self.campaign_emails(EmailsOf {
+            c,
+            campaign_id: id,
+            name: &name,
+            status,
+            language,
+            times: &times,
+            recipients,
+        });
         let sent = status == "sent";
         Campaign {
             id: Id(id),
@@ -384,17 +392,8 @@ impl MailerLite {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn campaign_emails(
-        &self,
-        c: usize,
-        campaign_id: u64,
-        name: &str,
-        status: &str,
-        language: Language,
-        times: &CampaignTimes,
-        recipients: u64,
-    ) -> Vec<Email> {
+    fn campaign_emails(&self, of: EmailsOf) -> Vec<Email> {
+        let EmailsOf { c, campaign_id, name, status, language, times, recipients } = of;
         let count = if c == 14 { 2 } else { 1 };
         (0..count)
             .map(|e| {
@@ -459,6 +458,17 @@ impl CampaignGroups {
         }
         vec![vec![format!("In any group: {}", self.names.join(", "))]]
     }
+}
+
+/// What the emails of campaign number `c` are drawn from.
+struct EmailsOf<'a> {
+    c: usize,
+    campaign_id: u64,
+    name: &'a str,
+    status: &'a str,
+    language: Language,
+    times: &'a CampaignTimes,
+    recipients: u64,
 }
 
 /// When a campaign was edited, scheduled and sent, by its status.

@@ -1,0 +1,560 @@
+//! The serde seeds and visitors that walk a page body in one pass, writing each
+//! record's leaves straight into the batch (see [`super`]).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize as _;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::batch;
+use super::raw;
+use super::{Batch, Envelope, Spec};
+
+/// The whole body: an envelope object (or a bare array); true once records were found.
+pub(super) struct PageSeed<'s, 'b> {
+    pub(super) spec: &'s Spec<'s>,
+    pub(super) batch: &'b mut Batch,
+    pub(super) envelope: &'b mut Envelope,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_, '_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object holding the records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        if !self.spec.bare_array {
+            return Err(de::Error::custom("expected a JSON object, found an array"));
+        }
+        if (Records { batch: self.batch, depth: 1 }).visit_seq(seq)? {
+            return Err(de::Error::custom("a record is not a JSON object"));
+        }
+        Ok(true)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        // The most preferred records key met so far (its index in `spec.records`)
+        // decides, as serde_json's last value of it: whether it holds records, and
+        // whether one of them is not an object.
+        let (mut best, mut holds, mut stray): (Option<usize>, bool, bool) = (None, false, false);
+        while let Some(key) = map.next_key::<String>()? {
+            let rank = self.spec.records.iter().position(|k| *k == key);
+            let value = match rank {
+                Some(r) if best.is_none_or(|b| r <= b) => {
+                    best = Some(r);
+                    match map.next_value_seed(MaybeRecords { batch: self.batch })? {
+                        Found::Records { stray: s } => {
+                            (holds, stray) = (true, s);
+                            self.envelope.records_key = Some(key);
+                            continue;
+                        }
+                        Found::Other(value) => {
+                            // The records replaced by something else: there are none.
+                            self.batch.clear();
+                            (holds, stray) = (false, false);
+                            self.envelope.records_key = None;
+                            value
+                        }
+                    }
+                }
+                _ => map.next_value()?,
+            };
+            self.envelope.fields.insert(key, value);
+        }
+        if holds && stray {
+            return Err(de::Error::custom("a record is not a JSON object"));
+        }
+        Ok(holds)
+    }
+}
+
+/// What a records key held: records (with whether one of them is not an object),
+/// or another value, kept for the envelope.
+enum Found {
+    Records { stray: bool },
+    Other(Value),
+}
+
+/// The value of a records key: an array is read as the records (replacing those of
+/// an earlier key); anything else is read as a value, as serde_json reads it, since
+/// a later key may replace it.
+struct MaybeRecords<'b> {
+    batch: &'b mut Batch,
+}
+
+impl<'de> DeserializeSeed<'de> for MaybeRecords<'_> {
+    type Value = Found;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MaybeRecords<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Found, A::Error> {
+        self.batch.clear();
+        let stray = Records { batch: self.batch, depth: 2 }.visit_seq(seq)?;
+        Ok(Found::Records { stray })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Found::Other)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Found, E> {
+        Ok(Found::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Found, E> {
+        Ok(Found::Other(Value::from(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Found, E> {
+        Ok(Found::Other(Value::Null))
+    }
+}
+
+/// The array of records, `depth` levels deep (inside the body's object, or the body).
+struct Records<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> Visitor<'de> for Records<'_> {
+    /// Whether an element was not an object (read, and not a record).
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut stray = false;
+        loop {
+            self.batch.start_record();
+            match seq.next_element_seed(Record { batch: self.batch, depth: self.depth })? {
+                None => return Ok(stray),
+                Some(true) => self.batch.finish_record(),
+                Some(false) => {
+                    // Not an object: read, then forgotten, leaves included.
+                    self.batch.cells.truncate(self.batch.record_start);
+                    stray = true;
+                }
+            }
+        }
+    }
+}
+
+/// One record (the array of records is `depth` levels deep): an object, flattened;
+/// anything else is read and reported.
+struct Record<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Record<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Record<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        // A one-entry map holding a number's text is serde_json's number, not a record.
+        Object { batch: self.batch, top: true, depth: self.depth + 1 }.visit_map(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|_| false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// An object `depth` levels deep: the record itself (`top`) or one nested in it.
+/// Every value is read as its text in the body (`&RawValue`), so that a number
+/// keeps the token sent and an array its text; a nested object is read again from
+/// that text.
+struct Object<'b> {
+    batch: &'b mut Batch,
+    top: bool,
+    depth: u32,
+}
+
+impl<'de> Visitor<'de> for Object<'_> {
+    /// False for serde_json's number (a record that is not an object).
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let b = self.batch;
+        let own = b.cur_id;
+        let mut first = true;
+        while map.next_key_seed(Key { batch: b })?.is_some() {
+            if first && b.key_is_number_token {
+                // Only a record is read with `deserialize_any`, where a number comes so.
+                b.pop_key();
+                map.next_value::<de::IgnoredAny>()?;
+                return Ok(false);
+            }
+            if first && !self.top {
+                let marker = b.marker(own);
+                b.cells.push(marker);
+            }
+            let capture = if self.top { b.paths.info[b.cur_id as usize].capture } else { None };
+            match capture {
+                Some(index) => {
+                    b.forget_captured(index);
+                    let start = b.captured_ids.len() as u32;
+                    let array = map.next_value_seed(Capture { batch: b, depth: self.depth + 1 })?;
+                    if array {
+                        let end = b.captured_ids.len() as u32;
+                        b.captured.push((b.ends.len() as u32, index, start, end));
+                    }
+                }
+                None => map.next_value_seed(Value_ { batch: b, depth: self.depth })?,
+            }
+            first = false;
+            b.pop_key();
+        }
+        if first && !self.top {
+            let marker = b.marker(own);
+            b.cells.push(marker);
+        }
+        Ok(true)
+    }
+}
+
+/// A key: entered into the batch's current path.
+struct Key<'b> {
+    batch: &'b mut Batch,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<(), E> {
+        self.batch.key_is_number_token = self.batch.is_number_token(key);
+        self.batch.push_key(key.as_bytes());
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
+        // An escaped key: never serde_json's number token.
+        self.batch.key_is_number_token = false;
+        self.batch.push_key(key.as_bytes());
+        Ok(())
+    }
+}
+
+/// Any value at the batch's current path, in an object `depth` levels deep.
+struct Value_<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Value_<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let b = self.batch;
+        match raw.as_bytes()[0] {
+            b'"' if !raw.as_bytes().contains(&b'\\') => b.leaf(&raw.as_bytes()[1..raw.len() - 1], false),
+            b'"' => {
+                let mut text = std::mem::take(&mut b.text);
+                text.clear();
+                let done = raw::unescape(raw.as_bytes(), &mut text);
+                if done.is_ok() {
+                    b.leaf(&text, false);
+                }
+                b.text = text;
+                done.map_err(raw::error)?;
+            }
+            b'{' => {
+                if self.depth + 1 > raw::MAX_DEPTH {
+                    return Err(raw::error(raw::TOO_DEEP));
+                }
+                let mut de = serde_json::Deserializer::from_str(raw);
+                de.deserialize_map(Object { batch: b, top: false, depth: self.depth + 1 })
+                    .map_err(|e| raw::error(raw::message(&e)))?;
+            }
+            b'[' => {
+                let mut text = std::mem::take(&mut b.text);
+                text.clear();
+                let done = raw::array_text(raw, self.depth, &mut text, &mut b.raw);
+                if done.is_ok() {
+                    b.leaf(&text, false);
+                }
+                b.text = text;
+                done.map_err(raw::error)?;
+            }
+            b'n' => b.leaf(b"", false),
+            b't' | b'f' => b.leaf(raw.as_bytes(), false),
+            _ => b.leaf(raw.as_bytes(), true),
+        }
+        Ok(())
+    }
+}
+
+/// The value of a [`Spec::capture`] key, `depth` levels deep if an array: of each
+/// object in it, only the `id` is kept (see [`Batch::captured`]); true if an array.
+struct Capture<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Capture<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capture<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let depth = self.depth + 1;
+        while seq.next_element_seed(Member { batch: &mut *self.batch, depth })?.is_some() {}
+        Ok(true)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        Member { batch: self.batch, depth: self.depth }.visit_map(map).map(|()| false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// An element of a captured array, `depth` levels deep if a container: of an
+/// object, its `id`; anything else is read (and checked) and left.
+struct Member<'b> {
+    batch: &'b mut Batch,
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Member<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let b = self.batch;
+        let mut id = None;
+        let mut first = true;
+        while let Some(key) = map.next_key_seed(MemberKey { body: b.body })? {
+            if first && key == Kind::Token {
+                // serde_json's number: not an object.
+                map.next_value::<de::IgnoredAny>()?;
+                return Ok(());
+            }
+            first = false;
+            let raw = map.next_value::<&'de RawValue>()?.get();
+            let bytes = raw.as_bytes();
+            if key == Kind::Id && (bytes[0] == b'"' || bytes[0] == b'-' || bytes[0].is_ascii_digit()) {
+                // A key repeated in the object: the last value stands.
+                let start = b.values.len();
+                match bytes[0] {
+                    b'"' => raw::unescape(bytes, &mut b.values).map_err(raw::error)?,
+                    _ => b.values.extend_from_slice(bytes),
+                }
+                id = Some((start as u32, b.values.len() as u32));
+            } else {
+                if key == Kind::Id {
+                    id = None;
+                }
+                raw::check(bytes, self.depth).map_err(raw::error)?;
+            }
+        }
+        if let Some(id) = id {
+            b.captured_ids.push(id);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            raw::check(raw.get().as_bytes(), self.depth).map_err(raw::error)?;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// What a key of a captured array's object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Id,
+    /// serde_json's number token (see [`Batch::is_number_token`]).
+    Token,
+    Other,
+}
+
+struct MemberKey {
+    body: (usize, usize),
+}
+
+impl<'de> DeserializeSeed<'de> for MemberKey {
+    type Value = Kind;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberKey {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Kind, E> {
+        let outside = !(self.body.0..self.body.1).contains(&(key.as_ptr() as usize));
+        Ok(match key {
+            "id" => Kind::Id,
+            batch::NUMBER_TOKEN if outside => Kind::Token,
+            _ => Kind::Other,
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Kind, E> {
+        Ok(if key == "id" { Kind::Id } else { Kind::Other })
+    }
+}
