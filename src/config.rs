@@ -270,7 +270,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ML: Requirements = crate::connector::mailerlite::REQUIREMENTS;
+    /// MailerLite's requirements, as its connector declares them.
+    const ML: Requirements = Requirements {
+        api_key_env: "MAILERLITE_API_KEY",
+        username_env: None,
+        default_base_url: Some("https://connect.mailerlite.com/api"),
+        instance_url: None,
+        requests_per_minute: 120,
+        filters_by_time: false,
+    };
 
     fn parse(v: Value) -> Result<Config> {
         from_map(&ML, v.as_object().unwrap(), &|_| None)
