@@ -47,6 +47,8 @@ pub struct Requirements {
     pub default_base_url: Option<&'static str>,
     /// `instance` → base URL, for connectors with per-customer hosts.
     pub instance_url: Option<fn(&str) -> String>,
+    /// The domain an `instance` is a subdomain of, for the message about a bad one.
+    pub instance_domain: &'static str,
     /// The API's documented read limit: requests to it are paced to this many a minute.
     pub requests_per_minute: u32,
     /// The API can list records changed since a time, so `initial_sync_days` applies.
@@ -151,7 +153,8 @@ fn base_url(req: &Requirements, map: &Map<String, Value>) -> Result<String> {
             let ok = !instance.is_empty() && instance.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !ok {
                 return Err(Error::Config(format!(
-                    "instance: expected the subdomain of <instance>.paligoapp.com, got {instance:?}"
+                    "instance: expected the subdomain of <instance>.{}, got {instance:?}",
+                    req.instance_domain
                 )));
             }
             to_url(&instance)
@@ -276,6 +279,7 @@ mod tests {
         username_env: None,
         default_base_url: Some("https://connect.mailerlite.com/api"),
         instance_url: None,
+        instance_domain: "",
         requests_per_minute: 120,
         filters_by_time: false,
     };

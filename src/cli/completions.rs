@@ -158,7 +158,7 @@ pub fn man() -> String {
 /// `text` as a roff no-fill block, escaped so no line is read as a request.
 fn verbatim(text: &str) -> String {
     let mut s = String::from(".nf\n");
-    for line in text.lines() {
+    for line in super::usage_text(text).lines() {
         let line = line.replace('\\', "\\e");
         if line.starts_with(['.', '\'']) {
             s.push_str("\\&");

@@ -92,20 +92,24 @@ fn files_text(dir: &Path) -> String {
     s
 }
 
+/// What to try next, for the first connector that has a demo hint.
 fn next_steps(out: &Path) -> String {
-    let ml = out.join("mailerlite");
+    let Some((name, hint)) = CONNECTORS.iter().find_map(|d| d.demo.map(|h| (d.name, h))) else { return String::new() };
+    let dir = out.join(name);
     format!(
         "\nWhat next:
   open {sub} in a spreadsheet, or query it:
-    duckdb -c \"SELECT status, count(*) FROM read_csv('{sub}', all_varchar=true) GROUP BY status\"
-    sqlite3 :memory: -cmd \".import --csv {sub} subscriber\" \"SELECT count(*) FROM subscriber\"
-  check that a copied export arrived intact: api2csv verify {ml}
-  sync a real account: install -m 600 /dev/null mailerlite.json, put
+    duckdb -c \"SELECT {column}, count(*) FROM read_csv('{sub}', all_varchar=true) GROUP BY {column}\"
+    sqlite3 :memory: -cmd \".import --csv {sub} {table}\" \"SELECT count(*) FROM {table}\"
+  check that a copied export arrived intact: api2csv verify {dir}
+  sync a real account: install -m 600 /dev/null {name}.json, put
     {{\"api_key\": \"...\"}} in it with an editor, then
-    api2csv check mailerlite --config mailerlite.json
-    api2csv sync mailerlite --config mailerlite.json --out exports/mailerlite
+    api2csv check {name} --config {name}.json
+    api2csv sync {name} --config {name}.json --out exports/{name}
 ",
-        sub = ml.join("subscriber.csv").display(),
-        ml = ml.display(),
+        sub = dir.join(format!("{}.csv", hint.table)).display(),
+        dir = dir.display(),
+        table = hint.table,
+        column = hint.group_by,
     )
 }

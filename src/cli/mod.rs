@@ -42,7 +42,7 @@ Usage:
   api2csv completions <bash|zsh|fish>
   api2csv man
 
-Connectors: mailerlite, paligo. `api2csv <command> --help` describes a command.
+Connectors: {connectors}. `api2csv <command> --help` describes a command.
 
 Exit status: 0 success; 1 the sync failed after committing what it had (run it again
 to resume); 2 usage, configuration, credential or directory error, found before
@@ -91,7 +91,7 @@ fn dispatch(args: impl IntoIterator<Item = OsString>) -> std::result::Result<(),
         Some(other) => return Err(lex(other.unexpected()).into()),
     };
     if name == "help" {
-        say(USAGE);
+        say(&usage_text(USAGE));
         return Ok(());
     }
     let Some(command) = COMMANDS.iter().find(|c| c.name == name) else {
@@ -171,8 +171,42 @@ pub fn quiet_logging() {
 
 /// Prints a command's help text: `--help` is a success.
 pub fn help(text: &str) -> std::result::Result<(), Failure> {
-    say(text);
+    say(&usage_text(text));
     Ok(())
+}
+
+/// A usage text with what depends on the list of connectors filled in: `{connectors}`
+/// (their names) and `{secret_env}` (the environment variables their secrets may come
+/// from, the line wrapped at 80 columns), so that no help text names an API.
+pub fn usage_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        if !line.contains("{secret_env}") {
+            out.push_str(&line.replace("{connectors}", &connector::names()));
+            continue;
+        }
+        let vars: Vec<&str> = connector::CONNECTORS
+            .iter()
+            .flat_map(|d| d.requirements.username_env.into_iter().chain([d.requirements.api_key_env]))
+            .collect();
+        let line = line.replace("{secret_env}", &vars.join(", "));
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let mut current = indent.to_string();
+        for word in line.split_whitespace() {
+            if current.len() > indent.len() && current.len() + 1 + word.len() > 80 {
+                out.push_str(current.trim_end());
+                out.push('\n');
+                current = indent.to_string();
+            }
+            if current.len() > indent.len() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        out.push_str(&current);
+        out.push('\n');
+    }
+    out
 }
 
 /// The one `<DIR>` argument of `command`; `None` for `--help`.

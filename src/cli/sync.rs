@@ -25,8 +25,7 @@ Reads every table of the connector and appends what changed to DIR/<table>.csv
 An interrupted sync continues where it stopped when run again.
 
   --config FILE        JSON configuration, `-` for standard input (secrets may come
-                       from the environment instead: MAILERLITE_API_KEY,
-                       PALIGO_USERNAME, PALIGO_API_KEY; the file wins)
+                       from the environment instead: {secret_env}; the file wins)
   --out DIR            output directory (only its last component is created)
   --tables T1,T2       only these tables (see `api2csv tables <connector>`); repeatable
   --full-refresh       rebuild each table file from scratch (history is replaced)
@@ -91,7 +90,7 @@ pub fn parse(p: &mut lexopt::Parser) -> Result<Option<Args>> {
 
 pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
     let Some(mut args) = parse(p)? else {
-        say(USAGE);
+        say(&super::usage_text(USAGE));
         return Ok(());
     };
     let config = config::load_logged(&args.connector.requirements, args.config.as_deref(), args.verbosity)?;

@@ -62,6 +62,7 @@ fn to_def(d: &'static Definition) -> Def {
         username_env: user.map(|u| leak(format!("{upper}_{}", u.to_ascii_uppercase()))),
         default_base_url: Some(d.base_url.as_str()),
         instance_url: None,
+        instance_domain: "",
         requests_per_minute: d.requests_per_minute(),
         filters_by_time: true,
     };
@@ -92,6 +93,7 @@ fn to_def(d: &'static Definition) -> Def {
         mock: |opts: &MockOptions| -> Arc<dyn MockApi> { (super::mailerlite::DEF.mock)(opts) },
         mock_base_path: "",
         mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
+        demo: None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{
-    Checked, Confirm, Connector, Counts, Def, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
+    Checked, Confirm, Connector, Counts, Def, DemoHint, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
 };
 use crate::config::{Config, Requirements};
 use crate::error::Result;
@@ -40,6 +40,7 @@ pub static DEF: Def = Def {
     mock: |opts: &MockOptions| -> Arc<dyn MockApi> { Arc::new(mock::mailerlite::MailerLite::new(opts)) },
     mock_base_path: mock::mailerlite::BASE_PATH,
     mock_config: |base_url| json!({"base_url": base_url, "api_key": mock::mailerlite::API_KEY}),
+    demo: Some(DemoHint { table: "subscriber", group_by: "status" }),
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
@@ -47,6 +48,7 @@ pub const REQUIREMENTS: Requirements = Requirements {
     username_env: None,
     default_base_url: Some("https://connect.mailerlite.com/api"),
     instance_url: None,
+    instance_domain: "",
     // 120 requests a minute per account (x-ratelimit-limit says so too).
     requests_per_minute: 120,
     filters_by_time: false,

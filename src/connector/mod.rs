@@ -51,6 +51,16 @@ pub struct Def {
     pub mock_base_path: &'static str,
     /// A configuration that reaches the mock at `base_url`.
     pub mock_config: fn(base_url: &str) -> serde_json::Value,
+    /// What `demo` suggests doing with this connector's export, if anything.
+    pub demo: Option<DemoHint>,
+}
+
+/// What the demo suggests doing with an export: a table to open, and a column to
+/// count its rows by.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoHint {
+    pub table: &'static str,
+    pub group_by: &'static str,
 }
 
 impl std::fmt::Debug for Def {

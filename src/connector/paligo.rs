@@ -34,6 +34,7 @@ pub static DEF: Def = Def {
     mock: |opts: &MockOptions| -> Arc<dyn MockApi> { Arc::new(mock::paligo::Paligo::new(opts)) },
     mock_base_path: "/api/v2",
     mock_config: |base_url| json!({"base_url": base_url, "username": mock::paligo::USERNAME, "api_key": mock::paligo::API_KEY}),
+    demo: None,
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
@@ -41,6 +42,7 @@ pub const REQUIREMENTS: Requirements = Requirements {
     username_env: Some("PALIGO_USERNAME"),
     default_base_url: None,
     instance_url: Some(instance_url),
+    instance_domain: "paligoapp.com",
     // Show/list endpoints allow about 50 a minute; keys that keep exceeding limits
     // may be suspended, so stay under instead of relying on 429s.
     requests_per_minute: 50,

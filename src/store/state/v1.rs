@@ -37,9 +37,6 @@ struct TableV1 {
     last_complete_sync: Option<String>,
 }
 
-/// Columns version 1 derived for Paligo taxonomies, stored as if the API sent them.
-const V1_DERIVED: [&str; 3] = ["parent_id", "level", "path"];
-
 pub fn upgrade(bytes: &[u8]) -> Result<State, String> {
     let old: V1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut state = State::new(&old.connector);
@@ -47,9 +44,10 @@ pub fn upgrade(bytes: &[u8]) -> Result<State, String> {
         log::warn!("state.json is from api2csv 0.1: its interrupted sync starts over (nothing committed is lost)");
     }
     for (name, t) in old.tables {
-        let derived = if old.connector == "paligo" && name == "taxonomies" {
-            let derived =
-                |(n, p): &(String, Vec<String>)| V1_DERIVED.contains(&n.as_str()) && p == std::slice::from_ref(n);
+        // The columns the connector derives for this table, as version 1 stored them.
+        let spec = crate::connector::find(&old.connector).and_then(|d| d.table(&name)).map_or(&[][..], |t| t.derived);
+        let derived = if !spec.is_empty() {
+            let derived = |(n, p): &(String, Vec<String>)| spec.contains(&n.as_str()) && p == std::slice::from_ref(n);
             t.columns.iter().filter(|c| derived(c)).map(|(n, _)| n.clone()).collect()
         } else {
             Vec::new()
