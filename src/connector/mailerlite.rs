@@ -245,8 +245,10 @@ fn advance(
 /// How to read a page of a listing at `pos`.
 fn reading(pos: &Position, spec: Spec<'static>) -> Reading {
     match pos {
-        Position::Cursor(_) => Reading { spec, check: |env| cursor_signals(env).map(drop), follows_cursor: true },
-        _ => Reading { spec, check: |env| page_signals(env).map(drop), follows_cursor: false },
+        Position::Cursor(_) => {
+            Reading { spec, check: |env| cursor_signals(env).map(drop), next_guess: Some(super::meta_next_cursor) }
+        }
+        _ => Reading { spec, check: |env| page_signals(env).map(drop), next_guess: None },
     }
 }
 

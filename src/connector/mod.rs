@@ -210,6 +210,23 @@ impl Request {
         query.push(("cursor", cursor.to_string()));
         Request { path: self.path.clone(), query }
     }
+
+    /// True if `next` reads on in the same listing (only its page or cursor differ).
+    pub fn same_listing(&self, next: &Request) -> bool {
+        self.same_but(next, &|k| POSITION_KEYS.contains(&k))
+    }
+
+    /// True if `next` starts this listing over with another page size.
+    pub fn restarted_by(&self, next: &Request) -> bool {
+        self.same_but(next, &|k| POSITION_KEYS.contains(&k) || SIZE_KEYS.contains(&k))
+    }
+
+    fn same_but(&self, next: &Request, ignored: &dyn Fn(&str) -> bool) -> bool {
+        let strip = |r: &Request| -> Vec<(&'static str, String)> {
+            r.query.iter().filter(|(k, _)| !ignored(k)).cloned().collect()
+        };
+        self.path == next.path && strip(self) == strip(next)
+    }
 }
 
 /// What a stream makes of one accepted page, per table of its plan.
@@ -255,10 +272,30 @@ pub struct Reading {
     pub spec: Spec<'static>,
     /// An error refuses the body, which is retried and leaves no trace.
     pub check: fn(&Envelope) -> std::result::Result<(), String>,
-    /// A cursor listing: the next page is this request with the body's
-    /// `meta.next_cursor` ([`Request::with_cursor`]), so it may be asked for on a
-    /// guess while this page is parsed.
-    pub follows_cursor: bool,
+    /// How to guess the next page from this page's raw body, so that it may be
+    /// asked for while this page is parsed (`None`: no guess).
+    pub next_guess: Option<NextGuess>,
+}
+
+/// A guess at a listing's next request from the raw body of a page; the walk uses
+/// the guessed page only if its own next request is the same.
+pub type NextGuess = fn(&Request, &[u8]) -> Option<Request>;
+
+/// The guess for a cursor listing whose bodies end in `"meta": {"next_cursor": …}`
+/// and whose next page is this request with that `cursor` ([`Request::with_cursor`]).
+pub fn meta_next_cursor(request: &Request, body: &[u8]) -> Option<Request> {
+    crate::page::parse::next_cursor_hint(body).map(|c| request.with_cursor(&c))
+}
+
+/// Query keys that move through a listing (the page or cursor).
+const POSITION_KEYS: [&str; 2] = ["page", "cursor"];
+/// Query keys that set the page size.
+const SIZE_KEYS: [&str; 2] = ["limit", "per_page"];
+
+/// A 422 that is about the page size (`limit`, `per_page`).
+pub fn about_page_size(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("limit") || m.contains("per_page") || m.contains("per page")
 }
 
 /// The run's counters that streams keep across pages and restarts.
@@ -280,6 +317,10 @@ pub trait Stream {
     fn not_found(&mut self) -> bool;
     /// Where the stream resumes after the pages accepted so far.
     fn position(&self) -> Position;
+    /// Whether a 422 with this message refuses the page size.
+    fn refuses_page_size(&self, message: &str) -> bool {
+        about_page_size(message)
+    }
     /// The API refused the page size (422): fall back to a smaller one and start the
     /// current listing over. False when there is none smaller to try.
     fn shrink_page_size(&mut self) -> bool {
@@ -308,4 +349,16 @@ pub fn client(def: &Def, config: &Config, interrupt: Option<std::sync::Arc<std::
 /// The tables of connector `name`.
 pub fn tables(name: &str) -> Option<&'static [TableSpec]> {
     find(name).map(|d| d.tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_page_size_is_told_by_the_field_or_the_message() {
+        assert!(about_page_size("The given data was invalid. (limit: The limit must not be greater than 100.)"));
+        assert!(about_page_size("per_page must be at most 100"));
+        assert!(!about_page_size("The given data was invalid. (email: The email must be valid.)"));
+    }
 }

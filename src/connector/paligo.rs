@@ -254,11 +254,7 @@ impl Stream for Listing<'_> {
     }
 
     fn reading(&self) -> Reading {
-        Reading {
-            spec: spec(self.resource, self.timestamps),
-            check: |env| signals(env).map(drop),
-            follows_cursor: false,
-        }
+        Reading { spec: spec(self.resource, self.timestamps), check: |env| signals(env).map(drop), next_guess: None }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {
@@ -371,7 +367,7 @@ impl Stream for Taxonomies<'_> {
     }
 
     fn reading(&self) -> Reading {
-        Reading { spec: spec("taxonomies", &[]), check: |env| signals(env).map(drop), follows_cursor: false }
+        Reading { spec: spec("taxonomies", &[]), check: |env| signals(env).map(drop), next_guess: None }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> std::result::Result<(), String> {

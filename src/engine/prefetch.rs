@@ -113,8 +113,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
                 wanted.set(ahead.verdict(id));
             }
             let Some(lead) = wanted.get() else { return Ok(None) };
-            let next = if lead && reading.follows_cursor { parse::next_cursor_hint(reply.body) } else { None };
-            ahead.lead(guess, next.map(|c| (request.with_cursor(&c), reading)));
+            let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
+            ahead.lead(guess, next.map(|next| (next, reading)));
         }
         let mut envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
         envelope.link_next = crate::connector::definition::link_next(reply.headers);
@@ -357,7 +357,11 @@ mod tests {
 
     fn job(cursor: &str) -> Job {
         let request = Request { path: "/subscribers".into(), query: vec![("limit", "100".into())] };
-        let reading = Reading { spec: parse::Spec::records_in(&["data"]), check: |_| Ok(()), follows_cursor: true };
+        let reading = Reading {
+            spec: parse::Spec::records_in(&["data"]),
+            check: |_| Ok(()),
+            next_guess: Some(crate::connector::meta_next_cursor),
+        };
         let request = if cursor.is_empty() { request } else { request.with_cursor(cursor) };
         Job { request, reading, batch: Batch::default(), lead: true }
     }

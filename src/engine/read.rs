@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::prefetch::{self, Fetched, Job, Prefetch};
 use super::session::{Ctx, Session};
-use crate::connector::{Confirm, Request, Stream, StreamPlan};
+use crate::connector::{Confirm, Stream, StreamPlan};
 use crate::engine::table::{TableSummary, TableWriter};
 use crate::error::{Error, Result};
 use crate::page::paginate::Position;
@@ -239,7 +239,7 @@ impl Reader {
                 // longer knows, a refused page size.
                 Err(Error::Api { status: 404 | 410, .. }) if stream.not_found() => true,
                 Err(Error::Api { status: 422, ref message, .. })
-                    if about_page_size(message) && stream.shrink_page_size() =>
+                    if stream.refuses_page_size(message) && stream.shrink_page_size() =>
                 {
                     true
                 }
@@ -249,7 +249,7 @@ impl Reader {
                 let next = stream.request();
                 // The same listing again from its start: a new pass, whose loop
                 // guard starts afresh; another listing: a new listing.
-                if next.as_ref().is_some_and(|n| same_listing(&request, n) || restarted(&request, n)) {
+                if next.as_ref().is_some_and(|n| request.same_listing(n) || request.restarted_by(n)) {
                     if !pass.restart() {
                         let detail = format!("the listing started over {RESTARTS} times in this run (the server forgot its position or refused the page size each time)");
                         return Err(Error::Response { url, detail });
@@ -280,7 +280,7 @@ impl Reader {
             accepted.map_err(|detail| Error::Response { url: url.clone(), detail })?;
             self.note_bad_times();
             let next = stream.request();
-            let continues = next.as_ref().is_some_and(|next| same_listing(&request, next));
+            let continues = next.as_ref().is_some_and(|next| request.same_listing(next));
             if pass.repeats(content_hash(&self.batch)) >= REPEATED_PAGES && continues {
                 let detail = format!("{REPEATED_PAGES} pages in a row repeated pages already read in this pass: the listing repeats itself or never ends");
                 return Err(Error::Response { url, detail });
@@ -361,28 +361,6 @@ fn content_hash(batch: &Batch) -> u64 {
     h
 }
 
-/// True if `next` starts `req`'s listing over with another page size.
-fn restarted(req: &Request, next: &Request) -> bool {
-    let strip = |r: &Request| -> Vec<(&'static str, String)> {
-        r.query.iter().filter(|(k, _)| !matches!(*k, "page" | "cursor" | "limit" | "per_page")).cloned().collect()
-    };
-    req.path == next.path && strip(req) == strip(next)
-}
-
-/// True if `next` reads on in the same listing as `req` (only its page or cursor differ).
-fn same_listing(req: &Request, next: &Request) -> bool {
-    let strip = |r: &Request| -> Vec<(&'static str, String)> {
-        r.query.iter().filter(|(k, _)| !matches!(*k, "page" | "cursor")).cloned().collect()
-    };
-    req.path == next.path && strip(req) == strip(next)
-}
-
-/// A 422 that is about the page size (`limit`, `per_page`).
-fn about_page_size(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("limit") || m.contains("per_page") || m.contains("per page")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,12 +394,5 @@ mod tests {
         assert_ne!(a, hash(r#"{"data":[{"id":"2"},{"id":"1"}],"meta":{"next_cursor":"x"}}"#));
         assert_ne!(a, hash(r#"{"data":[{"id":"12"}],"meta":{"next_cursor":"x"}}"#));
         assert_ne!(hash(r#"{"data":[{"a":"1"}]}"#), hash(r#"{"data":[{"b":"1"}]}"#));
-    }
-
-    #[test]
-    fn a_refused_page_size_is_told_by_the_field_or_the_message() {
-        assert!(about_page_size("The given data was invalid. (limit: The limit must not be greater than 100.)"));
-        assert!(about_page_size("per_page must be at most 100"));
-        assert!(!about_page_size("The given data was invalid. (email: The email must be valid.)"));
     }
 }

@@ -281,7 +281,13 @@ impl Stream for Listing {
     }
 
     fn reading(&self) -> Reading {
-        Reading { spec: self.spec, check: |_| Ok(()), follows_cursor: self.follows_cursor }
+        Reading {
+            spec: self.spec,
+            check: |_| Ok(()),
+            next_guess: self
+                .follows_cursor
+                .then_some(crate::connector::meta_next_cursor as crate::connector::NextGuess),
+        }
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, _: &mut Counts) -> Result<(), String> {
