@@ -32,6 +32,12 @@ pub enum Error {
     Locked { path: PathBuf },
     /// A copied file does not match its manifest entry.
     Mismatch { path: PathBuf, detail: String },
+    /// A check of a directory or a manifest found it unusable (`verify`, `repair`,
+    /// `bundle`); the message says what and what to do.
+    Check(String),
+    /// A part of the run stopped working (a thread that fetched pages or committed
+    /// them), so the run cannot go on.
+    Internal(String),
     /// SIGINT or SIGTERM arrived: the run stops at the next page boundary.
     Interrupted,
     /// The run stopped for a signal after committing what it had.
@@ -88,12 +94,14 @@ impl Error {
             | Error::Auth { .. }
             | Error::State { .. }
             | Error::Dir { .. }
+            | Error::Check(_)
             | Error::Locked { .. } => 2,
             Error::Api { .. }
             | Error::Request { .. }
             | Error::Response { .. }
             | Error::Io { .. }
-            | Error::Mismatch { .. } => 1,
+            | Error::Mismatch { .. }
+            | Error::Internal(_) => 1,
             Error::Interrupted => 130,
             Error::Signal { status, .. } | Error::SignalCompacting { status, .. } => *status,
             Error::Resumable(e) => e.exit_status(),
@@ -127,7 +135,7 @@ impl fmt::Display for Error {
             Error::State { path, detail } => {
                 write!(f, "cannot use state file {}: {detail}", path.display())
             }
-            Error::Dir { path, detail } if path.as_os_str().is_empty() => f.write_str(detail),
+            Error::Check(detail) | Error::Internal(detail) => f.write_str(detail),
             Error::Dir { path, detail } | Error::Mismatch { path, detail } => write!(f, "{}: {detail}", path.display()),
             Error::Locked { path } => {
                 write!(f, "output directory is in use by another api2csv process (lock {} is held)", path.display())
@@ -148,4 +156,12 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Resumable(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}

@@ -114,7 +114,7 @@ fn lock(dir: &Path) -> Result<Option<DirLock>> {
 fn received(path: &Path, state: &State) -> Result<(String, Manifest)> {
     let refuse = |detail: String| Error::dir(path, detail);
     let bytes = fs::read(path).map_err(|e| refuse(format!("cannot read the received manifest: {e}")))?;
-    let manifest = manifest::parse(path, &bytes).map_err(|e| Error::dir(Path::new(""), e.to_string()))?;
+    let manifest = manifest::parse(path, &bytes).map_err(|e| Error::Check(e.to_string()))?;
     if manifest.connector != state.connector {
         let detail = format!(
             "is the manifest of a {} export, not {}: bring back the mirror's",

@@ -34,7 +34,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
             for line in others {
                 log::error!("{line}");
             }
-            Err(Failure { error: Error::dir(std::path::Path::new(""), last.clone()), wrote })
+            Err(Failure { error: Error::Check(last.clone()), wrote })
         }
     }
 }

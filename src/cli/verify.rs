@@ -24,7 +24,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
     let Some(dir) = dir_arg(p, "verify")? else { return help(USAGE) };
     quiet_logging();
     // No usable manifest is a directory error (2), not a mismatch (1).
-    let verified = manifest::verify(&dir).map_err(|e| Error::dir(Path::new(""), e.to_string()))?;
+    let verified = manifest::verify(&dir).map_err(|e| Error::Check(e.to_string()))?;
     let mut lines = String::new();
     for file in &verified.checked {
         match verified.problems.iter().find(|p| &p.file == file) {

@@ -56,8 +56,7 @@ pub(super) fn run(client: &Client, walk: impl FnOnce(&mut Prefetch) -> Result<()
         drop(prefetch);
         for worker in workers {
             if worker.join().is_err() && result.is_ok() {
-                let detail = "a thread fetching pages failed".to_string();
-                result = Err(Error::Request { url: client.base_url().to_string(), detail });
+                result = Err(Error::Internal(format!("a thread fetching pages from {} failed", client.base_url())));
             }
         }
         result
@@ -330,10 +329,9 @@ impl Prefetch<'_> {
         let done = self.done.as_ref().expect("a page in flight has a thread");
         match done.recv() {
             Ok(fetched) => Ok(Some(fetched)),
-            Err(_) => Err(Error::Request {
-                url: self.client.base_url().to_string(),
-                detail: "the threads fetching pages stopped".into(),
-            }),
+            Err(_) => {
+                Err(Error::Internal(format!("the threads fetching pages from {} stopped", self.client.base_url())))
+            }
         }
     }
 }

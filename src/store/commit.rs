@@ -104,7 +104,8 @@ impl Committer {
     pub fn send(&mut self, commit: Commit) -> Result<()> {
         self.collect(false)?;
         let tx = self.tx.as_ref().expect("the committer runs");
-        tx.send(commit).map_err(|_| Error::io("commit", &self.dir, std::io::Error::other("the committer stopped")))?;
+        tx.send(commit)
+            .map_err(|_| Error::Internal(format!("cannot commit {}: the committer stopped", self.dir.display())))?;
         self.pending += 1;
         Ok(())
     }
@@ -137,7 +138,8 @@ impl Committer {
         }
         match self.failed.take() {
             Some(e) => {
-                self.failed = Some(Error::io("commit", &self.dir, std::io::Error::other("an earlier commit failed")));
+                self.failed =
+                    Some(Error::Internal(format!("cannot commit {}: an earlier commit failed", self.dir.display())));
                 Err(e)
             }
             None => Ok(()),
@@ -204,7 +206,7 @@ impl Hashing {
 }
 
 fn stopped() -> Error {
-    Error::io("commit", std::path::Path::new("."), std::io::Error::other("an earlier commit failed"))
+    Error::Internal("cannot commit .: an earlier commit failed".into())
 }
 
 /// Appends, syncs each file once, then writes the latest state.

@@ -310,7 +310,7 @@ pub fn rewrite(
     let mut out = Crc::new(out);
     out.write_all(header).map_err(|e| Error::io("write", side, e))?;
     let mut writer = csv::WriterBuilder::new().flexible(true).buffer_capacity(1 << 16).from_writer(out);
-    let werr = |e: csv::Error| Error::io("write", side, std::io::Error::other(e.to_string()));
+    let werr = |e: csv::Error| Error::io("write", side, csv_io(e));
     let mut record = csv::ByteRecord::new();
     let (mut i, mut rows) = (0u64, 0u64);
     let bad = |e: csv::Error| Error::State {
@@ -334,7 +334,7 @@ pub fn rewrite(
         }
         i += 1;
     }
-    let crc = writer.into_inner().map_err(|e| Error::io("write", side, std::io::Error::other(e.to_string())))?;
+    let crc = writer.into_inner().map_err(|e| Error::io("write", side, e.into_error()))?;
     let file_len = crc.len;
     crc.file.sync_all().map_err(|e| Error::io("sync", side, e))?;
     let mut file = FileState { file_len, rows, crc: crc.hasher.finalize(), ..FileState::default() };
@@ -379,9 +379,29 @@ pub fn matches(path: &Path, file: &FileState, bom: bool) -> Result<bool> {
     Ok(actual == file.file_len && check(path, file, bom)?.is_ok())
 }
 
+/// A csv write error as the `io::Error` under it, so that a full disk stays ENOSPC.
+fn csv_io(e: csv::Error) -> std::io::Error {
+    if !matches!(e.kind(), csv::ErrorKind::Io(_)) {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        _ => unreachable!("an io error, just checked"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_write_error_keeps_its_io_error() {
+        let full = csv_io(csv::Error::from(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(full.raw_os_error(), Some(28), "{full}");
+        let e = Error::io("write", Path::new("t.csv"), full);
+        let source = std::error::Error::source(&e).expect("an io error has its source");
+        assert_eq!(source.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error), Some(28));
+    }
 
     #[test]
     fn a_guarded_cell_reads_back_as_sent() {
