@@ -52,13 +52,13 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
         let mut addr = "127.0.0.1:0".to_string();
         for generation in [1, 2] {
             let opts = MockOptions { records: RECORDS, generation, ..MockOptions::default() };
-            let mock = super::mock::start(def, &addr, &opts)?;
+            let mock = crate::connector::start_mock(def, &addr, &opts)?;
             addr = mock.server.origin().trim_start_matches("http://").to_string();
             let map = mock.config.as_object().expect("an object").clone();
             let config = config::from_map(&def.requirements, &map, &|_| None)?;
             let what = if generation == 1 { "syncing" } else { "the account changed; syncing again" };
             say(&format!("== {}: {what} (mock at {}) into {}\n", def.name, config.base_url, dir.display()));
-            let args = super::sync::Args {
+            let args = super::run::Args {
                 connector: def,
                 config: None,
                 out: dir.clone(),
@@ -69,7 +69,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 verbosity: Verbosity::Normal,
                 warnings: Vec::new(),
             };
-            super::sync::sync_with(&args, &config)?;
+            super::run::sync_with(&args, &config)?;
         }
         say(&files_text(&dir));
     }

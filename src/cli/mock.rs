@@ -3,9 +3,8 @@
 use lexopt::prelude::*;
 
 use super::{connector_arg, help, lex, quiet_logging, say, usage, value};
-use crate::connector::Def;
-use crate::error::{Error, Failure, Result};
-use crate::mock::{self, MockOptions, MockServer};
+use crate::error::{Failure, Result};
+use crate::mock::MockOptions;
 
 pub const USAGE: &str = "\
 api2csv mock <connector> [--addr 127.0.0.1:PORT] [--seed N] [--records N] [--fault-rate F]
@@ -21,20 +20,6 @@ configuration that reaches it.
   --rate-limit N/S   at most N requests per S seconds, then 429 with Retry-After
   --generation N     the account after N-1 rounds of deterministic changes (default 1)
 ";
-
-/// A running mock and the configuration that reaches it.
-pub struct RunningMock {
-    pub server: MockServer,
-    pub config: serde_json::Value,
-}
-
-/// Starts the mock of `def` on `addr` (port 0: a free one).
-pub fn start(def: &Def, addr: &str, opts: &MockOptions) -> Result<RunningMock> {
-    let server = mock::start((def.mock)(opts), addr, opts)
-        .map_err(|e| Error::Usage(format!("mock: cannot listen on {addr}: {e}")))?;
-    let config = (def.mock_config)(&format!("{}{}", server.origin(), def.mock_base_path));
-    Ok(RunningMock { server, config })
-}
 
 pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
     let (mut def, mut addr, mut options) = (None, "127.0.0.1:8080".to_string(), MockOptions::default());
@@ -59,7 +44,7 @@ pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
     }
     let def = def.ok_or_else(|| usage("mock: which connector?"))?;
     quiet_logging();
-    let mock = start(def, &addr, &options)?;
+    let mock = crate::connector::start_mock(def, &addr, &options)?;
     say(&format!("{} mock API listening; configuration for it:\n{}\n", def.name, mock.config));
     mock.server.wait();
     Ok(())

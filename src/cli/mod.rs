@@ -2,17 +2,18 @@
 //! usage text, its argument parsing and its `run`. `main` calls [`run`] and turns a
 //! [`Failure`] into the exit status.
 
-pub mod apply;
-pub mod bundle;
-pub mod check;
-pub mod compact;
-pub mod completions;
-pub mod demo;
-pub mod mock;
-pub mod repair;
-pub mod sync;
-pub mod tables;
-pub mod verify;
+pub(crate) mod apply;
+pub(crate) mod bundle;
+pub(crate) mod check;
+pub(crate) mod compact;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod mock;
+pub(crate) mod repair;
+mod run;
+pub(crate) mod sync;
+pub(crate) mod tables;
+pub(crate) mod verify;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Requirements};
-use crate::error::Result;
-use crate::mock::{MockApi, MockOptions};
+use crate::error::{Error, Result};
+use crate::mock::{MockApi, MockOptions, MockServer};
 use crate::net::http::{Client, Secret};
 use crate::page::paginate::Position;
 use crate::page::parse::{Batch, Envelope, Spec};
@@ -32,6 +32,20 @@ pub fn find(name: &str) -> Option<&'static Def> {
 /// The names of every connector, for messages.
 pub fn names() -> String {
     CONNECTORS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+}
+
+/// A running mock and the configuration that reaches it.
+pub struct RunningMock {
+    pub server: MockServer,
+    pub config: serde_json::Value,
+}
+
+/// Starts the mock of `def` on `addr` (port 0: a free one).
+pub fn start_mock(def: &Def, addr: &str, opts: &MockOptions) -> Result<RunningMock> {
+    let server = crate::mock::start((def.mock)(opts), addr, opts)
+        .map_err(|e| Error::Usage(format!("mock: cannot listen on {addr}: {e}")))?;
+    let config = (def.mock_config)(&format!("{}{}", server.origin(), def.mock_base_path));
+    Ok(RunningMock { server, config })
 }
 
 /// One API: everything the tool needs to know about it without a configuration.
