@@ -182,15 +182,22 @@ impl DirLock {
     }
 }
 
+/// An empty directory for a unit test, under the system's temp directory; `name`
+/// (which starts with the test's module) keeps tests of one process apart.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("api2csv-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     pub fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("api2csv-fsio-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        test_dir(&format!("fsio-{name}"))
     }
 
     #[test]

@@ -293,10 +293,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("api2csv-manifest-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::store::fsio::test_dir(&format!("manifest-{name}"))
     }
 
     /// A directory with two table files and their manifest.

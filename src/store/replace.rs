@@ -129,10 +129,7 @@ mod tests {
     use std::fs;
 
     fn dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("api2csv-replace-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::store::fsio::test_dir(&format!("replace-{name}"))
     }
 
     fn file_of(path: &Path, names: &[&str]) -> FileState {

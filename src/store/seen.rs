@@ -132,9 +132,7 @@ mod tests {
 
     #[test]
     fn a_journal_proves_itself_only_for_its_run_and_bytes() {
-        let dir = std::env::temp_dir().join(format!("api2csv-seen-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("seen");
         let path = seen_path(&dir, "t");
         let (mut log, keys) = SeenLog::open(&path, Journal::default(), 7).unwrap();
         assert!(keys.is_empty());

@@ -433,10 +433,7 @@ mod tests {
     }
 
     fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("api2csv-sink-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::store::fsio::test_dir(&format!("sink-{name}"))
     }
 
     fn committed(path: &Path, names: &[&str]) -> FileState {

@@ -474,10 +474,7 @@ mod tests {
     use super::*;
 
     fn tempdir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("api2csv-state-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::store::fsio::test_dir(&format!("state-{name}"))
     }
 
     #[test]
