@@ -236,14 +236,12 @@ impl TableWriter {
         self.kept.clear();
         self.fresh = 0;
         self.cols.begin_page();
-        let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
+        let pk = key_paths(self.spec, batch);
         let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
         for n in 0..rows.len() {
             let i = rows.record(n);
             self.summary.read += 1;
-            values.clear();
-            values.extend(pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")));
-            if values.iter().any(|v| v.is_empty()) {
+            if !key_values(batch, &pk, i, &mut values) {
                 self.keyless += 1;
                 continue;
             }
@@ -288,14 +286,11 @@ impl TableWriter {
     pub fn advance_order(&mut self, rows: &Rows) -> bool {
         let (Some(order), None) = (&self.order, &self.set) else { return true };
         let batch = rows.batch();
-        let pk: Vec<Option<u32>> = self.spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect();
+        let pk = key_paths(self.spec, batch);
         let mut order = order.clone();
         let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
         for n in 0..rows.len() {
-            let i = rows.record(n);
-            values.clear();
-            values.extend(pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")));
-            if values.iter().any(|v| v.is_empty()) {
+            if !key_values(batch, &pk, rows.record(n), &mut values) {
                 continue;
             }
             if !follows(&mut order, &values) {
@@ -550,4 +545,16 @@ fn cut_to(path: &Path, len: u64) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && len == 0 => Ok(()),
         Err(e) => Err(Error::io("open", path, e)),
     }
+}
+/// The path ids of `spec`'s primary key in `batch` (`None`: the batch has no such key).
+fn key_paths(spec: &TableSpec, batch: &Batch) -> Vec<Option<u32>> {
+    spec.primary_key.iter().map(|k| batch.path_id(&[k])).collect()
+}
+
+/// The primary key values of record `i` into `values`; false when one is missing
+/// or empty (a record without a key is not written).
+fn key_values<'b>(batch: &'b Batch, pk: &[Option<u32>], i: usize, values: &mut Vec<&'b [u8]>) -> bool {
+    values.clear();
+    values.extend(pk.iter().map(|p| p.and_then(|p| batch.value_at(i, p)).unwrap_or(b"")));
+    !values.iter().any(|v| v.is_empty())
 }
