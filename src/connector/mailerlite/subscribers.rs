@@ -12,6 +12,7 @@ use super::{
 use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
 use crate::page::paginate::{Next, Position, Steps};
 use crate::page::parse::{Batch, Envelope, Spec};
+use crate::store::hashing::FxBuild;
 
 /// The subscriber pass (`include=groups` when memberships are wanted), then the
 /// groups (their rows, and their counters for the memberships), then the member
@@ -110,7 +111,7 @@ impl<'c> Subscribers<'c> {
         self.built.clear();
         let Some(id_path) = batch.path_id(&["id"]) else { return };
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
-        let mut pairs: HashSet<(&[u8], &[u8])> = HashSet::new();
+        let mut pairs: HashSet<(&[u8], &[u8]), FxBuild> = HashSet::default();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
             let Some(groups) = batch.captured(i, 0) else { continue };
