@@ -7,7 +7,7 @@ use std::alloc::System;
 use api2csv::engine::columns::Columns;
 use api2csv::page::parse::{parse, Batch, Spec};
 use api2csv::page::timestamp::TimeFormat;
-use api2csv::store::sink::Encoder;
+use api2csv::store::encode::Encoder;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

@@ -81,7 +81,7 @@ fn files_text(dir: &Path) -> String {
     let state = State::load(dir).ok().flatten().unwrap_or_else(|| State::new(""));
     let mut s = String::from("compacted, one row per record:\n");
     for (table, t) in &state.tables {
-        let path = crate::store::sink::table_path(dir, table);
+        let path = crate::store::table_file::table_path(dir, table);
         s.push_str(&format!(
             "  {:<44} {:>7} rows, {} columns\n",
             path.display(),

@@ -1,6 +1,7 @@
 //! The command line: one file per command (xsv's `src/cmd/` shape), each with its
-//! usage text, its argument parsing and its `run`. `main` calls [`run`] and turns a
-//! [`Failure`] into the exit status.
+//! usage text, its argument parsing and its `run`; a command uses the library (and
+//! `run.rs`, a sync as `sync` and `demo` run it), never another command. `main`
+//! calls [`run`] and turns a [`Failure`] into the exit status.
 
 pub(crate) mod apply;
 pub(crate) mod bundle;

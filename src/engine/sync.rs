@@ -20,7 +20,7 @@ use crate::page::timestamp;
 use crate::store::commit::Committer;
 use crate::store::fsio::{create_out_dir, DirLock};
 use crate::store::state::{Account, OutputOptions, Resume, Run, State, Target};
-use crate::store::{replace, sink, validate};
+use crate::store::{replace, table_file, validate};
 use crate::term::progress::Progress;
 use crate::term::signal::Interrupt;
 
@@ -427,7 +427,7 @@ fn upgrade_checksums(dir: &Path, state: &mut State) -> Result<()> {
         for target in [Target::Table, Target::Refresh] {
             let file = table.file_mut(target);
             if !file.is_empty() && (file.tail_start, file.tail_crc, file.crc) == (0, 0, 0) {
-                sink::checksum(&sink::file_path(dir, name, target), file)?;
+                table_file::checksum(&table_file::file_path(dir, name, target), file)?;
             }
         }
         if table.refresh.as_ref().is_some_and(|r| r.is_empty()) && table.resume.is_none() {

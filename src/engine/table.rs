@@ -20,11 +20,12 @@ use crate::engine::order::follows;
 use crate::error::{Error, Result};
 use crate::page::parse::{Batch, Cell};
 use crate::store::commit::Append;
+use crate::store::encode::{header_of, unguarded, written, Encoder};
 use crate::store::hashing::{self, FxBuild};
 use crate::store::index::{self, Change, KeyIndex};
 use crate::store::seen::{seen_path, SeenLog};
-use crate::store::sink::{self, header_of, unguarded, written, Encoder};
 use crate::store::state::{FileState, Journal, Order, ReplaceKind, State, Target};
+use crate::store::table_file::{self};
 
 /// What one table's sync did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -113,7 +114,7 @@ impl TableWriter {
     ) -> Result<TableWriter> {
         let table = state.tables.get(spec.name).cloned().unwrap_or_default();
         let file = table.file_of(target).clone();
-        let path = sink::file_path(dir, spec.name, target);
+        let path = table_file::file_path(dir, spec.name, target);
         cut_to(&path, file.file_len)?;
         let mut cols = Columns::new(spec.derived);
         cols.restore(&file);
@@ -374,11 +375,11 @@ impl TableWriter {
             Target::Table => ReplaceKind::Widen,
             Target::Refresh => ReplaceKind::WidenRefresh,
         };
-        let (side, _) = sink::side_and_target(dir, self.spec.name, kind);
+        let (side, _) = table_file::side_and_target(dir, self.spec.name, kind);
         let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
         let header = header_of(names.into_iter(), self.bom);
         let added = self.cols.len() - self.width;
-        let mut file = sink::rewrite(&self.path, self.file.file_len, &side, &header, added, |_, _| true)?;
+        let mut file = table_file::rewrite(&self.path, self.file.file_len, &side, &header, added, |_, _| true)?;
         (file.columns, file.derived) = self.cols.committed(self.cols.len());
         crate::store::replace::replace(dir, state, self.spec.name, kind, file.clone())?;
         // As the file counts them: with _synced_at and _deleted.

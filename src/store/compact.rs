@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::connector;
 use crate::error::{Error, Result};
+use crate::store::encode::header_of;
 use crate::store::fsio::{remove_if_present, DirLock};
 use crate::store::index::{KeyedRows, Latest};
-use crate::store::sink::{self, header_of, side_and_target, table_path};
 use crate::store::state::{ReplaceKind, State, FILE_NAME};
+use crate::store::table_file::{self, side_and_target, table_path};
 use crate::store::{replace, validate};
 use crate::term::signal::Interrupt;
 
@@ -86,7 +87,7 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
         let mut cut = false;
-        let mut compacted = sink::rewrite(&path, file.file_len, &side, &header, 0, |i, record| {
+        let mut compacted = table_file::rewrite(&path, file.file_len, &side, &header, 0, |i, record| {
             // Once a signal came, the rest is skipped and the side file thrown away.
             cut = cut || (i.is_multiple_of(CHECK_EVERY) && stopped());
             let is_last = last.get((i / 64) as usize).is_some_and(|w| w & (1 << (i % 64)) != 0);

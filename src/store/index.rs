@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 use crate::engine::columns::cell_hash;
+use crate::store::encode::unguarded;
 use crate::store::hashing::key as key_hash;
 use crate::store::hashing::stable as hash;
-use crate::store::sink::unguarded;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;

@@ -2,14 +2,15 @@
 //!
 //! [`state`] is `state.json` (version 1 upgraded by a private child module);
 //! [`commit`] is the one writer of it during a run; [`replace`] the one way a table
-//! file is replaced; [`fsio`] the durable file steps under both. [`sink`] encodes
-//! rows and checks a file's committed bytes; [`index`] remembers what each key
+//! file is replaced; [`fsio`] the durable file steps under both. [`encode`] turns
+//! rows into CSV bytes; [`table_file`] checks a file's committed bytes and rewrites it; [`index`] remembers what each key
 //! looked like and [`seen`] journals the keys read; [`hashing`] holds the hashes
 //! that must never change. [`validate`] proves the directory is ours and unedited;
 //! [`compact`], [`repair`] and [`manifest`] are the other things written to it.
 
 pub(crate) mod commit;
 pub(crate) mod compact;
+pub mod encode;
 pub(crate) mod fsio;
 pub(crate) mod hashing;
 pub(crate) mod index;
@@ -17,6 +18,6 @@ pub(crate) mod manifest;
 pub(crate) mod repair;
 pub(crate) mod replace;
 pub(crate) mod seen;
-pub mod sink;
 pub mod state;
+pub(crate) mod table_file;
 pub(crate) mod validate;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::connector::{self, CONNECTORS};
 use crate::error::{Error, Result};
 use crate::store::fsio::{remove_if_present, rename_durably, sync_dir, DirLock};
-use crate::store::sink::table_path;
 use crate::store::state::{State, FILE_NAME};
+use crate::store::table_file::table_path;
 use crate::store::validate::{self, ProblemKind};
 
 /// What repair did, and what it leaves to the user.
@@ -88,7 +88,7 @@ fn rebuild(dir: &Path, state: &mut State, table: &str) -> Result<()> {
         run.deletes = false;
     }
     remove_if_present(&crate::store::seen::seen_path(dir, table))?;
-    remove_if_present(&crate::store::sink::file_path(dir, table, crate::store::state::Target::Refresh))?;
+    remove_if_present(&crate::store::table_file::file_path(dir, table, crate::store::state::Target::Refresh))?;
     Ok(())
 }
 

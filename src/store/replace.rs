@@ -12,8 +12,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::store::fsio::{remove_if_present, rename_durably, sync_dir};
-use crate::store::sink::{matches, side_and_target};
 use crate::store::state::{FileState, ReplaceKind, State, Target};
+use crate::store::table_file::{matches, side_and_target};
 
 /// Replaces the file of `table` with its durable side file of `kind`, which holds `file`.
 pub fn replace(dir: &Path, state: &mut State, table: &str, kind: ReplaceKind, file: FileState) -> Result<()> {
@@ -93,7 +93,7 @@ pub fn recover(dir: &Path, state: &mut State) -> Result<Recovered> {
             remove(&side, &mut out.removed)?;
         }
         if t.refresh.is_none() {
-            let refresh = crate::store::sink::file_path(dir, name, Target::Refresh);
+            let refresh = crate::store::table_file::file_path(dir, name, Target::Refresh);
             remove(&refresh, &mut out.removed)?;
         }
     }
@@ -125,7 +125,7 @@ fn file_name(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sink::{checksum, table_path};
+    use crate::store::table_file::{checksum, table_path};
     use std::fs;
 
     fn dir(name: &str) -> std::path::PathBuf {

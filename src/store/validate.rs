@@ -20,8 +20,8 @@ use std::path::Path;
 use crate::connector::Def;
 use crate::error::{Error, Result};
 use crate::store::manifest::Manifest;
-use crate::store::sink::{self, table_path};
 use crate::store::state::{Account, FileState, State, Target, FILE_NAME};
+use crate::store::table_file::{self, table_path};
 
 /// What is wrong with one table file, found by [`problems`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +80,9 @@ pub fn problems(dir: &Path, def: &Def, state: Option<&State>, deep: bool) -> Res
             if target == Target::Refresh && table.refresh.is_none() {
                 continue;
             }
-            let path = sink::file_path(dir, spec.name, target);
+            let path = table_file::file_path(dir, spec.name, target);
             let committed = table.file_of(target);
-            let mut checked = sink::check(&path, committed, bom)?;
+            let mut checked = table_file::check(&path, committed, bom)?;
             if let Ok(extra @ 1..) = checked {
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
                 if let Some(detail) = older_state(&path, &name, committed, extra, manifest.as_ref())? {
@@ -93,13 +93,13 @@ pub fn problems(dir: &Path, def: &Def, state: Option<&State>, deep: bool) -> Res
                     .and_then(|s| s.run.as_ref())
                     .is_some_and(|r| r.tables.iter().any(|t| t == spec.name) && !r.done.iter().any(|t| t == spec.name));
                 if !writing {
-                    checked = Err(sink::Damage::Added { extra });
+                    checked = Err(table_file::Damage::Added { extra });
                 }
             }
             let full = (deep && checked.is_ok() && !committed.is_empty() && committed.crc != 0)
-                .then(|| sink::crc_of(&path, 0, committed.file_len).map(|crc| crc == committed.crc));
+                .then(|| table_file::crc_of(&path, 0, committed.file_len).map(|crc| crc == committed.crc));
             if let Some(false) = full.transpose()? {
-                checked = Err(sink::Damage::Content);
+                checked = Err(table_file::Damage::Content);
             }
             if let Err(damage) = checked {
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -182,7 +182,7 @@ fn older_state(
 ) -> Result<Option<String>> {
     let Some(entry) = manifest.and_then(|m| m.files.get(name)) else { return Ok(None) };
     let len = committed.file_len + extra;
-    if entry.bytes != len || entry.crc32.is_none() || entry.crc32 != Some(sink::crc_of(path, 0, len)?) {
+    if entry.bytes != len || entry.crc32.is_none() || entry.crc32 != Some(table_file::crc_of(path, 0, len)?) {
         return Ok(None);
     }
     Ok(Some(format!(

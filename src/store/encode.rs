@@ -1,0 +1,241 @@
+//! Rows encoded as CSV, page by page, into a buffer the committer appends: the
+//! header, RFC 4180 quoting, and the guard of a spreadsheet-safe file.
+
+use crate::engine::columns::TOOL_COLUMNS;
+use crate::page::parse::{Batch, Cell};
+
+/// A UTF-8 byte order mark, which Excel wants at the start of a CSV file.
+pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
+/// A column not in the file's header.
+const NONE: u32 = u32::MAX;
+
+/// Whether a cell is guarded in a spreadsheet-safe file: a value a spreadsheet would
+/// run as a formula (OWASP's CSV-injection rule), and one that starts with `'`
+/// already, which gets one more so that the guard can always be taken off again
+/// (`=2` is written `'=2`, `'=2` is written `''=2`).
+pub fn needs_guard(v: &[u8]) -> bool {
+    matches!(v.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\''))
+}
+
+/// `value` as written: with a leading `'` if it needs a guard and `safe` is on.
+pub fn written<'v>(value: &'v [u8], safe: bool, scratch: &'v mut Vec<u8>) -> &'v [u8] {
+    if safe && needs_guard(value) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(value);
+        scratch
+    } else {
+        value
+    }
+}
+
+/// `cell` as the API sent it, from a file written with `safe`: without the guard
+/// [`written`] added, exactly. (In a file written before `'` was guarded too, a
+/// value the API sent as `'=…` reads back as `=…`: that file cannot tell them apart.)
+pub fn unguarded(cell: &[u8], safe: bool) -> &[u8] {
+    match cell.split_first() {
+        Some((b'\'', rest)) if safe && needs_guard(rest) => rest,
+        _ => cell,
+    }
+}
+
+/// The header line of a file with data columns `names`. Names are never guarded:
+/// they are keys the API chose, and reading the file back must give them exactly.
+pub fn header_of<'n>(names: impl Iterator<Item = &'n str>, bom: bool) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    for name in names.chain(TOOL_COLUMNS) {
+        w.write_field(name).expect("writes to memory");
+    }
+    w.write_record(None::<&[u8]>).expect("writes to memory");
+    let mut out = if bom { BOM.to_vec() } else { Vec::new() };
+    out.extend(w.into_inner().expect("writes to memory"));
+    out
+}
+
+/// Appends one CSV field to `out`, as the csv crate's writer does with its defaults
+/// (RFC 4180: quoted when it holds `,`, `"`, CR or LF; a `"` inside doubled). Written
+/// out because it runs for every cell of every row, and the crate's buffered writer
+/// cannot hand over its bytes without being rebuilt; `encodes_as_the_csv_crate_does`
+/// holds it against the crate byte for byte.
+pub(super) fn push_field(out: &mut Vec<u8>, v: &[u8]) {
+    if !needs_quotes(v) {
+        out.extend_from_slice(v);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = v;
+    while let Some(i) = rest.iter().position(|&b| b == b'"') {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// True when `v` holds a byte that makes a CSV field need quotes; eight at a time.
+fn needs_quotes(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has = |w: u64, b: u8| (w ^ (ONES * b as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b as u64)) & HIGHS;
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if has(w, b',') | has(w, b'"') | has(w, b'\n') | has(w, b'\r') != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+/// Encodes rows into CSV bytes for the committer to append, buffers reused.
+pub struct Encoder {
+    out: Vec<u8>,
+    slots: Vec<u32>,
+    scratch: Vec<u8>,
+    safe: bool,
+}
+
+impl Encoder {
+    pub fn new(safe: bool) -> Encoder {
+        Encoder { out: Vec::new(), slots: Vec::new(), scratch: Vec::new(), safe }
+    }
+
+    /// Appends raw bytes (a header) to the buffer.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends a row: `cells` of the record with `cols[k]` the column of `cells[k]`;
+    /// the file has `width` data columns.
+    pub fn row(&mut self, batch: &Batch, cells: &[Cell], cols: &[u32], width: usize, synced_at: &str) {
+        self.slots.clear();
+        self.slots.resize(width, NONE);
+        for (k, &c) in cols.iter().enumerate() {
+            if (c as usize) < width {
+                self.slots[c as usize] = k as u32;
+            }
+        }
+        for c in 0..width {
+            let k = self.slots[c];
+            let v = if k == NONE { &b""[..] } else { batch.value(&cells[k as usize]) };
+            let v = written(v, self.safe, &mut self.scratch);
+            push_field(&mut self.out, v);
+            self.out.push(b',');
+        }
+        self.end_row(synced_at, false);
+    }
+
+    /// Appends a tombstone: the primary key cells `(column, value)` as the API sent
+    /// them, `_deleted` true.
+    pub fn tombstone(&mut self, key: &[(usize, &[u8])], width: usize, synced_at: &str) {
+        for c in 0..width {
+            let v = key.iter().find(|(k, _)| *k == c).map_or(&b""[..], |(_, v)| v);
+            let v = written(v, self.safe, &mut self.scratch);
+            push_field(&mut self.out, v);
+            self.out.push(b',');
+        }
+        self.end_row(synced_at, true);
+    }
+
+    fn end_row(&mut self, synced_at: &str, deleted: bool) {
+        push_field(&mut self.out, synced_at.as_bytes());
+        self.out.extend_from_slice(if deleted { b",true\n" } else { b",false\n" });
+    }
+
+    /// The bytes encoded so far; the encoder starts over with `recycled` as its buffer.
+    pub fn take(&mut self, recycled: Vec<u8>) -> Vec<u8> {
+        let mut recycled = recycled;
+        recycled.clear();
+        std::mem::replace(&mut self.out, recycled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guarded_cell_reads_back_as_sent() {
+        let mut scratch = Vec::new();
+        for v in ["", "1", "-2", "=SUM(A1)", "+x", "@a", "\tx", "\rx", "'", "'1", "a'", "-"] {
+            for safe in [false, true] {
+                let w = written(v.as_bytes(), safe, &mut scratch).to_vec();
+                let guarded = w.len() == v.len() + 1 && w.starts_with(b"'") && &w[1..] == v.as_bytes();
+                assert_eq!(guarded, safe && needs_guard(v.as_bytes()), "{v:?}");
+                assert_eq!(unguarded(&w, safe), v.as_bytes(), "{v:?}, safe {safe}");
+            }
+        }
+        // Only what the guard could have added is taken off.
+        assert_eq!(unguarded(b"'1", true), b"'1");
+        assert_eq!(unguarded(b"'-2", false), b"'-2");
+    }
+
+    #[test]
+    fn the_guard_keeps_distinct_values_distinct() {
+        let mut scratch = Vec::new();
+        let values = ["=2", "'=2", "''=2", "'", "''", "2", "'2", "-", "'-"];
+        let written: Vec<Vec<u8>> = values.iter().map(|v| written(v.as_bytes(), true, &mut scratch).to_vec()).collect();
+        assert_eq!(written[..3], [&b"'=2"[..], b"''=2", b"'''=2"]);
+        let distinct: std::collections::HashSet<&Vec<u8>> = written.iter().collect();
+        assert_eq!(distinct.len(), values.len(), "{written:?}");
+        for (v, w) in values.iter().zip(&written) {
+            assert_eq!(unguarded(w, true), v.as_bytes());
+        }
+    }
+
+    #[test]
+    fn headers_quote_and_keep_names_as_sent() {
+        assert_eq!(header_of(["id", "a,b"].into_iter(), false), b"id,\"a,b\",_synced_at,_deleted\n");
+        assert_eq!(&header_of(["=x"].into_iter(), true)[..6], b"\xef\xbb\xbf=x,");
+    }
+
+    /// The oracle: the csv crate's writer, over generated fields with every kind of
+    /// byte that matters and every length around the eight-byte steps.
+    #[test]
+    fn encodes_as_the_csv_crate_does() {
+        let alphabet: &[&[u8]] = &[b"a", b",", b"\"", b"\n", b"\r", b" ", "é".as_bytes(), b"'", b"\t", b"x"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut fields: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..3 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let len = (seed >> 33) % 20;
+                let mut f = Vec::new();
+                for i in 0..len {
+                    let pick = (seed >> (i % 50)) as usize % alphabet.len();
+                    let pick = if (seed >> 60).is_multiple_of(3) { pick } else { 0 };
+                    f.extend_from_slice(alphabet[pick]);
+                }
+                fields.push(f);
+            }
+            let mut ours = Vec::new();
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    ours.push(b',');
+                }
+                push_field(&mut ours, f);
+            }
+            ours.push(b'\n');
+            let mut theirs = csv::Writer::from_writer(Vec::new());
+            theirs.write_record(&fields).unwrap();
+            assert_eq!(ours, theirs.into_inner().unwrap(), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_rows_follow_the_columns() {
+        let mut batch = Batch::default();
+        crate::page::parse::parse(
+            br#"{"data":[{"b":"=1","a":"x"}]}"#,
+            &crate::page::parse::Spec::records_in(&["data"]),
+            &mut batch,
+        )
+        .unwrap();
+        let cells: Vec<Cell> = batch.record(0).copied().collect();
+        let mut e = Encoder::new(true);
+        e.row(&batch, &cells, &[1, 0], 2, "T");
+        e.tombstone(&[(0, b"k")], 3, "T");
+        assert_eq!(e.take(Vec::new()), b"x,'=1,T,false\nk,,,T,true\n");
+    }
+}
