@@ -5,7 +5,12 @@ use base64::Engine as _;
 
 use super::{API_KEY, USERNAME};
 
-pub use crate::connector::paligo::basic_auth;
+/// The `Authorization` header for `username` and `api_key`, written here rather
+/// than borrowed from the connector, so that the mock checks the client's encoder
+/// instead of agreeing with it by construction.
+pub fn basic_auth(username: &str, api_key: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{username}:{api_key}")))
+}
 
 /// The scheme is case-insensitive (RFC 7617); the credentials must match exactly,
 /// in canonical padded base64.
