@@ -17,7 +17,7 @@ impl Reader {
     pub(super) fn finish_table(&mut self, session: &mut Session, i: usize) -> Result<()> {
         let table = self.writers[i].spec.name;
         let spec = self.writers[i].spec;
-        let deletes = session.state.run.as_ref().is_some_and(|r| r.deletes) && self.writers[i].journaled();
+        let deletes = session.state.run.as_ref().is_some_and(|r| r.deletes) && self.writers[i].keys.journaled();
         if deletes {
             if let Some(Resume::Verify(position)) = session.state.tables.get(table).and_then(|t| t.resume.clone()) {
                 let mut stream = session.ctx.connector.reread(table, Some(position));
@@ -75,7 +75,7 @@ impl Reader {
                 }
                 let before = session.ctx.client.stats().requests;
                 if session.ctx.connector.still_exists(session.ctx.client, table, values)? {
-                    self.writers[i].confirm_seen(*key);
+                    self.writers[i].keys.confirm_seen(*key);
                     kept += 1;
                 } else {
                     gone.push(values.clone());

@@ -3,13 +3,15 @@
 //! [`sync`] checks the directory and the credentials, then runs each stream in a
 //! [`session`]; [`read`] walks a stream's pages, fetched ahead by the [`prefetch`]
 //! threads; [`write`] encodes and commits each page; [`finish`] ends each table
-//! (deletion check, tombstones, refresh swap); [`table`] is one table being written (new, changed, repeated rows);
+//! (deletion check, tombstones, refresh swap); [`table`] is one table being written (new, changed, repeated rows), [`keys`]
+//! what it knows of the keys it meets;
 //! [`columns`] maps key paths to CSV columns; [`order`] finds a first sync's repeats
 //! without memory per key; [`report`] says what the run did. Bytes go on to
 //! [`crate::store`].
 
 pub mod columns;
 pub(crate) mod finish;
+pub(crate) mod keys;
 pub(crate) mod order;
 pub(crate) mod prefetch;
 pub(crate) mod read;

@@ -136,12 +136,12 @@ impl Reader {
             let mut stream = session.ctx.connector.open(&self.plan, position);
             stream.set_created_since(session.state.tables.get(first).and_then(|t| t.created_since));
             self.pages(session, stream.as_mut(), None)?;
-            self.writers.iter_mut().for_each(TableWriter::forget_abandoned);
+            self.writers.iter_mut().for_each(|w| w.keys.forget_abandoned());
             let deletes = session.state.run.as_ref().is_some_and(|r| r.deletes);
             for w in self.writers.iter().filter(|w| !w.summary.skipped) {
                 let t = w.spec.name;
                 let after = match w.spec.confirm {
-                    Confirm::Reread if deletes && w.has_unseen() => {
+                    Confirm::Reread if deletes && w.keys.has_unseen() => {
                         Resume::Verify(session.ctx.connector.reread(t, None).position())
                     }
                     _ => Resume::Confirm,
@@ -255,11 +255,11 @@ impl Reader {
                         return Err(Error::Response { url, detail });
                     }
                     if only.is_none() {
-                        self.writers.iter_mut().for_each(TableWriter::restart_pass);
+                        self.writers.iter_mut().for_each(|w| w.keys.restart_pass());
                     }
                 } else {
                     pass = Pass::default();
-                    self.writers.iter_mut().for_each(TableWriter::new_listing);
+                    self.writers.iter_mut().for_each(|w| w.keys.new_listing());
                 }
                 ahead.forget();
                 if let Some(request) = next {
@@ -298,7 +298,7 @@ impl Reader {
             self.write_page(session, stream, only)?;
             if !continues {
                 pass = Pass::default();
-                self.writers.iter_mut().for_each(TableWriter::new_listing);
+                self.writers.iter_mut().for_each(|w| w.keys.new_listing());
             }
             let fed = (0..self.writers.len()).find(|&i| only.is_none_or(|o| o == i) && self.fed[i]);
             if let Some(fed) = fed.filter(|&f| f != page_of) {

@@ -14,15 +14,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::connector::{Confirm, Rows, TableSpec};
+use crate::connector::{Rows, TableSpec};
 use crate::engine::columns::{cell_hash, Columns, NONE};
+use crate::engine::keys::Keys;
 use crate::engine::order::follows;
 use crate::error::{Error, Result};
 use crate::page::parse::{Batch, Cell};
 use crate::store::commit::Append;
 use crate::store::encode::{header_of, unguarded, written, Encoder};
 use crate::store::hashing::{self, FxBuild};
-use crate::store::index::{self, Change, KeyIndex};
+use crate::store::index::{self, Change};
 use crate::store::seen::{seen_path, SeenLog};
 use crate::store::state::{FileState, Journal, Order, ReplaceKind, State, Target};
 use crate::store::table_file::{self};
@@ -62,12 +63,8 @@ pub struct TableWriter {
     width: usize,
     /// The file as of the last page handed to the committer.
     pub file: FileState,
-    index: Option<KeyIndex>,
-    order: Option<Order>,
-    /// First sync with keys out of order: every key written in this read.
-    set: Option<HashSet<u64, FxBuild>>,
-    seen: Option<SeenLog>,
-    pub seen_len: Option<Journal>,
+    /// What the sync knows about the keys it meets.
+    pub keys: Keys,
     encoder: Encoder,
     kept: Vec<Kept>,
     /// The cells of the record being looked at, and their columns.
@@ -89,18 +86,6 @@ pub struct TableWriter {
     pending_rows: u64,
     /// The table is done: its state is no longer this writer's to commit.
     pub finished: bool,
-    /// Keys read in passes of the listing, for a table whose deletions are confirmed
-    /// (by a re-read or the show route).
-    passes: Passes,
-}
-
-/// The keys a table read in the current pass of its listing, and those read only in
-/// passes a restart abandoned: a record deleted during the read (the reason a
-/// listing shrinks and restarts) was read there and never again.
-#[derive(Debug, Default)]
-struct Passes {
-    current: Vec<u64>,
-    abandoned: HashSet<u64, FxBuild>,
 }
 
 impl TableWriter {
@@ -139,7 +124,7 @@ impl TableWriter {
             w.check_crc(crc)?;
         }
         if w.file.is_empty() || resumed_first {
-            w.order = Some(table.order.clone().unwrap_or_default());
+            w.keys.order = Some(table.order.clone().unwrap_or_default());
             if table.order.as_ref().is_some_and(|o| o.unordered) {
                 w.rebuild_set()?;
             }
@@ -161,10 +146,10 @@ impl TableWriter {
             for k in keys {
                 index.mark_seen(k);
             }
-            w.seen = Some(log);
-            w.seen_len = Some(len);
+            w.keys.seen = Some(log);
+            w.keys.seen_len = Some(len);
         }
-        w.index = Some(index);
+        w.keys.index = Some(index);
         Ok(w)
     }
 
@@ -185,11 +170,7 @@ impl TableWriter {
             cols: Columns::new(spec.derived),
             width: 0,
             file: FileState::default(),
-            index: None,
-            order: None,
-            set: None,
-            seen: None,
-            seen_len: None,
+            keys: Keys::default(),
             encoder: Encoder::new(false),
             kept: Vec::new(),
             cells: Vec::new(),
@@ -203,7 +184,6 @@ impl TableWriter {
             received: 0,
             pending_rows: 0,
             finished: false,
-            passes: Passes::default(),
         }
     }
 
@@ -227,12 +207,8 @@ impl TableWriter {
                 set.insert(key);
             })?;
         }
-        self.set = Some(set);
+        self.keys.set = Some(set);
         Ok(())
-    }
-
-    pub fn order(&self) -> Option<Order> {
-        self.order.clone()
     }
 
     /// Decides which records of `rows` to write; true if the file must be widened
@@ -253,23 +229,13 @@ impl TableWriter {
                 continue;
             }
             let key = self.key_of(&values);
-            if let Some(seen) = &mut self.seen {
-                seen.push(key);
-            }
-            // Not for a table whose unseen keys are gone without a check: a key
-            // wrongly taken for unread costs a check, never a false tombstone.
-            if self.spec.confirm != Confirm::Unseen && self.index.is_some() {
-                self.passes.current.push(key);
-                if !self.passes.abandoned.is_empty() {
-                    self.passes.abandoned.remove(&key);
-                }
-            }
-            let change = match self.index.is_some() {
+            self.keys.read(key, self.spec.confirm);
+            let change = match self.keys.index.is_some() {
                 true => {
                     let (fp, unregistered) = self.fingerprint(batch, i);
-                    self.index.as_mut().expect("an index").observe(key, fp, unregistered)
+                    self.keys.index.as_mut().expect("an index").observe(key, fp, unregistered)
                 }
-                false => self.first_sync(key),
+                false => self.keys.first_sync(key),
             };
             match change {
                 Change::New => self.summary.new += 1,
@@ -293,7 +259,7 @@ impl TableWriter {
     /// as it was, when they do not keep it: the caller then makes every page durable
     /// and calls [`TableWriter::switch_to_set`].
     pub fn advance_order(&mut self, rows: &Rows) -> bool {
-        let (Some(order), None) = (&self.order, &self.set) else { return true };
+        let (Some(order), None) = (&self.keys.order, &self.keys.set) else { return true };
         let batch = rows.batch();
         let pk = key_paths(self.spec, batch);
         let mut order = order.clone();
@@ -307,13 +273,13 @@ impl TableWriter {
             }
             set_last(&mut order, &values);
         }
-        self.order = Some(order);
+        self.keys.order = Some(order);
         true
     }
 
     /// From now on a set tells repeats, starting with every key written so far.
     pub fn switch_to_set(&mut self) -> Result<()> {
-        if let Some(order) = &mut self.order {
+        if let Some(order) = &mut self.keys.order {
             order.unordered = true;
         }
         self.rebuild_set()
@@ -323,15 +289,6 @@ impl TableWriter {
     /// compared before any spreadsheet guard (the index takes it off the file's cells).
     fn key_of(&self, values: &[&[u8]]) -> u64 {
         hashing::key(values.iter().copied())
-    }
-
-    /// A first sync: new unless the key was written in this read already. Without a
-    /// set, [`TableWriter::advance_order`] found every key of the page moving on.
-    fn first_sync(&mut self, key: u64) -> Change {
-        match self.set.as_mut().map(|set| set.insert(key)) {
-            Some(false) => Change::Duplicate,
-            _ => Change::New,
-        }
     }
 
     /// The record's fingerprint over its non-empty cells as they would be written,
@@ -429,16 +386,6 @@ impl TableWriter {
         self.summary.deleted += keys.len() as u64;
     }
 
-    /// Marks `key` as read (confirmed to exist), for the journal.
-    pub fn confirm_seen(&mut self, key: u64) {
-        if let Some(seen) = &mut self.seen {
-            seen.push(key);
-        }
-        if let Some(index) = &mut self.index {
-            index.mark_seen(key);
-        }
-    }
-
     /// Hands what was encoded to the committer: appends, and the file state to commit.
     pub fn take(&mut self, recycled: &mut impl FnMut() -> Vec<u8>, appends: &mut Vec<Append>) {
         let bytes = self.encoder.take(recycled());
@@ -457,9 +404,9 @@ impl TableWriter {
             appends.push(Append { path: self.path.clone(), bytes, hashed: true });
         }
         self.pending_rows = 0;
-        if let Some(seen) = &mut self.seen {
+        if let Some(seen) = &mut self.keys.seen {
             let (append, len) = seen.take(recycled());
-            self.seen_len = Some(len);
+            self.keys.seen_len = Some(len);
             appends.push(append);
         }
     }
@@ -469,19 +416,9 @@ impl TableWriter {
         self.pending_rows > 0
     }
 
-    /// Bytes of journal waiting for a commit (keys read on pages that wrote no row).
-    pub fn journal_pending(&self) -> usize {
-        self.seen.as_ref().map_or(0, SeenLog::pending)
-    }
-
-    /// Whether some committed key was not read in this sync.
-    pub fn has_unseen(&self) -> bool {
-        self.index.as_ref().is_some_and(|i| !i.unseen().is_empty())
-    }
-
     /// Committed keys not read in this sync, with their primary key values, sorted.
     pub fn unseen(&self) -> Result<Vec<(u64, Vec<Vec<u8>>)>> {
-        let Some(index) = &self.index else { return Ok(Vec::new()) };
+        let Some(index) = &self.keys.index else { return Ok(Vec::new()) };
         let unseen: HashSet<u64, FxBuild> = index.unseen().into_iter().collect();
         if unseen.is_empty() {
             return Ok(Vec::new());
@@ -499,34 +436,6 @@ impl TableWriter {
         let mut sorted: Vec<(u64, Vec<Vec<u8>>)> = keys.into_iter().collect();
         sorted.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(sorted)
-    }
-
-    /// The listing feeding the table moves on to another listing.
-    pub fn new_listing(&mut self) {
-        self.passes.current.clear();
-    }
-
-    /// The listing feeding the table started over: what its abandoned pass read
-    /// counts as read only if a later pass reads it too.
-    pub fn restart_pass(&mut self) {
-        let Passes { current, abandoned } = &mut self.passes;
-        abandoned.extend(current.drain(..));
-    }
-
-    /// After the read: keys read only in abandoned passes are taken for not read,
-    /// so that the deletion check (a re-read) decides whether they still exist. In
-    /// this run only: a resumed run replays the journal, and the next sync decides.
-    pub fn forget_abandoned(&mut self) {
-        let abandoned = std::mem::take(&mut self.passes);
-        if let Some(index) = &mut self.index {
-            for key in abandoned.abandoned {
-                index.unmark_seen(key);
-            }
-        }
-    }
-
-    pub fn journaled(&self) -> bool {
-        self.seen.is_some()
     }
 }
 

@@ -82,7 +82,7 @@ impl Reader {
     /// A page that wrote no row is committed only every few seconds (or when forced).
     pub(super) fn commit(&mut self, session: &mut Session, force: bool) -> Result<()> {
         let rows = self.writers.iter().any(TableWriter::has_pending);
-        let journal: usize = self.writers.iter().map(TableWriter::journal_pending).sum();
+        let journal: usize = self.writers.iter().map(|w| w.keys.journal_pending()).sum();
         let idle = self.last_commit.elapsed() < IDLE_COMMIT_INTERVAL && journal < IDLE_JOURNAL_LIMIT;
         if !rows && !force && idle {
             return Ok(());
@@ -92,8 +92,8 @@ impl Reader {
             w.take(&mut || session.committer.buffer(), &mut appends);
             let table = session.state.table(w.spec.name);
             *table.file_mut(w.target) = w.file.clone();
-            table.seen_len = w.seen_len;
-            table.order = w.order();
+            table.seen_len = w.keys.seen_len;
+            table.order = w.keys.order();
         }
         let commit = Commit::new(appends, session.state, session.committer.buffer());
         self.durable.clear();
