@@ -66,6 +66,32 @@ impl FxHasher {
     }
 }
 
+/// The one CRC-32 reader: reads through, keeping the CRC-32 of what was read (the
+/// checksums of table files in `state.json`).
+pub struct CrcRead<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R> CrcRead<R> {
+    pub fn new(inner: R) -> CrcRead<R> {
+        CrcRead { inner, hasher: crc32fast::Hasher::new() }
+    }
+
+    /// The CRC-32 of the bytes read so far.
+    pub fn crc(&self) -> u32 {
+        self.hasher.clone().finalize()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CrcRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use crate::engine::columns::cell_hash;
 use crate::store::encode::unguarded;
 use crate::store::hashing::key as key_hash;
 use crate::store::hashing::stable as hash;
+use crate::store::hashing::CrcRead;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
@@ -277,20 +278,6 @@ impl Latest {
     }
 }
 
-/// Reads through, keeping the CRC-32 of what was read.
-pub struct CrcRead<R> {
-    inner: R,
-    hasher: crc32fast::Hasher,
-}
-
-impl<R: Read> Read for CrcRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// The committed rows of a table file, each with its key hash, read one at a time
 /// into a reused record (rust-csv's `read_byte_record` style). The key hash is of the
 /// values as the API sent them: a spreadsheet-safe file's guard is taken off first,
@@ -311,7 +298,7 @@ impl KeyedRows {
     pub fn open(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
         let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let crc = CrcRead { inner: file.take(len), hasher: crc32fast::Hasher::new() };
+        let crc = CrcRead::new(file.take(len));
         let mut reader = csv::ReaderBuilder::new().from_reader(crc);
         let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
         let keys = primary_key
@@ -325,7 +312,7 @@ impl KeyedRows {
 
     /// The CRC-32 of the bytes read, once every row was read.
     pub fn crc(&self) -> u32 {
-        self.reader.get_ref().hasher.clone().finalize()
+        self.reader.get_ref().crc()
     }
 
     /// The key hash and cells of the next row; `None` at the end.

@@ -14,6 +14,7 @@ use crate::engine::columns::TOOL_COLUMNS;
 use crate::error::{Error, Result};
 use crate::store::encode::{header_of, BOM};
 use crate::store::fsio::with_suffix;
+use crate::store::hashing::CrcRead;
 use crate::store::state::{FileState, ReplaceKind, Target};
 
 /// How much of a rewritten file's end its tail checksum covers.
@@ -126,16 +127,15 @@ pub fn crc_of(path: &Path, start: u64, end: u64) -> Result<u32> {
 
 fn crc_range(f: &mut File, path: &Path, start: u64, end: u64) -> Result<u32> {
     f.seek(SeekFrom::Start(start)).map_err(|e| Error::io("seek", path, e))?;
-    let mut h = crc32fast::Hasher::new();
-    let mut buf = vec![0; 64 << 10];
     let mut left = end.saturating_sub(start);
+    let mut reader = CrcRead::new(f.take(left));
+    let mut buf = vec![0; 64 << 10];
     while left > 0 {
         let n = (buf.len() as u64).min(left) as usize;
-        f.read_exact(&mut buf[..n]).map_err(|e| Error::io("read", path, e))?;
-        h.update(&buf[..n]);
+        reader.read_exact(&mut buf[..n]).map_err(|e| Error::io("read", path, e))?;
         left -= n as u64;
     }
-    Ok(h.finalize())
+    Ok(reader.crc())
 }
 
 /// Computes the checksums of a file's committed bytes (a file written before
