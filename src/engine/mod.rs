@@ -5,11 +5,12 @@
 //! threads; [`write`] encodes and commits each page; [`finish`] ends each table
 //! (deletion check, tombstones, refresh swap); [`table`] is one table being written (new, changed, repeated rows), [`keys`]
 //! what it knows of the keys it meets;
-//! [`columns`] maps key paths to CSV columns; [`order`] finds a first sync's repeats
+//! [`columns`] maps key paths to CSV columns and [`encoding`] a page's rows to them; [`order`] finds a first sync's repeats
 //! without memory per key; [`report`] says what the run did. Bytes go on to
 //! [`crate::store`].
 
 pub mod columns;
+pub(crate) mod encoding;
 pub(crate) mod finish;
 pub(crate) mod keys;
 pub(crate) mod order;

@@ -15,13 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::connector::{Rows, TableSpec};
-use crate::engine::columns::{cell_hash, Columns, NONE};
+use crate::engine::columns::Columns;
+use crate::engine::encoding::Encoding;
 use crate::engine::keys::Keys;
 use crate::engine::order::follows;
 use crate::error::{Error, Result};
-use crate::page::parse::{Batch, Cell};
+use crate::page::parse::Batch;
 use crate::store::commit::Append;
-use crate::store::encode::{header_of, unguarded, written, Encoder};
+use crate::store::encode::{header_of, unguarded};
 use crate::store::hashing::{self, FxBuild};
 use crate::store::index::{self, Change};
 use crate::store::seen::{seen_path, SeenLog};
@@ -49,30 +50,16 @@ pub struct TableSummary {
     pub skipped: bool,
 }
 
-/// A kept record of the page being written: its index in the batch.
-struct Kept {
-    record: usize,
-}
-
 pub struct TableWriter {
     pub spec: &'static TableSpec,
     pub target: Target,
     pub path: PathBuf,
-    cols: Columns,
-    /// Data columns in the file's header; 0 while the file is empty.
-    width: usize,
     /// The file as of the last page handed to the committer.
     pub file: FileState,
     /// What the sync knows about the keys it meets.
     pub keys: Keys,
-    encoder: Encoder,
-    kept: Vec<Kept>,
-    /// The cells of the record being looked at, and their columns.
-    cells: Vec<Cell>,
-    cols_buf: Vec<u32>,
-    scratch: Vec<u8>,
-    safe: bool,
-    bom: bool,
+    /// The file's columns, and the rows of the page encoded for them.
+    pub(super) enc: Encoding,
     pub summary: TableSummary,
     /// Records of the last page that were new to this read (not read twice).
     pub fresh: u64,
@@ -105,16 +92,8 @@ impl TableWriter {
         cols.restore(&file);
         let width = if file.is_empty() { 0 } else { file.columns.len() };
         let (bom, safe) = (state.output.bom, state.output.spreadsheet_safe);
-        let mut w = TableWriter {
-            path,
-            cols,
-            width,
-            file,
-            encoder: Encoder::new(safe),
-            safe,
-            bom,
-            ..TableWriter::blank(spec, target)
-        };
+        let mut w =
+            TableWriter { path, file, enc: Encoding::new(cols, width, safe, bom), ..TableWriter::blank(spec, target) };
         // A read that began on an empty file (a first sync, a rebuild) wrote every
         // committed row itself: resumed, it goes on telling repeats by order or set,
         // where the index would take a record met again for a changed one.
@@ -167,17 +146,9 @@ impl TableWriter {
             spec,
             target,
             path: PathBuf::new(),
-            cols: Columns::new(spec.derived),
-            width: 0,
             file: FileState::default(),
             keys: Keys::default(),
-            encoder: Encoder::new(false),
-            kept: Vec::new(),
-            cells: Vec::new(),
-            cols_buf: Vec::new(),
-            scratch: Vec::new(),
-            safe: false,
-            bom: false,
+            enc: Encoding::new(Columns::new(spec.derived), 0, false, false),
             summary: TableSummary { table: spec.name.to_string(), ..TableSummary::default() },
             fresh: 0,
             keyless: 0,
@@ -203,7 +174,7 @@ impl TableWriter {
     fn rebuild_set(&mut self) -> Result<()> {
         let mut set = HashSet::default();
         if !self.file.is_empty() {
-            index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.safe, |key, _, _| {
+            index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.enc.safe, |key, _, _| {
                 set.insert(key);
             })?;
         }
@@ -215,9 +186,9 @@ impl TableWriter {
     /// before they can be encoded.
     pub fn classify(&mut self, rows: &Rows) -> bool {
         let batch = rows.batch();
-        self.kept.clear();
+        self.enc.kept.clear();
         self.fresh = 0;
-        self.cols.begin_page();
+        self.enc.cols.begin_page();
         let pk = key_paths(self.spec, batch);
         let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
         for n in 0..rows.len() {
@@ -232,7 +203,7 @@ impl TableWriter {
             self.keys.read(key, self.spec.confirm);
             let change = match self.keys.index.is_some() {
                 true => {
-                    let (fp, unregistered) = self.fingerprint(batch, i);
+                    let (fp, unregistered) = self.enc.fingerprint(batch, i);
                     self.keys.index.as_mut().expect("an index").observe(key, fp, unregistered)
                 }
                 false => self.keys.first_sync(key),
@@ -249,10 +220,10 @@ impl TableWriter {
                 self.fresh += 1;
             }
             if matches!(change, Change::New | Change::Changed) {
-                self.kept.push(Kept { record: i });
+                self.enc.kept.push(i);
             }
         }
-        self.register(batch)
+        self.enc.register(batch)
     }
 
     /// Moves a first sync's order on over the keys of `rows`. False, with the order
@@ -291,39 +262,6 @@ impl TableWriter {
         hashing::key(values.iter().copied())
     }
 
-    /// The record's fingerprint over its non-empty cells as they would be written,
-    /// and whether it has a non-empty value in a column not registered yet.
-    fn fingerprint(&mut self, batch: &Batch, i: usize) -> (u64, bool) {
-        let mut fp = 0u64;
-        let mut unregistered = false;
-        for cell in batch.record(i) {
-            let v = batch.value(cell);
-            if v.is_empty() {
-                continue;
-            }
-            let col = self.cols.column_of(batch, cell.path);
-            if col == NONE {
-                unregistered = true;
-                continue;
-            }
-            let v = written(v, self.safe, &mut self.scratch);
-            fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, v));
-        }
-        (fp, unregistered)
-    }
-
-    /// Registers the columns of the kept records; true if the header must widen.
-    fn register(&mut self, batch: &Batch) -> bool {
-        let mut widen = false;
-        for k in &self.kept {
-            for cell in batch.record(k.record) {
-                let col = self.cols.register(batch, cell.path) as usize;
-                widen |= self.width > 0 && col >= self.width && !batch.value(cell).is_empty();
-            }
-        }
-        widen
-    }
-
     /// Rewrites the committed file with every registered column; the committer must
     /// be idle (all earlier pages durable) and `state` the state last made durable,
     /// which the replacement commits.
@@ -333,41 +271,22 @@ impl TableWriter {
             Target::Refresh => ReplaceKind::WidenRefresh,
         };
         let (side, _) = table_file::side_and_target(dir, self.spec.name, kind);
-        let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
-        let header = header_of(names.into_iter(), self.bom);
-        let added = self.cols.len() - self.width;
+        let names: Vec<&str> = self.enc.cols.iter().map(|c| c.name.as_str()).collect();
+        let header = header_of(names.into_iter(), self.enc.bom);
+        let added = self.enc.cols.len() - self.enc.width;
         let mut file = table_file::rewrite(&self.path, self.file.file_len, &side, &header, added, |_, _| true)?;
-        (file.columns, file.derived) = self.cols.committed(self.cols.len());
+        (file.columns, file.derived) = self.enc.cols.committed(self.enc.cols.len());
         crate::store::replace::replace(dir, state, self.spec.name, kind, file.clone())?;
         // As the file counts them: with _synced_at and _deleted.
-        log::info!("{}: header widened to {} columns", self.spec.name, self.cols.len() + 2);
+        log::info!("{}: header widened to {} columns", self.spec.name, self.enc.cols.len() + 2);
         self.file = file;
-        self.width = self.cols.len();
+        self.enc.width = self.enc.cols.len();
         Ok(())
     }
 
     /// Encodes the kept records of `rows`.
     pub fn encode(&mut self, rows: &Rows, synced_at: &str) {
-        let batch = rows.batch();
-        if self.kept.is_empty() {
-            return;
-        }
-        if self.width == 0 {
-            let names: Vec<&str> = self.cols.iter().map(|c| c.name.as_str()).collect();
-            self.encoder.raw(&header_of(names.into_iter(), self.bom));
-            self.width = self.cols.len();
-        }
-        for k in 0..self.kept.len() {
-            let i = self.kept[k].record;
-            self.cells.clear();
-            self.cells.extend(batch.record(i).copied());
-            self.cols_buf.clear();
-            for c in &self.cells {
-                self.cols_buf.push(self.cols.column_of(batch, c.path));
-            }
-            self.encoder.row(batch, &self.cells, &self.cols_buf, self.width, synced_at);
-        }
-        self.pending_rows += self.kept.len() as u64;
+        self.pending_rows += self.enc.encode(rows.batch(), synced_at);
     }
 
     /// Appends tombstones for `keys` (primary key values, in key column order).
@@ -380,7 +299,7 @@ impl TableWriter {
             .collect();
         for values in keys {
             let cells: Vec<(usize, &[u8])> = cols.iter().zip(values).map(|(&c, v)| (c, v.as_slice())).collect();
-            self.encoder.tombstone(&cells, self.width, synced_at);
+            self.enc.encoder.tombstone(&cells, self.enc.width, synced_at);
         }
         self.pending_rows += keys.len() as u64;
         self.summary.deleted += keys.len() as u64;
@@ -388,7 +307,7 @@ impl TableWriter {
 
     /// Hands what was encoded to the committer: appends, and the file state to commit.
     pub fn take(&mut self, recycled: &mut impl FnMut() -> Vec<u8>, appends: &mut Vec<Append>) {
-        let bytes = self.encoder.take(recycled());
+        let bytes = self.enc.encoder.take(recycled());
         if !bytes.is_empty() {
             let mut tail = crc32fast::Hasher::new();
             tail.update(&bytes);
@@ -398,8 +317,8 @@ impl TableWriter {
             let (len, crc) = (start + bytes.len() as u64, whole.finalize());
             self.file.append_committed(len, self.pending_rows, crc, start, tail.finalize());
             // Columns are only ever added: the list changes when the width does.
-            if self.file.columns.len() != self.width {
-                (self.file.columns, self.file.derived) = self.cols.committed(self.width);
+            if self.file.columns.len() != self.enc.width {
+                (self.file.columns, self.file.derived) = self.enc.cols.committed(self.enc.width);
             }
             appends.push(Append { path: self.path.clone(), bytes, hashed: true });
         }
@@ -427,10 +346,10 @@ impl TableWriter {
         let key_cols: Vec<usize> =
             self.spec.primary_key.iter().filter_map(|k| header.iter().position(|h| h == k)).collect();
         let mut keys: HashMap<u64, Vec<Vec<u8>>, FxBuild> = HashMap::default();
-        index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.safe, |key, _, record| {
+        index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.enc.safe, |key, _, record| {
             if unseen.contains(&key) {
                 // The API knows the key as it sent it, not as the file guards it.
-                keys.insert(key, key_cols.iter().map(|&c| unguarded(&record[c], self.safe).to_vec()).collect());
+                keys.insert(key, key_cols.iter().map(|&c| unguarded(&record[c], self.enc.safe).to_vec()).collect());
             }
         })?;
         let mut sorted: Vec<(u64, Vec<Vec<u8>>)> = keys.into_iter().collect();
