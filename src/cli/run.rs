@@ -81,7 +81,12 @@ pub fn sync_with(args: &Args, config: &Config) -> std::result::Result<(), Failur
     // A run refused with 2 leaves the directory as it was, last_sync.json included.
     if report.dir_ready || (report.dir_checked && status != 2) {
         let line = failure.as_ref().map(|f| f.error.to_string());
-        if let Err(e) = report::write(&args.out, args.connector.name, &report, status, line, &args.warnings) {
+        if let Err(e) = report::write(
+            &args.out,
+            args.connector.name,
+            &report,
+            report::Ending { exit_status: status, error: line, warnings: &args.warnings },
+        ) {
             log::warn!("{e}");
         }
     }

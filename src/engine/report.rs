@@ -38,15 +38,17 @@ pub struct LastSync<'a> {
     pub tables: BTreeMap<&'a str, &'a TableSummary>,
 }
 
+/// How a run ended, for `last_sync.json`: its exit status, its error line, and the
+/// configuration's warnings.
+pub struct Ending<'a> {
+    pub exit_status: i32,
+    pub error: Option<String>,
+    pub warnings: &'a [String],
+}
+
 /// Writes `DIR/last_sync.json` for `report`.
-pub fn write(
-    dir: &Path,
-    connector: &str,
-    report: &Report,
-    exit_status: i32,
-    error: Option<String>,
-    warnings: &[String],
-) -> Result<()> {
+pub fn write(dir: &Path, connector: &str, report: &Report, ending: Ending) -> Result<()> {
+    let Ending { exit_status, error, warnings } = ending;
     let status = match exit_status {
         0 => "ok",
         130 | 143 => "interrupted",
