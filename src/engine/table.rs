@@ -309,13 +309,7 @@ impl TableWriter {
     pub fn take(&mut self, recycled: &mut impl FnMut() -> Vec<u8>, appends: &mut Vec<Append>) {
         let bytes = self.enc.encoder.take(recycled());
         if !bytes.is_empty() {
-            let mut tail = crc32fast::Hasher::new();
-            tail.update(&bytes);
-            let mut whole = crc32fast::Hasher::new_with_initial_len(self.file.crc, self.file.file_len);
-            whole.combine(&tail);
-            let start = self.file.file_len;
-            let (len, crc) = (start + bytes.len() as u64, whole.finalize());
-            self.file.append_committed(len, self.pending_rows, crc, start, tail.finalize());
+            self.file.append_committed(&bytes, self.pending_rows);
             // Columns are only ever added: the list changes when the width does.
             if self.file.columns.len() != self.enc.width {
                 (self.file.columns, self.file.derived) = self.enc.cols.committed(self.enc.width);

@@ -398,14 +398,18 @@ impl FileState {
         self.file_len == 0
     }
 
-    /// Bytes `tail_start..file_len` were appended with CRC `tail_crc`; the whole
-    /// file now has CRC `crc`.
-    pub fn append_committed(&mut self, len: u64, rows: u64, crc: u32, tail_start: u64, tail_crc: u32) {
-        self.file_len = len;
+    /// `bytes` holding `rows` rows were appended: they are the new tail, and the
+    /// whole file's CRC is combined with theirs.
+    pub fn append_committed(&mut self, bytes: &[u8], rows: u64) {
+        let mut tail = crc32fast::Hasher::new();
+        tail.update(bytes);
+        let mut whole = crc32fast::Hasher::new_with_initial_len(self.crc, self.file_len);
+        whole.combine(&tail);
+        self.tail_start = self.file_len;
+        self.tail_crc = tail.finalize();
+        self.file_len += bytes.len() as u64;
         self.rows += rows;
-        self.crc = crc;
-        self.tail_start = tail_start;
-        self.tail_crc = tail_crc;
+        self.crc = whole.finalize();
     }
 
     /// The names of the data columns, in order.
