@@ -504,3 +504,155 @@ fn a_partial_read_writes_no_tombstones() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
 }
+
+/// Invoices behind a Stripe-style cursor, and the lines of each invoice.
+const FOR_EACH_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [
+    {"name": "invoice", "path": "/invoices", "records": "/data", "primary_key": ["id"],
+     "paging": {"cursor": {"param": "starting_after", "from": "/data/-1/id", "more": "/has_more"}}},
+    {"name": "invoice_line", "path": "/invoices/{invoice_id}/lines",
+     "for_each": {"table": "invoice", "key": "id", "as": "invoice_id"},
+     "records": "", "primary_key": ["invoice_id", "id"], "paging": {"link_header": {}}}]}"#;
+
+#[test]
+fn for_each_reads_one_listing_per_parent_record() {
+    let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = Arc::clone(&round);
+    let server = serve_with(move |target| {
+        let second = r.load(std::sync::atomic::Ordering::SeqCst) == 1;
+        let path = target.split('?').next().unwrap();
+        match (path, param(target, "starting_after").as_deref(), second) {
+            ("/v1/invoices", None, false) => Reply::ok(r#"{"data": [{"id": "in 1/a", "total": 5}], "has_more": true}"#),
+            ("/v1/invoices", Some("in 1/a"), false) => {
+                Reply::ok(r#"{"data": [{"id": "in_2", "total": 7}, {"total": 0}], "has_more": false}"#)
+            }
+            ("/v1/invoices", None, true) => Reply::ok(r#"{"data": [{"id": "in 1/a", "total": 5}], "has_more": false}"#),
+            // A record's own field of the `as` name gives way to the parent's key.
+            ("/v1/invoices/in%201%2Fa/lines", _, false) => {
+                Reply::ok(r#"[{"id": 1, "amount": 2}, {"id": 2, "amount": 3, "invoice_id": "bogus"}]"#)
+            }
+            ("/v1/invoices/in%201%2Fa/lines", _, true) => {
+                Reply::ok(r#"[{"id": 1, "amount": 2}, {"id": 2, "amount": 4}]"#)
+            }
+            ("/v1/invoices/in_2/lines", _, false) => Reply::ok(r#"[{"id": 1, "amount": 7}]"#),
+            _ => Reply::not_found(),
+        }
+    });
+    let wd = Workdir::new("def-for-each");
+    ok(&sync(&wd, FOR_EACH_DEF, &server, "/v1", ""));
+    // The check, then each parent page followed by its records' listings.
+    assert_eq!(
+        server.targets(),
+        [
+            "/v1/invoices",
+            "/v1/invoices",
+            "/v1/invoices/in%201%2Fa/lines",
+            "/v1/invoices?starting_after=in%201%2Fa",
+            "/v1/invoices/in_2/lines"
+        ]
+    );
+    assert_eq!(
+        table(&wd, "invoice_line"),
+        "invoice_id,id,amount,_synced_at,_deleted\nin 1/a,1,2,T,false\nin 1/a,2,3,T,false\nin_2,1,7,T,false\n"
+    );
+    round.store(1, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, FOR_EACH_DEF, &server, "/v1", ""));
+    // A changed line is appended; the deleted invoice's lines get tombstones.
+    assert_eq!(table(&wd, "invoice"), "id,total,_synced_at,_deleted\nin 1/a,5,T,false\nin_2,7,T,false\nin_2,,T,true\n");
+    assert_eq!(
+        table(&wd, "invoice_line"),
+        "invoice_id,id,amount,_synced_at,_deleted\nin 1/a,1,2,T,false\nin 1/a,2,3,T,false\nin_2,1,7,T,false\n\
+         in 1/a,2,4,T,false\nin_2,1,,T,true\n"
+    );
+}
+
+#[test]
+fn for_each_of_a_child_alone_reads_its_parent_and_skips_a_gone_parent() {
+    let server = serve_with(|target| match target {
+        "/v1/invoices" => Reply::ok(r#"{"data": [{"id": 7}, {"id": 8}, {"id": 9}], "has_more": false}"#),
+        "/v1/invoices/7/lines" => Reply::ok(r#"[{"id": "a"}]"#),
+        // Deleted between the two reads: its listing is skipped.
+        "/v1/invoices/8/lines" => Reply::not_found(),
+        "/v1/invoices/9/lines" => Reply::ok(r#"[{"id": "b"}]"#),
+        _ => Reply::status(500, "{}"),
+    });
+    let wd = Workdir::new("def-for-each-alone");
+    wd.write("def.json", FOR_EACH_DEF);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    let args = ["sync", "./def.json", "--config", "c.json", "--out", "out", "--tables", "invoice_line"];
+    ok(&wd.output(&mut wd.command(&args)));
+    assert_eq!(table(&wd, "invoice_line"), "invoice_id,id,_synced_at,_deleted\n7,a,T,false\n9,b,T,false\n");
+    assert_eq!(table(&wd, "invoice"), "id,_synced_at,_deleted\n7,T,false\n8,T,false\n9,T,false\n");
+}
+
+/// Six invoices, two a page, each with three lines over two page-number pages.
+fn invoice_pages(target: &str) -> Reply {
+    let path = target.split('?').next().unwrap();
+    if path == "/v1/invoices" {
+        let after: u32 = param(target, "starting_after").map_or(0, |a| a.trim_start_matches("p").parse().unwrap());
+        let ids: Vec<String> = (after + 1..=(after + 2).min(6)).map(|i| format!(r#"{{"id": "p{i}"}}"#)).collect();
+        return Reply::ok(format!(r#"{{"data": [{}], "has_more": {}}}"#, ids.join(","), after + 2 < 6));
+    }
+    let Some(parent) = path.strip_prefix("/v1/invoices/").and_then(|p| p.strip_suffix("/lines")) else {
+        return Reply::not_found();
+    };
+    match param(target, "page").as_deref() {
+        Some("1") => Reply::ok(format!(r#"[{{"id": 1, "of": "{parent}"}}, {{"id": 2, "of": "{parent}"}}]"#)),
+        Some("2") => Reply::ok(format!(r#"[{{"id": 3, "of": "{parent}"}}]"#)),
+        _ => Reply::not_found(),
+    }
+}
+
+#[test]
+fn for_each_kill_9_at_several_points_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| p == target) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            // Held until the binary that asked is dead.
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        invoice_pages(target)
+    });
+    let wd = Workdir::new("def-for-each-kill");
+    let def = FOR_EACH_DEF
+        .replace(r#"{"link_header": {}}"#, r#"{"page": {"param": "page", "size_param": "per_page", "size": 2}}"#);
+    wd.write("def.json", &def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    for at in [
+        "/v1/invoices/p2/lines?page=2&per_page=2",
+        "/v1/invoices?starting_after=p4",
+        "/v1/invoices/p5/lines?page=1&per_page=2",
+    ] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    let mut want = String::from("invoice_id,id,of,_synced_at,_deleted\n");
+    for p in 1..=6 {
+        for line in 1..=3 {
+            want.push_str(&format!("p{p},{line},p{p},T,false\n"));
+        }
+    }
+    assert_eq!(table(&wd, "invoice_line"), want);
+    let invoices: String = (1..=6).map(|p| format!("p{p},T,false\n")).collect();
+    assert_eq!(table(&wd, "invoice"), format!("id,_synced_at,_deleted\n{invoices}"));
+    // A rerun reads everything again and changes nothing.
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    assert_eq!(table(&wd, "invoice_line"), want);
+}

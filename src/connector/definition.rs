@@ -73,7 +73,10 @@ fn to_def(d: &'static Definition) -> Def {
             timestamps: Box::leak(t.converted.clone().into_boxed_slice()),
             derived: &[],
             read_as: leak(t.read_as()),
+            // A child listing is only read along with its parent's: what it did not
+            // see is gone (a re-read would be its parent's again).
             confirm: match t.paging {
+                _ if t.for_each.is_some() => Confirm::Unseen,
                 Paging::Page(_) | Paging::Offset(_) => Confirm::Reread,
                 Paging::LinkHeader => Confirm::Unseen,
                 _ => Confirm::Unseen,
@@ -92,6 +95,20 @@ fn to_def(d: &'static Definition) -> Def {
         mock_base_path: "",
         mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
     }
+}
+
+/// `selected` (in table order) with the parent of each `for_each` table in it: a
+/// child's listings come from its parent's records read in the same run.
+pub fn with_parents(def: &Def, mut selected: Vec<&'static str>) -> Vec<&'static str> {
+    let Some(d) = loaded(def) else { return selected };
+    for t in &d.tables {
+        if let Some(f) = t.for_each.as_ref().filter(|_| selected.contains(&t.name.as_str())) {
+            if !selected.contains(&f.table.as_str()) {
+                selected.push(d.tables[f.parent].name.as_str());
+            }
+        }
+    }
+    def.tables.iter().map(|t| t.name).filter(|t| selected.contains(t)).collect()
 }
 
 /// The `rel="next"` target of a response's `Link` headers, if any.
@@ -216,15 +233,44 @@ impl Connector for Defined {
         })
     }
 
+    /// One stream per table, but a table read `for_each` record of another shares
+    /// its parent's stream (each parent page, then its children's listings).
     fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan> {
-        tables.iter().map(|&t| StreamPlan { name: t, tables: vec![t] }).collect()
+        let mut plans: Vec<StreamPlan> = Vec::new();
+        for &t in tables {
+            match &self.table(t).for_each {
+                Some(f) => match plans.iter_mut().find(|p| p.name == f.table) {
+                    Some(plan) => plan.tables.push(t),
+                    None => {
+                        let parent = self.table(&f.table).name.as_str();
+                        plans.push(StreamPlan { name: parent, tables: vec![parent, t] });
+                    }
+                },
+                None => plans.push(StreamPlan { name: t, tables: vec![t] }),
+            }
+        }
+        plans
     }
 
     fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_> {
-        self.reread(plan.name, position)
+        if plan.tables.len() == 1 {
+            return self.reread(plan.name, position);
+        }
+        let children = plan.tables[1..].iter().map(|t| self.table(t)).collect();
+        Box::new(stream::Family::new(self.table(plan.name), children, &self.base_url, self.secret_param(), position))
     }
 
+    /// A child table is read again with its parent, whose rows are not wanted.
     fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
-        Box::new(stream::Listing::new(self.table(table), &self.base_url, self.secret_param(), position))
+        let t = self.table(table);
+        match &t.for_each {
+            Some(f) => {
+                let parent = self.table(&f.table);
+                let plan = self.streams(&[parent.name.as_str(), t.name.as_str()]).remove(0);
+                let children = plan.tables[1..].iter().map(|t| self.table(t)).collect();
+                Box::new(stream::Family::new(parent, children, &self.base_url, self.secret_param(), position))
+            }
+            None => Box::new(stream::Listing::new(t, &self.base_url, self.secret_param(), position)),
+        }
     }
 }

@@ -76,6 +76,21 @@ pub struct Table {
     pub paging: Paging,
     /// One listing per value of this query parameter.
     pub per_value: Option<(&'static str, Vec<String>)>,
+    /// One listing per record of an earlier table.
+    pub for_each: Option<ForEach>,
+}
+
+/// `for_each`: one listing per record of an earlier table (the parent), its `key`
+/// put into the path for `{as}` and written as the column `as`.
+#[derive(Debug, Clone)]
+pub struct ForEach {
+    /// The parent table's index in the definition, and its name.
+    pub parent: usize,
+    pub table: String,
+    /// The key path of the parent record's value (a field name or a pointer's tokens).
+    pub key: Vec<String>,
+    /// The placeholder's and the column's name.
+    pub as_: String,
 }
 
 impl Table {
@@ -88,9 +103,13 @@ impl Table {
             Paging::Offset(_) => "offset pages".into(),
             Paging::None => "one request".into(),
         };
-        match &self.per_value {
+        let listing = match &self.per_value {
             Some((p, values)) => format!("{how} of {} per {p} ({})", self.path, values.join(", ")),
             None => format!("{how} of {}", self.path),
+        };
+        match &self.for_each {
+            Some(f) => format!("{listing}, one listing per {} record ({{{}}})", f.table, f.as_),
+            None => listing,
         }
     }
 }
@@ -166,6 +185,15 @@ struct RawTable {
 struct RawPerValue {
     param: String,
     values: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForEach {
+    table: String,
+    key: String,
+    #[serde(rename = "as")]
+    as_: String,
 }
 
 #[derive(Deserialize)]
@@ -296,7 +324,7 @@ pub fn parse(text: &[u8]) -> Res<Definition> {
     let mut tables: Vec<Table> = Vec::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
         let at = format!("tables[{i}]");
-        let t = table(&at, t, &base_url)?;
+        let t = table(&at, t, &base_url, &tables)?;
         if tables.iter().any(|o| o.name == t.name) {
             return Err(format!("{at}.name: {:?} is already a table", t.name));
         }
@@ -342,7 +370,7 @@ fn auth(v: Value) -> Res<Auth> {
     }
 }
 
-fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
+fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
     if !v.is_object() {
         return Err(format!("{at}: must be an object"));
     }
@@ -357,9 +385,8 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
     if !raw.path.starts_with('/') {
         return Err(format!("{at}.path: must start with /"));
     }
-    if raw.for_each.is_some() {
-        return Err(format!("{at}.for_each: not supported by this version"));
-    }
+    let for_each = raw.for_each.map(|v| for_each(&format!("{at}.for_each"), v, earlier)).transpose()?;
+    check_placeholders(at, &raw.path, for_each.as_ref())?;
     let per_value = match raw.per_value {
         None => None,
         Some(v) => {
@@ -374,7 +401,11 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
             Some((name, pv.values))
         }
     };
-    let url = format!("{base_url}{}", raw.path);
+    let sample = match &for_each {
+        Some(f) => raw.path.replace(&format!("{{{}}}", f.as_), "x"),
+        None => raw.path.clone(),
+    };
+    let url = format!("{base_url}{sample}");
     url.parse::<http::Uri>().map_err(|e| format!("{at}.path: not a URL path ({e})"))?;
     let mut query = Vec::new();
     for (k, v) in raw.query {
@@ -404,7 +435,50 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
     }
     let (converted, time_format) = timestamps(at, raw.timestamps)?;
     let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
-    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value })
+    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value, for_each })
+}
+
+fn for_each(at: &str, v: Value, earlier: &[Table]) -> Res<ForEach> {
+    let raw: RawForEach = typed(at, v)?;
+    let Some(parent) = earlier.iter().position(|t| t.name == raw.table) else {
+        return Err(format!("{at}.table: {:?} is not an earlier table of the definition", raw.table));
+    };
+    if earlier[parent].for_each.is_some() {
+        return Err(format!(
+            "{at}.table: {:?} is itself read for_each; a for_each of a for_each table is not supported by this version",
+            raw.table
+        ));
+    }
+    let key_at = format!("{at}.key");
+    let key = if raw.key.starts_with('/') { ptr(&key_at, &raw.key)? } else { vec![raw.key] };
+    if key.is_empty() || key.iter().any(String::is_empty) {
+        return Err(format!("{key_at}: a field of the parent record"));
+    }
+    let as_at = format!("{at}.as");
+    if raw.as_.is_empty() || !raw.as_.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!("{as_at}: {:?} must be letters, digits, _ or -", raw.as_));
+    }
+    Ok(ForEach { parent, table: raw.table, key, as_: raw.as_ })
+}
+
+/// A path names `{as}` of its `for_each`, and no other placeholder.
+fn check_placeholders(at: &str, path: &str, for_each: Option<&ForEach>) -> Res<()> {
+    let mut rest = path;
+    let mut named = false;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else { return Err(format!("{at}.path: an unclosed {{")) };
+        let name = &rest[open + 1..open + len];
+        match for_each {
+            Some(f) if f.as_ == name => named = true,
+            Some(f) => return Err(format!("{at}.path: {{{name}}} is not {{{}}} (for_each.as)", f.as_)),
+            None => return Err(format!("{at}.path: {{{name}}} needs a for_each whose \"as\" is {name:?}")),
+        }
+        rest = &rest[open + len + 1..];
+    }
+    match for_each {
+        Some(f) if !named => Err(format!("{at}.path: must hold {{{}}} (for_each.as)", f.as_)),
+        _ => Ok(()),
+    }
 }
 
 /// The timestamp fields this version converts, and their one format.

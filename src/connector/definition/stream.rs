@@ -7,12 +7,14 @@ use serde_json::Value;
 
 use super::load::{follow, From, Numbered, Paging, Table};
 use crate::connector::{Counts, Reading, Request, Rows, Stream};
-use crate::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
+use crate::paginate::{Cursor, CursorSignals, Each, Next, Page, PageSignals, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
 
 /// One table's listing.
 pub struct Listing {
     table: &'static Table,
+    /// The table's path, its `{as}` filled in for a `for_each` listing.
+    path: String,
     /// The base URL in use (the configuration's or the definition's).
     base: String,
     position: Position,
@@ -49,6 +51,7 @@ impl Listing {
                 if t.len() == 2 && t[0] == "meta" && t[1] == "next_cursor");
         Listing {
             table,
+            path: table.path.clone(),
             base: base.trim_end_matches('/').to_string(),
             position,
             seen: HashSet::new(),
@@ -58,10 +61,31 @@ impl Listing {
         }
     }
 
+    /// The listing of `for_each` table `table` for the parent key `key`.
+    pub fn child(
+        table: &'static Table,
+        key: &str,
+        base: &str,
+        secret_param: Option<&'static str>,
+        at: Option<Position>,
+    ) -> Listing {
+        let mut listing = Listing::new(table, base, secret_param, at);
+        if let Some(f) = &table.for_each {
+            let encoded = percent_encoding::utf8_percent_encode(key, SEGMENT).to_string();
+            listing.path = table.path.replace(&format!("{{{}}}", f.as_), &encoded);
+        }
+        listing.follows_cursor = false;
+        listing
+    }
+
     fn first(&self) -> Request {
-        Request { path: self.table.path.clone(), query: self.table.query.clone() }
+        Request { path: self.path.clone(), query: self.table.query.clone() }
     }
 }
+
+/// What a key keeps of itself in a path segment: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Where a listing of `table` starts.
 fn start(table: &Table) -> Position {
@@ -319,6 +343,182 @@ impl Stream for Listing {
 
     fn position(&self) -> Position {
         self.position.clone()
+    }
+}
+
+/// A parent table's listing and, after each of its pages, the listings of its
+/// `for_each` tables for each record of that page (plan order: the parent, then
+/// its children). A child listing the server no longer knows (404: the parent
+/// was deleted meanwhile) is skipped, and its rows are not seen.
+pub struct Family {
+    parent: Listing,
+    children: Vec<&'static Table>,
+    base: String,
+    secret_param: Option<&'static str>,
+    /// Per child, the keys of the parent page in hand; whose listing of which child
+    /// is read.
+    keys: Vec<Vec<String>>,
+    child: usize,
+    index: usize,
+    current: Option<Listing>,
+    /// The plan index of the table the page just accepted fed.
+    fed: usize,
+    /// A child page's rows, the `as` column first.
+    built: Batch,
+}
+
+impl Family {
+    pub fn new(
+        parent: &'static Table,
+        children: Vec<&'static Table>,
+        base: &str,
+        secret_param: Option<&'static str>,
+        at: Option<Position>,
+    ) -> Family {
+        let (parent_at, keys, child, index, inner) = match at {
+            Some(Position::Each(e)) => (Some(*e.parent), e.keys, e.child, e.index, Some(*e.inner)),
+            Some(Position::Done) => (Some(Position::Done), Vec::new(), 0, 0, None),
+            _ => (None, Vec::new(), 0, 0, None),
+        };
+        let mut family = Family {
+            parent: Listing::new(parent, base, secret_param, parent_at),
+            children,
+            base: base.to_string(),
+            secret_param,
+            keys,
+            child,
+            index,
+            current: None,
+            fed: 0,
+            built: Batch::default(),
+        };
+        family.parent.follows_cursor = false;
+        match inner {
+            Some(Position::Done) | None => family.current = None,
+            Some(inner) => family.open_child(Some(inner)),
+        }
+        family
+    }
+
+    /// Opens the listing of the child and key in turn, if any.
+    fn open_child(&mut self, at: Option<Position>) {
+        let key = self.keys.get(self.child).and_then(|k| k.get(self.index));
+        self.current = match (self.children.get(self.child), key) {
+            (Some(table), Some(key)) => Some(Listing::child(table, key, &self.base, self.secret_param, at)),
+            _ => None,
+        };
+    }
+
+    /// Moves to the next key's listing, the next child's once the keys are done.
+    fn next_child(&mut self) {
+        self.index += 1;
+        self.settle();
+    }
+
+    /// Skips children without keys left; past the last, back to the parent.
+    fn settle(&mut self) {
+        while self.child < self.children.len() && self.index >= self.keys.get(self.child).map_or(0, Vec::len) {
+            self.index = 0;
+            self.child += 1;
+        }
+        self.open_child(None);
+        if self.current.is_none() {
+            self.keys.clear();
+            (self.child, self.index) = (0, 0);
+        }
+    }
+}
+
+/// The value of `key` in each record of `batch` that has one (text as sent).
+fn keys_of(batch: &Batch, key: &[String]) -> Vec<String> {
+    let segments: Vec<&str> = key.iter().map(String::as_str).collect();
+    let Some(path) = batch.path_id(&segments) else { return Vec::new() };
+    (0..batch.len())
+        .filter_map(|i| batch.value_at(i, path))
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+impl Stream for Family {
+    fn request(&self) -> Option<Request> {
+        match &self.current {
+            Some(c) => c.request(),
+            None => self.parent.request(),
+        }
+    }
+
+    fn reading(&self) -> Reading {
+        match &self.current {
+            Some(c) => c.reading(),
+            None => self.parent.reading(),
+        }
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> Result<(), String> {
+        let Some(current) = self.current.as_mut() else {
+            self.parent.accept(env, batch, counts)?;
+            self.fed = 0;
+            self.keys = self
+                .children
+                .iter()
+                .map(|c| c.for_each.as_ref().map(|f| keys_of(batch, &f.key)).unwrap_or_default())
+                .collect();
+            (self.child, self.index) = (0, 0);
+            self.settle();
+            return Ok(());
+        };
+        current.accept(env, batch, counts)?;
+        self.fed = 1 + self.child;
+        let f = self.children[self.child].for_each.as_ref().expect("a for_each table");
+        let key = self.keys[self.child][self.index].as_bytes();
+        self.built.clear();
+        let skip = batch.path_id(&[f.as_.as_str()]);
+        for i in 0..batch.len() {
+            self.built.begin_record();
+            self.built.push_leaf(&[f.as_.as_str()], key);
+            for cell in batch.record(i).filter(|c| Some(c.path) != skip) {
+                if let crate::parse::KeyPath::Json(segs) = crate::parse::decode(batch.path(cell.path)) {
+                    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+                    self.built.push_leaf(&segs, batch.value(cell));
+                }
+            }
+            self.built.end_record();
+        }
+        if current.position() == Position::Done {
+            self.next_child();
+        }
+        Ok(())
+    }
+
+    fn rows<'a>(&'a self, table: usize, batch: &'a Batch) -> Rows<'a> {
+        match (table == self.fed, table) {
+            (true, 0) => Rows::All(batch),
+            (true, _) => Rows::All(&self.built),
+            (false, _) => Rows::Some(batch, &[]),
+        }
+    }
+
+    fn not_found(&mut self) -> bool {
+        if self.current.is_none() {
+            return self.parent.not_found();
+        }
+        self.next_child();
+        true
+    }
+
+    fn position(&self) -> Position {
+        let parent = self.parent.position();
+        match &self.current {
+            None if parent == Position::Done => Position::Done,
+            current => Position::Each(Each {
+                parent: Box::new(parent),
+                keys: self.keys.clone(),
+                child: self.child,
+                index: self.index,
+                inner: Box::new(current.as_ref().map_or(Position::Done, Listing::position)),
+            }),
+        }
     }
 }
 
