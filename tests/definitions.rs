@@ -656,3 +656,53 @@ fn for_each_kill_9_at_several_points_then_rerun_is_exact() {
     ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
     assert_eq!(table(&wd, "invoice_line"), want);
 }
+
+#[test]
+fn records_may_be_a_nested_pointer_with_escapes() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => {
+            Reply::ok(r#"{"result": {"it/ems": [{"id": 1, "n": 1E22, "o": {"p": [1, 2]}}], "m~n": {"next": "b"}}}"#)
+        }
+        Some("b") => Reply::ok(r#"{"result": {"it/ems": [{"id": 2, "n": 0.10}], "m~n": {"next": null}}}"#),
+        _ => Reply::not_found(),
+    });
+    let def = CURSOR_DEF
+        .replace(r#""records": "/data""#, r#""records": "/result/it~1ems""#)
+        .replace(r#""from": "/next", "more": "/more""#, r#""from": "/result/m~0n/next""#);
+    let wd = Workdir::new("def-nested-records");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,n,o_p,_synced_at,_deleted\n1,1E22,\"[1,2]\",T,false\n2,0.10,,T,false\n");
+    // A body without the array there is refused (and retried), never taken for an empty page.
+    let server = serve_with(|_| Reply::ok(r#"{"result": {"items": []}}"#));
+    let wd = Workdir::new("def-nested-records-missing");
+    let out = sync(&wd, &def, &server, "/v1", r#", "retries": 0"#);
+    assert!(!out.status.success());
+    let line = crate::hostile::error_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("no array at \"/result/it~1ems\""), "{line}");
+}
+
+#[test]
+fn bad_for_each_and_pointers_exit_2_naming_the_key() {
+    let wd = Workdir::new("def-bad-for-each");
+    wd.write("c.json", r#"{"api_key": "k", "base_url": "http://127.0.0.1:9/v1"}"#);
+    let cases = [
+        (r#""table": "invoice""#, r#""table": "nope""#, r#"tables[1].for_each.table: "nope" is not an earlier table"#),
+        ("/invoices/{invoice_id}/lines", "/invoices/lines", "tables[1].path: must hold {invoice_id} (for_each.as)"),
+        ("/invoices/{invoice_id}/lines", "/invoices/{id}/lines", "tables[1].path: {id} is not {invoice_id}"),
+        (r#""as": "invoice_id"}"#, r#""as": "invoice_id", "at": 1}"#, "tables[1].for_each: unknown field `at`"),
+        (r#""key": "id""#, r#""key": "/~2""#, "tables[1].for_each.key: not a JSON Pointer"),
+        (r#""as": "invoice_id"}"#, r#""as": "a b"}"#, r#"tables[1].for_each.as: "a b" must be"#),
+        (r#""records": "/data""#, r#""records": "/data/~""#, "tables[0].records: not a JSON Pointer"),
+        (r#""path": "/invoices","#, r#""path": "/invoices/{id}","#, r#"tables[0].path: {id} needs a for_each"#),
+    ];
+    for (from, to, want) in cases {
+        let def = FOR_EACH_DEF.replacen(from, to, 1);
+        assert_ne!(def, FOR_EACH_DEF, "{from}");
+        wd.write("def.json", &def);
+        for args in [&["sync", "./def.json", "--config", "c.json", "--out", "out"][..], &["tables", "./def.json"][..]] {
+            let line = one_line(&wd.fails(&mut wd.command(args), 2));
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(!wd.path("out").exists(), "{want}: nothing written");
+    }
+}

@@ -35,9 +35,11 @@ impl Listing {
             Some((_, values)) => Position::Steps(Steps::start(values.clone(), start(table))),
             None => start(table),
         });
-        let records: &'static [&'static str] = match table.records.first() {
-            Some(k) => Box::leak(Box::new([intern(k.clone())])),
-            None => &[],
+        // One key: the parser's fast path; a nested array: its pointer.
+        let records: &'static [&'static str] = match table.records.as_slice() {
+            [] => &[],
+            [k] => Box::leak(Box::new([intern(k.clone())])),
+            nested => Box::leak(Box::new([intern(super::load::pointer_text(nested))])),
         };
         let spec = Spec {
             records,
