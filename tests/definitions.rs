@@ -706,3 +706,32 @@ fn bad_for_each_and_pointers_exit_2_naming_the_key() {
         assert!(!wd.path("out").exists(), "{want}: nothing written");
     }
 }
+
+#[test]
+fn timestamps_in_each_format_are_written_as_rfc3339_utc() {
+    let server = serve_with(|_| {
+        Reply::ok(
+            r#"{"data": [
+            {"id": 1, "a": "2024-01-02T03:04:05+02:00", "b": 1700000000, "c": 1700000000123, "d": "02.01.2024 03:04", "e": "2024-01-02 03:04:05"},
+            {"id": 2, "a": "yesterday", "b": "x", "c": 1.5, "d": "31.02.2024 03:04", "e": "2024-13-01 00:00:00"}],
+            "next": null}"#,
+        )
+    });
+    let def = CURSOR_DEF.replace(
+        r#""primary_key": ["id"],"#,
+        r#""primary_key": ["id"], "timestamps": {"a": "rfc3339", "b": "unix_seconds", "c": "unix_millis",
+            "d": "[day].[month].[year] [hour]:[minute]", "e": "[year]-[month]-[day] [hour]:[minute]:[second]"},"#,
+    );
+    let wd = Workdir::new("def-timestamps");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "id,a,b,c,d,e,_synced_at,_deleted\n\
+         1,2024-01-02T01:04:05Z,2023-11-14T22:13:20Z,2023-11-14T22:13:20.123Z,2024-01-02T03:04:00Z,2024-01-02T03:04:05Z,T,false\n\
+         2,yesterday,x,1.5,31.02.2024 03:04,2024-13-01 00:00:00,T,false\n"
+    );
+    // A format that is none of them is refused, naming the field.
+    wd.write("def.json", &def.replace("[day].[month]", "[day].[mnth]"));
+    let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
+    assert!(line.contains("tables[0].timestamps.d: neither rfc3339"), "{line}");
+}

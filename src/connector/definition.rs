@@ -8,6 +8,7 @@
 pub mod link;
 mod load;
 mod stream;
+mod times;
 
 use std::sync::{Arc, OnceLock};
 

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::times::Format;
 use crate::timestamp::TimeFormat;
 
 /// A checked definition.
@@ -70,9 +71,11 @@ pub struct Table {
     /// top-level key.
     pub records: Vec<String>,
     pub primary_key: Vec<String>,
-    /// Timestamp fields converted to RFC 3339 UTC, and how they arrive.
+    /// Timestamp fields the parser converts to RFC 3339 UTC, and how they arrive.
     pub converted: Vec<&'static str>,
     pub time_format: Option<TimeFormat>,
+    /// Timestamp fields converted after the parse (other formats).
+    pub post: Vec<(&'static str, Format)>,
     pub paging: Paging,
     /// One listing per value of this query parameter.
     pub per_value: Option<(&'static str, Vec<String>)>,
@@ -435,9 +438,21 @@ fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
             _ => return Err(format!("{key_at}: a top-level field of the record")),
         }
     }
-    let (converted, time_format) = timestamps(at, raw.timestamps)?;
+    let (converted, time_format, post) = timestamps(at, raw.timestamps)?;
     let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
-    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value, for_each })
+    Ok(Table {
+        name,
+        path: raw.path,
+        query,
+        records,
+        primary_key,
+        converted,
+        time_format,
+        post,
+        paging,
+        per_value,
+        for_each,
+    })
 }
 
 fn for_each(at: &str, v: Value, earlier: &[Table]) -> Res<ForEach> {
@@ -483,30 +498,35 @@ fn check_placeholders(at: &str, path: &str, for_each: Option<&ForEach>) -> Res<(
     }
 }
 
-/// The timestamp fields this version converts, and their one format.
-fn timestamps(at: &str, m: Map<String, Value>) -> Res<(Vec<&'static str>, Option<TimeFormat>)> {
-    let mut fields = Vec::new();
-    let mut format = None;
+/// The timestamp fields: those the parser converts as it reads (the first format
+/// it knows, and the fields in it), and the others, converted after the parse.
+#[allow(clippy::type_complexity)]
+fn timestamps(
+    at: &str,
+    m: Map<String, Value>,
+) -> Res<(Vec<&'static str>, Option<TimeFormat>, Vec<(&'static str, Format)>)> {
+    let (mut fields, mut parser, mut post) = (Vec::new(), None, Vec::new());
     for (field, v) in m {
         let key_at = format!("{at}.timestamps.{field}");
         let Value::String(f) = v else { return Err(format!("{key_at}: must be a string")) };
-        let this = match f.as_str() {
-            "rfc3339" => continue,
-            "unix_seconds" => TimeFormat::UnixSeconds,
-            "[year]-[month]-[day] [hour]:[minute]:[second]" => TimeFormat::SpaceSeparatedUtc,
-            other => {
-                time::format_description::parse_borrowed::<2>(other)
-                    .map_err(|e| format!("{key_at}: not a time format description ({e})"))?;
-                return Err(format!("{key_at}: {other:?} is not supported by this version"));
-            }
-        };
-        if format.is_some_and(|f| f != this) {
-            return Err(format!("{key_at}: one table's converted timestamps share one format in this version"));
+        if field.is_empty() {
+            return Err(format!("{key_at}: a field name"));
         }
-        format = Some(this);
-        fields.push(leak(field));
+        let format = Format::parse(&f).map_err(|e| format!("{key_at}: {e}"))?;
+        let native = match f.as_str() {
+            "unix_seconds" => Some(TimeFormat::UnixSeconds),
+            "[year]-[month]-[day] [hour]:[minute]:[second]" => Some(TimeFormat::SpaceSeparatedUtc),
+            _ => None,
+        };
+        match native {
+            Some(n) if parser.is_none_or(|p| p == n) => {
+                parser = Some(n);
+                fields.push(leak(field));
+            }
+            _ => post.push((leak(field), format)),
+        }
     }
-    Ok((fields, format))
+    Ok((fields, parser, post))
 }
 
 fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {

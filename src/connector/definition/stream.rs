@@ -27,6 +27,11 @@ pub struct Listing {
     /// may ask for the next page on a guess read from the body's tail, used only once
     /// the full parse names the same cursor.
     follows_cursor: bool,
+    /// The page's records with the timestamps the parser does not convert
+    /// converted (`Table::post`), if the table has such; made unless `builds` is off
+    /// (a `for_each` family builds its children's rows itself).
+    built: Option<Batch>,
+    builds: bool,
 }
 
 impl Listing {
@@ -60,6 +65,8 @@ impl Listing {
             spec,
             secret_param,
             follows_cursor,
+            built: None,
+            builds: !table.post.is_empty(),
         }
     }
 
@@ -77,6 +84,7 @@ impl Listing {
             listing.path = table.path.replace(&format!("{{{}}}", f.as_), &encoded);
         }
         listing.follows_cursor = false;
+        listing.builds = false;
         listing
     }
 
@@ -332,11 +340,17 @@ impl Stream for Listing {
             Ok(Next::Done) => Position::Done,
             _ => position,
         };
+        if result.is_ok() && self.builds {
+            super::times::rebuild(batch, self.built.get_or_insert_with(Batch::default), None, &self.table.post);
+        }
         result.map(drop)
     }
 
     fn rows<'a>(&'a self, _table: usize, batch: &'a Batch) -> Rows<'a> {
-        Rows::All(batch)
+        match &self.built {
+            Some(built) => Rows::All(built),
+            None => Rows::All(batch),
+        }
     }
 
     fn not_found(&mut self) -> bool {
@@ -472,21 +486,10 @@ impl Stream for Family {
         };
         current.accept(env, batch, counts)?;
         self.fed = 1 + self.child;
-        let f = self.children[self.child].for_each.as_ref().expect("a for_each table");
+        let table = self.children[self.child];
+        let f = table.for_each.as_ref().expect("a for_each table");
         let key = self.keys[self.child][self.index].as_bytes();
-        self.built.clear();
-        let skip = batch.path_id(&[f.as_.as_str()]);
-        for i in 0..batch.len() {
-            self.built.begin_record();
-            self.built.push_leaf(&[f.as_.as_str()], key);
-            for cell in batch.record(i).filter(|c| Some(c.path) != skip) {
-                if let crate::parse::KeyPath::Json(segs) = crate::parse::decode(batch.path(cell.path)) {
-                    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-                    self.built.push_leaf(&segs, batch.value(cell));
-                }
-            }
-            self.built.end_record();
-        }
+        super::times::rebuild(batch, &mut self.built, Some((f.as_.as_str(), key)), &table.post);
         if current.position() == Position::Done {
             self.next_child();
         }
@@ -495,7 +498,7 @@ impl Stream for Family {
 
     fn rows<'a>(&'a self, table: usize, batch: &'a Batch) -> Rows<'a> {
         match (table == self.fed, table) {
-            (true, 0) => Rows::All(batch),
+            (true, 0) => self.parent.rows(0, batch),
             (true, _) => Rows::All(&self.built),
             (false, _) => Rows::Some(batch, &[]),
         }
