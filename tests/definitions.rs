@@ -735,3 +735,30 @@ fn timestamps_in_each_format_are_written_as_rfc3339_utc() {
     let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
     assert!(line.contains("tables[0].timestamps.d: neither rfc3339"), "{line}");
 }
+
+#[test]
+fn secrets_may_live_under_any_configuration_key() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    let wd = Workdir::new("def-any-key");
+    wd.write("def.json", &auth_def(r#"{"basic": ["login", "password"]}"#));
+    wd.write("c.json", &format!(r#"{{"login": "me", "base_url": "{}/v1"}}"#, server.origin));
+    let mut cmd = wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]);
+    let out = wd.output(cmd.env("ACME_PASSWORD", "pw-from-env"));
+    ok(&out);
+    // Keys the definition names are known keys: no warning about them.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("login"), "{}", String::from_utf8_lossy(&out.stderr));
+    use base64::Engine as _;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("me:pw-from-env"));
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some(basic.as_str())));
+    // A missing secret names its key and variable; a secret of the wrong type is never echoed.
+    wd.write("def.json", &auth_def(r#"{"bearer": "token"}"#));
+    let line = one_line(&wd.fails(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "o2"]), 2));
+    assert!(line.contains("token: required (in the config file or $ACME_TOKEN)"), "{line}");
+    wd.write("c.json", &format!(r#"{{"token": {{"v": "SEKRIT"}}, "base_url": "{}/v1"}}"#, server.origin));
+    let line = one_line(&wd.fails(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "o2"]), 2));
+    assert!(line.contains("token: expected a string, got an object") && !line.contains("SEKRIT"), "{line}");
+    // A setting is not a secret's key.
+    wd.write("def.json", &auth_def(r#"{"bearer": "base_url"}"#));
+    let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
+    assert!(line.contains("auth.bearer: \"base_url\" is a configuration setting"), "{line}");
+}

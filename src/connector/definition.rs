@@ -59,6 +59,8 @@ fn to_def(d: &'static Definition) -> Def {
     let upper = d.name.to_ascii_uppercase();
     let (key, user) = d.auth.keys();
     let requirements = Requirements {
+        api_key_name: leak(key.to_string()),
+        username_name: leak(user.unwrap_or("username").to_string()),
         api_key_env: leak(format!("{upper}_{}", key.to_ascii_uppercase())),
         username_env: user.map(|u| leak(format!("{upper}_{}", u.to_ascii_uppercase()))),
         default_base_url: Some(d.base_url.as_str()),

@@ -366,17 +366,36 @@ fn auth(v: Value) -> Res<Auth> {
         }
         _ => return Err(format!("{at}: unknown kind (bearer, basic, header, query)")),
     };
-    // The engine's configuration knows `api_key` (and `username`) as secrets.
-    match &auth {
-        Auth::Bearer(k) | Auth::Header { value: k, .. } | Auth::Query { value: k, .. } if k != "api_key" => {
-            Err(format!("{at}: the secret's key must be \"api_key\" in this version"))
+    let (key, user) = auth.keys();
+    for (k, name) in [(Some(key), "secret"), (user, "user name")] {
+        let Some(k) = k else { continue };
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("{at}: the {name}'s configuration key {k:?} must be letters, digits or _"));
         }
-        Auth::Basic([u, p]) if u != "username" || p != "api_key" => {
-            Err(format!("{at}: must be [\"username\", \"api_key\"]"))
+        if CONFIG_KEYS.contains(&k) {
+            return Err(format!("{at}: {k:?} is a configuration setting, not a secret's key"));
         }
-        _ => Ok(auth),
     }
+    if user == Some(key) {
+        return Err(format!("{at}: the user name and the secret need two keys"));
+    }
+    Ok(auth)
 }
+
+/// Configuration keys that are settings, never a definition's credentials.
+const CONFIG_KEYS: &[&str] = &[
+    "base_url",
+    "instance",
+    "max_records_per_page",
+    "request_timeout_seconds",
+    "retry_attempts",
+    "enable_incremental_sync",
+    "enable_debug_logging",
+    "initial_sync_days",
+    "sync_frequency_hours",
+    "bom",
+    "spreadsheet_safe",
+];
 
 fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
     if !v.is_object() {
