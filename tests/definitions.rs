@@ -762,3 +762,27 @@ fn secrets_may_live_under_any_configuration_key() {
     let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
     assert!(line.contains("auth.bearer: \"base_url\" is a configuration setting"), "{line}");
 }
+
+#[test]
+fn a_primary_key_may_point_into_the_record() {
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = Arc::clone(&gone);
+    let server = serve_with(move |_| {
+        if g.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok(r#"{"data": [{"meta": {"id": 1, "rev": 3}, "v": "changed"}], "next": null}"#)
+        } else {
+            Reply::ok(
+                r#"{"data": [{"meta": {"id": 1, "rev": 2}, "v": "a"}, {"meta": {"id": 2, "rev": 1}, "v": "b"}, {"v": "keyless"}], "next": null}"#,
+            )
+        }
+    });
+    let def = CURSOR_DEF.replace(r#""primary_key": ["id"]"#, r#""primary_key": ["/meta/id"]"#);
+    let wd = Workdir::new("def-nested-key");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "meta_id,meta_rev,v,_synced_at,_deleted\n1,2,a,T,false\n2,1,b,T,false\n1,3,changed,T,false\n2,,,T,true\n"
+    );
+}

@@ -70,7 +70,11 @@ pub struct Table {
     /// The records pointer's tokens: none for a body that is the array, one for a
     /// top-level key.
     pub records: Vec<String>,
+    /// Primary key columns: a field's name, or a nested field's flattened name.
     pub primary_key: Vec<String>,
+    /// The primary key fields inside objects (`/meta/id`): their key paths, each
+    /// written as one column of the flattened name so that the key is a column.
+    pub nested_keys: Vec<Vec<String>>,
     /// Timestamp fields the parser converts to RFC 3339 UTC, and how they arrive.
     pub converted: Vec<&'static str>,
     pub time_format: Option<TimeFormat>,
@@ -448,13 +452,18 @@ fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
     if raw.primary_key.is_empty() {
         return Err(format!("{at}.primary_key: at least one field"));
     }
-    let mut primary_key = Vec::new();
+    let (mut primary_key, mut nested_keys) = (Vec::new(), Vec::new());
     for (i, k) in raw.primary_key.iter().enumerate() {
         let key_at = format!("{at}.primary_key[{i}]");
         let tokens = if k.starts_with('/') { ptr(&key_at, k)? } else { vec![k.clone()] };
         match tokens.as_slice() {
             [one] if !one.is_empty() => primary_key.push(one.clone()),
-            _ => return Err(format!("{key_at}: a top-level field of the record")),
+            many if many.len() > 1 && many.iter().all(|t| !t.is_empty()) => {
+                // A nested field's column is named as the flattening names it.
+                primary_key.push(many.join("_"));
+                nested_keys.push(many.to_vec());
+            }
+            _ => return Err(format!("{key_at}: a field of the record (\"id\", \"/id\" or \"/meta/id\")")),
         }
     }
     let (converted, time_format, post) = timestamps(at, raw.timestamps)?;
@@ -465,6 +474,7 @@ fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
         query,
         records,
         primary_key,
+        nested_keys,
         converted,
         time_format,
         post,

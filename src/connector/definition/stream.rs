@@ -66,7 +66,7 @@ impl Listing {
             secret_param,
             follows_cursor,
             built: None,
-            builds: !table.post.is_empty(),
+            builds: !table.post.is_empty() || !table.nested_keys.is_empty(),
         }
     }
 
@@ -341,7 +341,7 @@ impl Stream for Listing {
             _ => position,
         };
         if result.is_ok() && self.builds {
-            super::times::rebuild(batch, self.built.get_or_insert_with(Batch::default), None, &self.table.post);
+            super::times::rebuild(batch, self.built.get_or_insert_with(Batch::default), None, self.table);
         }
         result.map(drop)
     }
@@ -489,7 +489,7 @@ impl Stream for Family {
         let table = self.children[self.child];
         let f = table.for_each.as_ref().expect("a for_each table");
         let key = self.keys[self.child][self.index].as_bytes();
-        super::times::rebuild(batch, &mut self.built, Some((f.as_.as_str(), key)), &table.post);
+        super::times::rebuild(batch, &mut self.built, Some((f.as_.as_str(), key)), table);
         if current.position() == Position::Done {
             self.next_child();
         }

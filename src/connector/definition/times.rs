@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::format_description::OwnedFormatItem;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
+use super::load::Table;
 use crate::parse::{decode, Batch, KeyPath};
 
 /// How one timestamp field arrives.
@@ -57,11 +58,18 @@ impl Format {
 }
 
 /// Copies the records of `batch` into `out`: with `first` as each record's first
-/// column (a record's own field of that name gives way), and the fields of `post`
-/// converted to RFC 3339 UTC (a value that does not fit is kept as sent).
-pub fn rebuild(batch: &Batch, out: &mut Batch, first: Option<(&str, &[u8])>, post: &[(&'static str, Format)]) {
+/// column (a record's own field of that name gives way), the `table`'s `post`
+/// timestamps converted to RFC 3339 UTC (a value that does not fit is kept as
+/// sent), and its nested primary key fields as one top-level field each.
+pub fn rebuild(batch: &Batch, out: &mut Batch, first: Option<(&str, &[u8])>, table: &Table) {
     out.clear();
+    let post = &table.post;
     let convert: Vec<(u32, &Format)> = post.iter().filter_map(|(f, fmt)| Some((batch.path_id(&[f])?, fmt))).collect();
+    let renamed: Vec<(u32, String)> = table
+        .nested_keys
+        .iter()
+        .filter_map(|k| Some((batch.path_id(&k.iter().map(String::as_str).collect::<Vec<_>>())?, k.join("_"))))
+        .collect();
     let skip = first.and_then(|(name, _)| batch.path_id(&[name]));
     let mut segments: std::collections::HashMap<u32, Vec<String>> = std::collections::HashMap::new();
     for i in 0..batch.len() {
@@ -70,10 +78,14 @@ pub fn rebuild(batch: &Batch, out: &mut Batch, first: Option<(&str, &[u8])>, pos
             out.push_leaf(&[name], value);
         }
         for cell in batch.record(i).filter(|c| Some(c.path) != skip) {
-            let segs = segments.entry(cell.path).or_insert_with(|| match decode(batch.path(cell.path)) {
-                KeyPath::Json(s) => s,
-                KeyPath::Derived(name) => vec![name],
-            });
+            let segs =
+                segments.entry(cell.path).or_insert_with(|| match renamed.iter().find(|(id, _)| *id == cell.path) {
+                    Some((_, name)) => vec![name.clone()],
+                    None => match decode(batch.path(cell.path)) {
+                        KeyPath::Json(s) => s,
+                        KeyPath::Derived(name) => vec![name],
+                    },
+                });
             let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
             let value = batch.value(cell);
             match convert.iter().find(|(id, _)| *id == cell.path).and_then(|(_, f)| f.convert(value)) {
