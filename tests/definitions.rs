@@ -786,3 +786,18 @@ fn a_primary_key_may_point_into_the_record() {
         "meta_id,meta_rev,v,_synced_at,_deleted\n1,2,a,T,false\n2,1,b,T,false\n1,3,changed,T,false\n2,,,T,true\n"
     );
 }
+
+/// The README's worked definition ("Your own API") is one the tool accepts.
+#[test]
+fn the_readme_definition_loads() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("## Your own API").unwrap()..];
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let def = &section[start..start + section[start..].find("```").unwrap()];
+    let wd = Workdir::new("def-readme");
+    wd.write("acme.json", def);
+    let out = wd.stdout(&mut wd.command(&["tables", "./acme.json"]));
+    for t in ["customer", "invoice_line", "payout", "plan"] {
+        assert!(out.lines().any(|l| l.starts_with(t)), "{t}: {out}");
+    }
+}
