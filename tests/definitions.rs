@@ -801,3 +801,24 @@ fn the_readme_definition_loads() {
         assert!(out.lines().any(|l| l.starts_with(t)), "{t}: {out}");
     }
 }
+
+#[test]
+fn a_cursor_may_come_from_a_nested_field_of_a_record() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => Reply::ok(r#"{"data": [{"id": 1, "m": {"c": "x"}}, {"id": 2, "m": {"c": "y"}}]}"#),
+        Some("y") => Reply::ok(r#"{"data": [{"id": 3, "m": {"c": ""}}]}"#),
+        _ => Reply::not_found(),
+    });
+    let def = CURSOR_DEF.replace(r#""from": "/next", "more": "/more""#, r#""from": "/data/-1/m/c""#);
+    let wd = Workdir::new("def-cursor-nested-field");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,m_c,_synced_at,_deleted\n1,x,T,false\n2,y,T,false\n3,,T,false\n");
+    // An array index as the records pointer reads a body that is an array.
+    let server = serve_with(|_| Reply::ok(r#"[{"total": 1}, [{"id": 7}]]"#));
+    let def = CURSOR_DEF
+        .replace(r#""records": "/data""#, r#""records": "/1""#)
+        .replace(r#"{"cursor": {"param": "after", "from": "/next", "more": "/more"}}"#, r#"{"none": {}}"#);
+    let wd = Workdir::new("def-records-index");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n7,T,false\n");
+}

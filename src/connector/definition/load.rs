@@ -126,8 +126,9 @@ impl Table {
 pub enum From {
     /// A pointer into the body (outside the records).
     Body(Vec<String>),
-    /// A pointer into the last record of the page (`/data/-1/id`).
-    LastRecord(Vec<String>),
+    /// A pointer into a record of the page: the last (`/data/-1/id`, index `None`)
+    /// or the one at an index (`/data/0/id`), and the field's key path in it.
+    Record(Option<usize>, Vec<String>),
 }
 
 #[derive(Debug)]
@@ -572,12 +573,18 @@ fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {
             let from_at = format!("{at}.from");
             let tokens = ptr(&from_at, &c.from)?;
             let rec = pointer(records).unwrap_or_default();
-            let from = if tokens.len() > rec.len() && tokens[..rec.len()] == rec[..] && tokens[rec.len()] == "-1" {
+            let index = |t: &str| match t {
+                "-1" => Some(None),
+                t if t == "0" || !t.starts_with('0') && !t.starts_with('+') => t.parse().ok().map(Some),
+                _ => None,
+            };
+            let into_records = tokens.len() > rec.len() && tokens[..rec.len()] == rec[..];
+            let from = if let Some(i) = into_records.then(|| index(&tokens[rec.len()])).flatten() {
                 let rest = tokens[rec.len() + 1..].to_vec();
-                if rest.len() != 1 {
-                    return Err(format!("{from_at}: a top-level field of the last record ({records}/-1/id)"));
+                if rest.is_empty() || rest.iter().any(String::is_empty) {
+                    return Err(format!("{from_at}: a field of a record ({records}/-1/id)"));
                 }
-                From::LastRecord(rest)
+                From::Record(i, rest)
             } else {
                 if tokens.is_empty() {
                     return Err(format!("{from_at}: points at the whole body"));

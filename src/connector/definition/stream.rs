@@ -43,7 +43,7 @@ impl Listing {
         // One key: the parser's fast path; a nested array: its pointer.
         let records: &'static [&'static str] = match table.records.as_slice() {
             [] => &[],
-            [k] => Box::leak(Box::new([intern(k.clone())])),
+            [k] if k.is_empty() || !k.bytes().all(|b| b.is_ascii_digit()) => Box::leak(Box::new([intern(k.clone())])),
             nested => Box::leak(Box::new([intern(super::load::pointer_text(nested))])),
         };
         let spec = Spec {
@@ -250,14 +250,18 @@ impl Listing {
         let next = match (&self.table.paging, position) {
             (Paging::Cursor { from, more, .. }, Position::Cursor(c)) => {
                 let mut next = match from {
-                    From::LastRecord(field) => match batch.len() {
-                        0 => None,
-                        n => batch
-                            .path_id(&[field[0].as_str()])
-                            .and_then(|p| batch.value_at(n - 1, p))
+                    From::Record(index, field) => {
+                        let segments: Vec<&str> = field.iter().map(String::as_str).collect();
+                        let record = match index {
+                            None => batch.len().checked_sub(1),
+                            Some(i) => Some(*i).filter(|&i| i < batch.len()),
+                        };
+                        record
+                            .zip(batch.path_id(&segments))
+                            .and_then(|(i, p)| batch.value_at(i, p))
                             .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .filter(|v| !v.is_empty()),
-                    },
+                            .filter(|v| !v.is_empty())
+                    }
                     From::Body(tokens) => text(at(env, tokens))?,
                 };
                 if let Some(more) = more {
