@@ -822,3 +822,128 @@ fn a_cursor_may_come_from_a_nested_field_of_a_record() {
     ok(&sync(&wd, &def, &server, "/v1", ""));
     assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n7,T,false\n");
 }
+
+/// Repos, their issues (page numbers), and the issues' comments.
+const NESTED_DEF: &str = r#"{"name": "hub", "base_url": "https://api.hub.example", "auth": {"bearer": "api_key"},
+  "tables": [
+    {"name": "repo", "path": "/repos", "records": "", "primary_key": ["id"], "paging": {"none": {}}},
+    {"name": "issue", "path": "/repos/{repo}/issues", "for_each": {"table": "repo", "key": "name", "as": "repo"},
+     "records": "", "primary_key": ["repo", "number"],
+     "paging": {"page": {"param": "page", "size_param": "per_page", "size": 2}}},
+    {"name": "comment", "path": "/issues/{issue_id}/comments", "for_each": {"table": "issue", "key": "id", "as": "issue_id"},
+     "records": "/comments", "primary_key": ["issue_id", "id"], "paging": {"none": {}}}]}"#;
+
+fn hub(target: &str, second: bool) -> Reply {
+    match target {
+        "/repos" if second => Reply::ok(r#"[{"id": 1, "name": "a"}]"#),
+        "/repos" => Reply::ok(r#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#),
+        "/repos/a/issues?page=1&per_page=2" => Reply::ok(r#"[{"number": 1, "id": 11}, {"number": 2, "id": 12}]"#),
+        "/repos/a/issues?page=2&per_page=2" => Reply::ok("[]"),
+        "/repos/b/issues?page=1&per_page=2" => Reply::ok(r#"[{"number": 1, "id": 21}]"#),
+        "/issues/11/comments" => Reply::ok(r#"{"comments": [{"id": "c1", "body": "x"}]}"#),
+        "/issues/21/comments" => Reply::ok(r#"{"comments": [{"id": "c2"}, {"id": "c3"}]}"#),
+        _ => Reply::not_found(),
+    }
+}
+
+#[test]
+fn for_each_nests_repos_issues_comments() {
+    let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = Arc::clone(&round);
+    let server = serve_with(move |target| hub(target, r.load(std::sync::atomic::Ordering::SeqCst) == 1));
+    let def = NESTED_DEF;
+    let wd = Workdir::new("def-for-each-nested");
+    ok(&sync(&wd, def, &server, "", ""));
+    assert_eq!(
+        server.targets(),
+        [
+            "/repos",
+            "/repos",
+            "/repos/a/issues?page=1&per_page=2",
+            "/issues/11/comments",
+            "/issues/12/comments",
+            "/repos/a/issues?page=2&per_page=2",
+            "/repos/b/issues?page=1&per_page=2",
+            "/issues/21/comments"
+        ]
+    );
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n"
+    );
+    // Repo b is gone: its issues and their comments get tombstones.
+    round.store(1, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, def, &server, "", ""));
+    assert_eq!(table(&wd, "repo"), "id,name,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n2,,T,true\n");
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\nb,1,,T,true\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n21,c2,,T,true\n21,c3,,T,true\n"
+    );
+    // The grandchild alone reads its ancestors.
+    let wd = Workdir::new("def-for-each-nested-alone");
+    wd.write("def.json", def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}"}}"#, server.origin));
+    ok(&wd.output(&mut wd.command(&[
+        "sync",
+        "./def.json",
+        "--config",
+        "c.json",
+        "--out",
+        "out",
+        "--tables",
+        "comment",
+    ])));
+    assert_eq!(table(&wd, "comment"), "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n");
+}
+
+#[test]
+fn nested_for_each_kill_9_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| p == target) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        hub(target, false)
+    });
+    let wd = Workdir::new("def-for-each-nested-kill");
+    wd.write("def.json", NESTED_DEF);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}"}}"#, server.origin));
+    for at in ["/issues/11/comments", "/repos/a/issues?page=2&per_page=2", "/issues/21/comments"] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    assert_eq!(table(&wd, "repo"), "id,name,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n");
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n"
+    );
+}

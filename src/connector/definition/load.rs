@@ -490,12 +490,6 @@ fn for_each(at: &str, v: Value, earlier: &[Table]) -> Res<ForEach> {
     let Some(parent) = earlier.iter().position(|t| t.name == raw.table) else {
         return Err(format!("{at}.table: {:?} is not an earlier table of the definition", raw.table));
     };
-    if earlier[parent].for_each.is_some() {
-        return Err(format!(
-            "{at}.table: {:?} is itself read for_each; a for_each of a for_each table is not supported by this version",
-            raw.table
-        ));
-    }
     let key_at = format!("{at}.key");
     let key = if raw.key.starts_with('/') { ptr(&key_at, &raw.key)? } else { vec![raw.key] };
     if key.is_empty() || key.iter().any(String::is_empty) {

@@ -366,31 +366,54 @@ impl Stream for Listing {
     }
 }
 
-/// A parent table's listing and, after each of its pages, the listings of its
-/// `for_each` tables for each record of that page (plan order: the parent, then
-/// its children). A child listing the server no longer knows (404: the parent
-/// was deleted meanwhile) is skipped, and its rows are not seen.
+/// A table and the tables read `for_each` of its records, in plan order (depth
+/// first: the table, then each child's subtree).
+#[derive(Debug)]
+pub struct Node {
+    pub table: &'static Table,
+    pub children: Vec<Node>,
+}
+
+impl Node {
+    /// How many tables the subtree holds.
+    fn size(&self) -> usize {
+        1 + self.children.iter().map(Node::size).sum::<usize>()
+    }
+}
+
+/// A table's listing and, after each of its pages, the listings of its `for_each`
+/// tables for each record of that page (each itself a family, for their own
+/// children). A child listing the server no longer knows (404: the parent was
+/// deleted meanwhile) is skipped, and its rows are not seen.
 pub struct Family {
+    node: &'static Node,
     parent: Listing,
-    children: Vec<&'static Table>,
+    /// For a child's listing: its `as` column and the parent key, first in each row.
+    own: Option<(&'static str, String)>,
     base: String,
     secret_param: Option<&'static str>,
-    /// Per child, the keys of the parent page in hand; whose listing of which child
-    /// is read.
+    /// Per child, the keys of the page in hand; whose listing of which child is read.
     keys: Vec<Vec<String>>,
     child: usize,
     index: usize,
-    current: Option<Listing>,
-    /// The plan index of the table the page just accepted fed.
-    fed: usize,
-    /// A child page's rows, the `as` column first.
+    current: Option<Box<Family>>,
+    /// The page just accepted was this table's own; else it was child `fed_child`'s,
+    /// whose family is `finished` if that page ended its listing, else the current.
+    fed_own: bool,
+    fed_child: usize,
+    finished: Option<Box<Family>>,
+    /// An own page's rows, the `as` column first.
     built: Batch,
 }
 
 impl Family {
-    pub fn new(
-        parent: &'static Table,
-        children: Vec<&'static Table>,
+    pub fn new(node: &'static Node, base: &str, secret_param: Option<&'static str>, at: Option<Position>) -> Family {
+        Family::open(node, None, base, secret_param, at)
+    }
+
+    fn open(
+        node: &'static Node,
+        key: Option<&str>,
         base: &str,
         secret_param: Option<&'static str>,
         at: Option<Position>,
@@ -398,18 +421,29 @@ impl Family {
         let (parent_at, keys, child, index, inner) = match at {
             Some(Position::Each(e)) => (Some(*e.parent), e.keys, e.child, e.index, Some(*e.inner)),
             Some(Position::Done) => (Some(Position::Done), Vec::new(), 0, 0, None),
+            Some(other) if node.children.is_empty() => (Some(other), Vec::new(), 0, 0, None),
             _ => (None, Vec::new(), 0, 0, None),
         };
+        let (parent, own) = match (key, &node.table.for_each) {
+            (Some(key), Some(f)) => (
+                Listing::child(node.table, key, base, secret_param, parent_at),
+                Some((f.as_.as_str(), key.to_string())),
+            ),
+            _ => (Listing::new(node.table, base, secret_param, parent_at), None),
+        };
         let mut family = Family {
-            parent: Listing::new(parent, base, secret_param, parent_at),
-            children,
+            node,
+            parent,
+            own,
             base: base.to_string(),
             secret_param,
             keys,
             child,
             index,
             current: None,
-            fed: 0,
+            fed_own: true,
+            fed_child: 0,
+            finished: None,
             built: Batch::default(),
         };
         family.parent.follows_cursor = false;
@@ -423,21 +457,22 @@ impl Family {
     /// Opens the listing of the child and key in turn, if any.
     fn open_child(&mut self, at: Option<Position>) {
         let key = self.keys.get(self.child).and_then(|k| k.get(self.index));
-        self.current = match (self.children.get(self.child), key) {
-            (Some(table), Some(key)) => Some(Listing::child(table, key, &self.base, self.secret_param, at)),
+        self.current = match (self.node.children.get(self.child), key) {
+            (Some(node), Some(key)) => Some(Box::new(Family::open(node, Some(key), &self.base, self.secret_param, at))),
             _ => None,
         };
     }
 
-    /// Moves to the next key's listing, the next child's once the keys are done.
+    /// Moves to the next key's listing.
     fn next_child(&mut self) {
         self.index += 1;
         self.settle();
     }
 
-    /// Skips children without keys left; past the last, back to the parent.
+    /// Skips children without keys left; past the last, back to this table's pages.
     fn settle(&mut self) {
-        while self.child < self.children.len() && self.index >= self.keys.get(self.child).map_or(0, Vec::len) {
+        let children = self.node.children.len();
+        while self.child < children && self.index >= self.keys.get(self.child).map_or(0, Vec::len) {
             self.index = 0;
             self.child += 1;
         }
@@ -446,6 +481,11 @@ impl Family {
             self.keys.clear();
             (self.child, self.index) = (0, 0);
         }
+    }
+
+    /// The plan index (relative to this table) where child `c`'s subtree starts.
+    fn offset(&self, c: usize) -> usize {
+        1 + self.node.children[..c].iter().map(Node::size).sum::<usize>()
     }
 }
 
@@ -476,44 +516,61 @@ impl Stream for Family {
     }
 
     fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> Result<(), String> {
-        let Some(current) = self.current.as_mut() else {
-            self.parent.accept(env, batch, counts)?;
-            self.fed = 0;
-            self.keys = self
-                .children
-                .iter()
-                .map(|c| c.for_each.as_ref().map(|f| keys_of(batch, &f.key)).unwrap_or_default())
-                .collect();
-            (self.child, self.index) = (0, 0);
-            self.settle();
+        self.finished = None;
+        if let Some(current) = self.current.as_mut() {
+            current.accept(env, batch, counts)?;
+            (self.fed_own, self.fed_child) = (false, self.child);
+            if current.position() == Position::Done {
+                self.finished = self.current.take();
+                self.next_child();
+            }
             return Ok(());
-        };
-        current.accept(env, batch, counts)?;
-        self.fed = 1 + self.child;
-        let table = self.children[self.child];
-        let f = table.for_each.as_ref().expect("a for_each table");
-        let key = self.keys[self.child][self.index].as_bytes();
-        super::times::rebuild(batch, &mut self.built, Some((f.as_.as_str(), key)), table);
-        if current.position() == Position::Done {
-            self.next_child();
         }
+        self.parent.accept(env, batch, counts)?;
+        self.fed_own = true;
+        if let Some((name, key)) = &self.own {
+            super::times::rebuild(batch, &mut self.built, Some((name, key.as_bytes())), self.node.table);
+        }
+        self.keys = self
+            .node
+            .children
+            .iter()
+            .map(|c| c.table.for_each.as_ref().map(|f| keys_of(batch, &f.key)).unwrap_or_default())
+            .collect();
+        (self.child, self.index) = (0, 0);
+        self.settle();
         Ok(())
     }
 
     fn rows<'a>(&'a self, table: usize, batch: &'a Batch) -> Rows<'a> {
-        match (table == self.fed, table) {
-            (true, 0) => self.parent.rows(0, batch),
-            (true, _) => Rows::All(&self.built),
-            (false, _) => Rows::Some(batch, &[]),
+        let none = Rows::Some(batch, &[]);
+        if self.fed_own {
+            return match (table, &self.own) {
+                (0, Some(_)) => Rows::All(&self.built),
+                (0, None) => self.parent.rows(0, batch),
+                _ => none,
+            };
+        }
+        let Some(fed) = self.finished.as_ref().or(self.current.as_ref()) else { return none };
+        let (c, off) = (self.fed_child, self.offset(self.fed_child));
+        match table.checked_sub(off) {
+            Some(rel) if rel < self.node.children[c].size() => fed.rows(rel, batch),
+            _ => none,
         }
     }
 
     fn not_found(&mut self) -> bool {
-        if self.current.is_none() {
-            return self.parent.not_found();
+        match self.current.as_mut() {
+            Some(c) => {
+                if !c.not_found() {
+                    // The child's own listing is gone: on to the next key.
+                    self.next_child();
+                }
+                true
+            }
+            None if self.own.is_some() => false,
+            None => self.parent.not_found(),
         }
-        self.next_child();
-        true
     }
 
     fn position(&self) -> Position {
@@ -525,7 +582,7 @@ impl Stream for Family {
                 keys: self.keys.clone(),
                 child: self.child,
                 index: self.index,
-                inner: Box::new(current.as_ref().map_or(Position::Done, Listing::position)),
+                inner: Box::new(current.as_ref().map_or(Position::Done, |c| c.position())),
             }),
         }
     }
