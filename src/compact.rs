@@ -47,12 +47,8 @@ pub fn run(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<Compacted>)>
 /// Compacts `dir`, whose lock the caller holds.
 pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<Compacted>)> {
     let stopped = || interrupt.received().is_some();
-    let state_path = dir.join(FILE_NAME);
     let mut state = State::load(dir)?.ok_or_else(|| Error::dir(dir, "there is no state.json here"))?;
-    let def = connector::find(&state.connector).ok_or_else(|| Error::State {
-        path: state_path.clone(),
-        detail: format!("unknown connector {:?}", state.connector),
-    })?;
+    let def = connector::of_state(&state, dir)?;
     // Every committed byte is checked first: a rewrite must not carry an edit on.
     validate::check_dir(dir, def, Some(&state), true)?;
     if let Some(run) = &state.run {

@@ -387,7 +387,7 @@ impl Reader {
                 self.writers[fed].summary.requests += requests;
             }
             if let Some(bound) = bound.filter(|_| only.is_none()) {
-                if self.writers[0].summary.read > bound {
+                if self.writers[0].received > bound {
                     let detail = format!(
                         "more records than the {} the account announced",
                         ctx.checked.totals[self.plan.tables[0]]

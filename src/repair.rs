@@ -38,10 +38,7 @@ pub fn run(dir: &Path) -> Result<Repaired> {
         unknown_files(dir, &mut out);
         return Ok(out);
     };
-    let def = connector::find(&state.connector).ok_or_else(|| Error::State {
-        path: dir.join(FILE_NAME),
-        detail: format!("unknown connector {:?}", state.connector),
-    })?;
+    let def = connector::of_state(&state, dir)?;
     let recovered = crate::replace::recover(dir, &mut state)?;
     for (table, what) in recovered.finished {
         out.actions.push(format!("finished the interrupted {what} of {table}.csv"));

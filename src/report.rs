@@ -92,8 +92,15 @@ pub fn summary_text(report: &Report) -> String {
         }
     }
     let stats = &report.stats;
+    // The tables' requests add up to the total but for the account check before them.
+    let tables: u64 = report.tables.iter().filter(|t| !t.skipped).map(|t| t.requests).sum();
+    let check = match stats.requests.saturating_sub(tables) {
+        0 => String::new(),
+        1 => "1 for the account check, ".to_string(),
+        n => format!("{n} for the account check, "),
+    };
     s.push_str(&format!(
-        "{} requests ({} retried, {} refused by the rate limit, {:.1}s waiting for it) in {:.1}s\n",
+        "{} requests ({check}{} retried, {} refused by the rate limit, {:.1}s waiting for it) in {:.1}s\n",
         stats.requests,
         stats.retries,
         stats.refused,

@@ -62,6 +62,10 @@ pub struct State {
     /// (path, records pointer, primary key), to refuse a changed one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub definition: BTreeMap<String, String>,
+    /// For a connector definition: the definition itself, so that `compact` and
+    /// `repair` know its tables without the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_source: Option<serde_json::Value>,
     /// Read from an older version: checksums are to be computed from the files.
     #[serde(skip)]
     pub upgraded: bool,
@@ -330,6 +334,7 @@ impl State {
             run: None,
             tables: BTreeMap::new(),
             definition: BTreeMap::new(),
+            definition_source: None,
             upgraded: false,
         }
     }

@@ -232,3 +232,44 @@ fn completions_and_the_man_page_come_from_the_usage_texts() {
         assert!(man.contains(&format!(".SS {c}\n.nf\n{first}\n")), "{c}: {first}");
     }
 }
+
+/// Each table's `read` is its new, changed and unchanged records, each counted once,
+/// and the tables' requests add up to the run's but for the one account check.
+fn assert_counted_once(report: &serde_json::Value) {
+    let tables = report["tables"].as_object().unwrap_or_else(|| panic!("no tables in {report}"));
+    let n = |t: &serde_json::Value, k: &str| t[k].as_u64().unwrap_or_else(|| panic!("no {k} in {t}"));
+    for (name, t) in tables {
+        assert_eq!(n(t, "read"), n(t, "new") + n(t, "changed") + n(t, "unchanged"), "{name}: {t}");
+    }
+    let requests: u64 = tables.values().map(|t| n(t, "requests")).sum();
+    assert_eq!(requests + 1, n(report, "requests"), "{report}");
+}
+
+#[test]
+fn a_summary_counts_each_record_once_and_its_requests_add_up() {
+    let wd = Workdir::new("first-counts");
+    let out = wd.stdout(&mut wd.command(&["demo", "--out", "demo"]));
+    assert_eq!(out.matches("requests (1 for the account check, ").count(), 4, "{out}");
+    // The demo's second syncs: Paligo's assignments are read twice (the confirmation
+    // re-read of a page-number listing), MailerLite's memberships in the pass.
+    for connector in ["mailerlite", "paligo"] {
+        let report = fs::read(wd.path(&format!("demo/{connector}/last_sync.json"))).unwrap();
+        assert_counted_once(&serde_json::from_slice(&report).unwrap());
+    }
+    let paligo: serde_json::Value =
+        serde_json::from_slice(&fs::read(wd.path("demo/paligo/last_sync.json")).unwrap()).unwrap();
+    let assignments = &paligo["tables"]["assignments"];
+    assert!(assignments["requests"].as_u64() > assignments["pages"].as_u64(), "a re-read: {assignments}");
+
+    // A group whose counters disagree is read member by member after the pass: a
+    // membership seen in both is one record read.
+    let opts = MockOptions { records: 3000, seed: 4, skew_group_counts: true, ..MockOptions::default() };
+    let server = start(&opts);
+    let cfg = config(&wd, &server, "");
+    let stderr = wd.fails(&mut wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]), 0);
+    assert!(stderr.contains("reading its member listings"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(wd.path("out/last_sync.json")).unwrap()).unwrap();
+    assert_counted_once(&report);
+    let rows = fs::read_to_string(wd.path("out/group_subscriber.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(report["tables"]["group_subscriber"]["read"].as_u64(), Some(rows), "{report}");
+}

@@ -4,6 +4,7 @@ mod account;
 mod bundle;
 mod changes;
 mod crash;
+mod definition_dirs;
 mod definitions;
 mod differential;
 mod directory;

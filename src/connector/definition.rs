@@ -7,6 +7,7 @@
 
 pub mod link;
 mod load;
+mod saved;
 mod stream;
 mod times;
 
@@ -21,6 +22,7 @@ use crate::paginate::Position;
 use crate::timestamp::TimeFormat;
 
 pub use load::{parse, Definition, Paging, Table};
+pub use saved::from_state;
 
 /// The definition of this run, once loaded.
 static LOADED: OnceLock<&'static Definition> = OnceLock::new();
@@ -42,6 +44,7 @@ pub fn load(path: &std::path::Path) -> Result<&'static Def> {
     let text = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
     let def = parse(text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    saved::keep(text);
     let def: &'static Definition = Box::leak(Box::new(def));
     if LOADED.set(def).is_err() {
         return Err(Error::Usage("only one connector definition per run".into()));
@@ -176,6 +179,7 @@ pub fn check_state(def: &Def, dir: &std::path::Path, state: &crate::state::State
 pub fn record_state(def: &Def, state: &mut crate::state::State) {
     if let Some(d) = loaded(def) {
         state.definition.extend(digests(d));
+        saved::record(state);
     }
 }
 

@@ -29,6 +29,20 @@ pub fn find(name: &str) -> Option<&'static Def> {
     CONNECTORS.iter().copied().find(|d| d.name.eq_ignore_ascii_case(name)).or_else(|| definition::loaded_named(name))
 }
 
+/// The connector that wrote a directory whose state is `state`: a built-in one, or
+/// the connector definition the state keeps. An unknown one is an unusable state.
+pub fn of_state(state: &crate::state::State, dir: &std::path::Path) -> crate::error::Result<&'static Def> {
+    if let Some(def) = CONNECTORS.iter().copied().find(|d| d.name == state.connector) {
+        return Ok(def);
+    }
+    definition::from_state(state, dir).unwrap_or_else(|| {
+        Err(crate::error::Error::State {
+            path: dir.join(crate::state::FILE_NAME),
+            detail: format!("unknown connector {:?}", state.connector),
+        })
+    })
+}
+
 /// The names of every connector, for messages.
 pub fn names() -> String {
     CONNECTORS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")

@@ -10,6 +10,7 @@ use super::{
     MEMBERS_SEEN, STATUSES,
 };
 use crate::connector::{Counts, Reading, Request, Rows, Stream, StreamPlan};
+use crate::hashing::FxBuild;
 use crate::paginate::{Next, Position, Steps};
 use crate::parse::{Batch, Envelope, Spec};
 
@@ -110,7 +111,7 @@ impl<'c> Subscribers<'c> {
         self.built.clear();
         let Some(id_path) = batch.path_id(&["id"]) else { return };
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
-        let mut pairs: HashSet<(&[u8], &[u8])> = HashSet::new();
+        let mut pairs: HashSet<(&[u8], &[u8]), FxBuild> = HashSet::default();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
             let Some(groups) = batch.captured(i, 0) else { continue };
