@@ -39,8 +39,12 @@ const KNOWN: &[&str] = &[
 /// What a connector needs from the configuration beyond the common keys.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements {
-    /// Environment variable for `api_key`.
+    /// The configuration key of the secret (`api_key`; a connector definition
+    /// names its own), and its environment variable.
+    pub api_key_name: &'static str,
     pub api_key_env: &'static str,
+    /// The configuration key of the user name (`username`), if one is needed.
+    pub username_name: &'static str,
     /// Environment variable for `username`, if the connector needs one.
     pub username_env: Option<&'static str>,
     /// The base URL when neither `base_url` nor `instance` is given.
@@ -112,23 +116,24 @@ fn read_file(path: &Path) -> Result<Map<String, Value>> {
 
 pub fn from_map(req: &Requirements, map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
     // The file wins over the environment; a key left empty in the file falls back to it.
-    let api_key = string(map, "api_key")?
+    let api_key = string_as(map, req.api_key_name, true)?
         .filter(|s| !s.trim().is_empty())
         .or_else(|| env(req.api_key_env))
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing(map, "api_key", Some(req.api_key_env)))?;
+        .ok_or_else(|| missing(map, req.api_key_name, Some(req.api_key_env)))?;
     let username = match req.username_env {
         Some(var) => Some(
-            string(map, "username")?
+            string(map, req.username_name)?
                 .filter(|s| !s.trim().is_empty())
                 .or_else(|| env(var))
                 .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| missing(map, "username", Some(var)))?,
+                .ok_or_else(|| missing(map, req.username_name, Some(var)))?,
         ),
         None => None,
     };
     let base_url = base_url(req, map)?;
-    let unknown_keys = map.keys().filter(|k| !KNOWN.contains(&k.as_str())).cloned().collect();
+    let named = |k: &str| k == req.api_key_name || (req.username_env.is_some() && k == req.username_name);
+    let unknown_keys = map.keys().filter(|k| !KNOWN.contains(&k.as_str()) && !named(k)).cloned().collect();
     Ok(Config {
         api_key: Secret::new(api_key.trim()),
         username,
@@ -182,16 +187,21 @@ fn missing(map: &Map<String, Value>, key: &str, env: Option<&str>) -> Error {
 }
 
 fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    string_as(map, key, SECRETS.contains(&key))
+}
+
+/// The string at `key`; a `secret`'s value is never repeated in the error.
+fn string_as(map: &Map<String, Value>, key: &str, secret: bool) -> Result<Option<String>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(Error::Config(format!("{key}: expected a string, got {}", describe(key, v)))),
+        Some(v) => Err(Error::Config(format!("{key}: expected a string, got {}", describe(secret, v)))),
     }
 }
 
 /// A value for a message: a secret's only by its kind, never its content.
-fn describe(key: &str, v: &Value) -> String {
-    if !SECRETS.contains(&key) {
+fn describe(secret: bool, v: &Value) -> String {
+    if !secret {
         return v.to_string();
     }
     match v {
@@ -277,6 +287,8 @@ mod tests {
     const ML: Requirements = Requirements {
         api_key_env: "MAILERLITE_API_KEY",
         username_env: None,
+        api_key_name: "api_key",
+        username_name: "username",
         default_base_url: Some("https://connect.mailerlite.com/api"),
         instance_url: None,
         instance_domain: "",

@@ -504,3 +504,446 @@ fn a_partial_read_writes_no_tombstones() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n1,T,false\n2,T,false\n3,T,false\n");
 }
+
+/// Invoices behind a Stripe-style cursor, and the lines of each invoice.
+const FOR_EACH_DEF: &str = r#"{"name": "acme", "base_url": "https://api.acme.example/v1", "auth": {"bearer": "api_key"},
+  "tables": [
+    {"name": "invoice", "path": "/invoices", "records": "/data", "primary_key": ["id"],
+     "paging": {"cursor": {"param": "starting_after", "from": "/data/-1/id", "more": "/has_more"}}},
+    {"name": "invoice_line", "path": "/invoices/{invoice_id}/lines",
+     "for_each": {"table": "invoice", "key": "id", "as": "invoice_id"},
+     "records": "", "primary_key": ["invoice_id", "id"], "paging": {"link_header": {}}}]}"#;
+
+#[test]
+fn for_each_reads_one_listing_per_parent_record() {
+    let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = Arc::clone(&round);
+    let server = serve_with(move |target| {
+        let second = r.load(std::sync::atomic::Ordering::SeqCst) == 1;
+        let path = target.split('?').next().unwrap();
+        match (path, param(target, "starting_after").as_deref(), second) {
+            ("/v1/invoices", None, false) => Reply::ok(r#"{"data": [{"id": "in 1/a", "total": 5}], "has_more": true}"#),
+            ("/v1/invoices", Some("in 1/a"), false) => {
+                Reply::ok(r#"{"data": [{"id": "in_2", "total": 7}, {"total": 0}], "has_more": false}"#)
+            }
+            ("/v1/invoices", None, true) => Reply::ok(r#"{"data": [{"id": "in 1/a", "total": 5}], "has_more": false}"#),
+            // A record's own field of the `as` name gives way to the parent's key.
+            ("/v1/invoices/in%201%2Fa/lines", _, false) => {
+                Reply::ok(r#"[{"id": 1, "amount": 2}, {"id": 2, "amount": 3, "invoice_id": "bogus"}]"#)
+            }
+            ("/v1/invoices/in%201%2Fa/lines", _, true) => {
+                Reply::ok(r#"[{"id": 1, "amount": 2}, {"id": 2, "amount": 4}]"#)
+            }
+            ("/v1/invoices/in_2/lines", _, false) => Reply::ok(r#"[{"id": 1, "amount": 7}]"#),
+            _ => Reply::not_found(),
+        }
+    });
+    let wd = Workdir::new("def-for-each");
+    ok(&sync(&wd, FOR_EACH_DEF, &server, "/v1", ""));
+    // The check, then each parent page followed by its records' listings.
+    assert_eq!(
+        server.targets(),
+        [
+            "/v1/invoices",
+            "/v1/invoices",
+            "/v1/invoices/in%201%2Fa/lines",
+            "/v1/invoices?starting_after=in%201%2Fa",
+            "/v1/invoices/in_2/lines"
+        ]
+    );
+    assert_eq!(
+        table(&wd, "invoice_line"),
+        "invoice_id,id,amount,_synced_at,_deleted\nin 1/a,1,2,T,false\nin 1/a,2,3,T,false\nin_2,1,7,T,false\n"
+    );
+    round.store(1, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, FOR_EACH_DEF, &server, "/v1", ""));
+    // A changed line is appended; the deleted invoice's lines get tombstones.
+    assert_eq!(table(&wd, "invoice"), "id,total,_synced_at,_deleted\nin 1/a,5,T,false\nin_2,7,T,false\nin_2,,T,true\n");
+    assert_eq!(
+        table(&wd, "invoice_line"),
+        "invoice_id,id,amount,_synced_at,_deleted\nin 1/a,1,2,T,false\nin 1/a,2,3,T,false\nin_2,1,7,T,false\n\
+         in 1/a,2,4,T,false\nin_2,1,,T,true\n"
+    );
+}
+
+#[test]
+fn for_each_of_a_child_alone_reads_its_parent_and_skips_a_gone_parent() {
+    let server = serve_with(|target| match target {
+        "/v1/invoices" => Reply::ok(r#"{"data": [{"id": 7}, {"id": 8}, {"id": 9}], "has_more": false}"#),
+        "/v1/invoices/7/lines" => Reply::ok(r#"[{"id": "a"}]"#),
+        // Deleted between the two reads: its listing is skipped.
+        "/v1/invoices/8/lines" => Reply::not_found(),
+        "/v1/invoices/9/lines" => Reply::ok(r#"[{"id": "b"}]"#),
+        _ => Reply::status(500, "{}"),
+    });
+    let wd = Workdir::new("def-for-each-alone");
+    wd.write("def.json", FOR_EACH_DEF);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    let args = ["sync", "./def.json", "--config", "c.json", "--out", "out", "--tables", "invoice_line"];
+    ok(&wd.output(&mut wd.command(&args)));
+    assert_eq!(table(&wd, "invoice_line"), "invoice_id,id,_synced_at,_deleted\n7,a,T,false\n9,b,T,false\n");
+    assert_eq!(table(&wd, "invoice"), "id,_synced_at,_deleted\n7,T,false\n8,T,false\n9,T,false\n");
+}
+
+/// Six invoices, two a page, each with three lines over two page-number pages.
+fn invoice_pages(target: &str) -> Reply {
+    let path = target.split('?').next().unwrap();
+    if path == "/v1/invoices" {
+        let after: u32 = param(target, "starting_after").map_or(0, |a| a.trim_start_matches("p").parse().unwrap());
+        let ids: Vec<String> = (after + 1..=(after + 2).min(6)).map(|i| format!(r#"{{"id": "p{i}"}}"#)).collect();
+        return Reply::ok(format!(r#"{{"data": [{}], "has_more": {}}}"#, ids.join(","), after + 2 < 6));
+    }
+    let Some(parent) = path.strip_prefix("/v1/invoices/").and_then(|p| p.strip_suffix("/lines")) else {
+        return Reply::not_found();
+    };
+    match param(target, "page").as_deref() {
+        Some("1") => Reply::ok(format!(r#"[{{"id": 1, "of": "{parent}"}}, {{"id": 2, "of": "{parent}"}}]"#)),
+        Some("2") => Reply::ok(format!(r#"[{{"id": 3, "of": "{parent}"}}]"#)),
+        _ => Reply::not_found(),
+    }
+}
+
+#[test]
+fn for_each_kill_9_at_several_points_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| p == target) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            // Held until the binary that asked is dead.
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        invoice_pages(target)
+    });
+    let wd = Workdir::new("def-for-each-kill");
+    let def = FOR_EACH_DEF
+        .replace(r#"{"link_header": {}}"#, r#"{"page": {"param": "page", "size_param": "per_page", "size": 2}}"#);
+    wd.write("def.json", &def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    for at in [
+        "/v1/invoices/p2/lines?page=2&per_page=2",
+        "/v1/invoices?starting_after=p4",
+        "/v1/invoices/p5/lines?page=1&per_page=2",
+    ] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    let mut want = String::from("invoice_id,id,of,_synced_at,_deleted\n");
+    for p in 1..=6 {
+        for line in 1..=3 {
+            want.push_str(&format!("p{p},{line},p{p},T,false\n"));
+        }
+    }
+    assert_eq!(table(&wd, "invoice_line"), want);
+    let invoices: String = (1..=6).map(|p| format!("p{p},T,false\n")).collect();
+    assert_eq!(table(&wd, "invoice"), format!("id,_synced_at,_deleted\n{invoices}"));
+    // A rerun reads everything again and changes nothing.
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    assert_eq!(table(&wd, "invoice_line"), want);
+}
+
+#[test]
+fn records_may_be_a_nested_pointer_with_escapes() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => {
+            Reply::ok(r#"{"result": {"it/ems": [{"id": 1, "n": 1E22, "o": {"p": [1, 2]}}], "m~n": {"next": "b"}}}"#)
+        }
+        Some("b") => Reply::ok(r#"{"result": {"it/ems": [{"id": 2, "n": 0.10}], "m~n": {"next": null}}}"#),
+        _ => Reply::not_found(),
+    });
+    let def = CURSOR_DEF
+        .replace(r#""records": "/data""#, r#""records": "/result/it~1ems""#)
+        .replace(r#""from": "/next", "more": "/more""#, r#""from": "/result/m~0n/next""#);
+    let wd = Workdir::new("def-nested-records");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,n,o_p,_synced_at,_deleted\n1,1E22,\"[1,2]\",T,false\n2,0.10,,T,false\n");
+    // A body without the array there is refused (and retried), never taken for an empty page.
+    let server = serve_with(|_| Reply::ok(r#"{"result": {"items": []}}"#));
+    let wd = Workdir::new("def-nested-records-missing");
+    let out = sync(&wd, &def, &server, "/v1", r#", "retries": 0"#);
+    assert!(!out.status.success());
+    let line = crate::hostile::error_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("no array at \"/result/it~1ems\""), "{line}");
+}
+
+#[test]
+fn bad_for_each_and_pointers_exit_2_naming_the_key() {
+    let wd = Workdir::new("def-bad-for-each");
+    wd.write("c.json", r#"{"api_key": "k", "base_url": "http://127.0.0.1:9/v1"}"#);
+    let cases = [
+        (r#""table": "invoice""#, r#""table": "nope""#, r#"tables[1].for_each.table: "nope" is not an earlier table"#),
+        ("/invoices/{invoice_id}/lines", "/invoices/lines", "tables[1].path: must hold {invoice_id} (for_each.as)"),
+        ("/invoices/{invoice_id}/lines", "/invoices/{id}/lines", "tables[1].path: {id} is not {invoice_id}"),
+        (r#""as": "invoice_id"}"#, r#""as": "invoice_id", "at": 1}"#, "tables[1].for_each: unknown field `at`"),
+        (r#""key": "id""#, r#""key": "/~2""#, "tables[1].for_each.key: not a JSON Pointer"),
+        (r#""as": "invoice_id"}"#, r#""as": "a b"}"#, r#"tables[1].for_each.as: "a b" must be"#),
+        (r#""records": "/data""#, r#""records": "/data/~""#, "tables[0].records: not a JSON Pointer"),
+        (r#""path": "/invoices","#, r#""path": "/invoices/{id}","#, r#"tables[0].path: {id} needs a for_each"#),
+    ];
+    for (from, to, want) in cases {
+        let def = FOR_EACH_DEF.replacen(from, to, 1);
+        assert_ne!(def, FOR_EACH_DEF, "{from}");
+        wd.write("def.json", &def);
+        for args in [&["sync", "./def.json", "--config", "c.json", "--out", "out"][..], &["tables", "./def.json"][..]] {
+            let line = one_line(&wd.fails(&mut wd.command(args), 2));
+            assert!(line.contains(want), "{want}: {line}");
+        }
+        assert!(!wd.path("out").exists(), "{want}: nothing written");
+    }
+}
+
+#[test]
+fn timestamps_in_each_format_are_written_as_rfc3339_utc() {
+    let server = serve_with(|_| {
+        Reply::ok(
+            r#"{"data": [
+            {"id": 1, "a": "2024-01-02T03:04:05+02:00", "b": 1700000000, "c": 1700000000123, "d": "02.01.2024 03:04", "e": "2024-01-02 03:04:05"},
+            {"id": 2, "a": "yesterday", "b": "x", "c": 1.5, "d": "31.02.2024 03:04", "e": "2024-13-01 00:00:00"}],
+            "next": null}"#,
+        )
+    });
+    let def = CURSOR_DEF.replace(
+        r#""primary_key": ["id"],"#,
+        r#""primary_key": ["id"], "timestamps": {"a": "rfc3339", "b": "unix_seconds", "c": "unix_millis",
+            "d": "[day].[month].[year] [hour]:[minute]", "e": "[year]-[month]-[day] [hour]:[minute]:[second]"},"#,
+    );
+    let wd = Workdir::new("def-timestamps");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "id,a,b,c,d,e,_synced_at,_deleted\n\
+         1,2024-01-02T01:04:05Z,2023-11-14T22:13:20Z,2023-11-14T22:13:20.123Z,2024-01-02T03:04:00Z,2024-01-02T03:04:05Z,T,false\n\
+         2,yesterday,x,1.5,31.02.2024 03:04,2024-13-01 00:00:00,T,false\n"
+    );
+    // A format that is none of them is refused, naming the field.
+    wd.write("def.json", &def.replace("[day].[month]", "[day].[mnth]"));
+    let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
+    assert!(line.contains("tables[0].timestamps.d: neither rfc3339"), "{line}");
+}
+
+#[test]
+fn secrets_may_live_under_any_configuration_key() {
+    let server = serve_with(|_| Reply::ok(r#"{"data": [{"id": 1}], "next": null}"#));
+    let wd = Workdir::new("def-any-key");
+    wd.write("def.json", &auth_def(r#"{"basic": ["login", "password"]}"#));
+    wd.write("c.json", &format!(r#"{{"login": "me", "base_url": "{}/v1"}}"#, server.origin));
+    let mut cmd = wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"]);
+    let out = wd.output(cmd.env("ACME_PASSWORD", "pw-from-env"));
+    ok(&out);
+    // Keys the definition names are known keys: no warning about them.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("login"), "{}", String::from_utf8_lossy(&out.stderr));
+    use base64::Engine as _;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("me:pw-from-env"));
+    assert!(server.authorizations().iter().all(|a| a.as_deref() == Some(basic.as_str())));
+    // A missing secret names its key and variable; a secret of the wrong type is never echoed.
+    wd.write("def.json", &auth_def(r#"{"bearer": "token"}"#));
+    let line = one_line(&wd.fails(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "o2"]), 2));
+    assert!(line.contains("token: required (in the config file or $ACME_TOKEN)"), "{line}");
+    wd.write("c.json", &format!(r#"{{"token": {{"v": "SEKRIT"}}, "base_url": "{}/v1"}}"#, server.origin));
+    let line = one_line(&wd.fails(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "o2"]), 2));
+    assert!(line.contains("token: expected a string, got an object") && !line.contains("SEKRIT"), "{line}");
+    // A setting is not a secret's key.
+    wd.write("def.json", &auth_def(r#"{"bearer": "base_url"}"#));
+    let line = one_line(&wd.fails(&mut wd.command(&["tables", "./def.json"]), 2));
+    assert!(line.contains("auth.bearer: \"base_url\" is a configuration setting"), "{line}");
+}
+
+#[test]
+fn a_primary_key_may_point_into_the_record() {
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = Arc::clone(&gone);
+    let server = serve_with(move |_| {
+        if g.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok(r#"{"data": [{"meta": {"id": 1, "rev": 3}, "v": "changed"}], "next": null}"#)
+        } else {
+            Reply::ok(
+                r#"{"data": [{"meta": {"id": 1, "rev": 2}, "v": "a"}, {"meta": {"id": 2, "rev": 1}, "v": "b"}, {"v": "keyless"}], "next": null}"#,
+            )
+        }
+    });
+    let def = CURSOR_DEF.replace(r#""primary_key": ["id"]"#, r#""primary_key": ["/meta/id"]"#);
+    let wd = Workdir::new("def-nested-key");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(
+        table(&wd, "item"),
+        "meta_id,meta_rev,v,_synced_at,_deleted\n1,2,a,T,false\n2,1,b,T,false\n1,3,changed,T,false\n2,,,T,true\n"
+    );
+}
+
+/// The README's worked definition ("Your own API") is one the tool accepts.
+#[test]
+fn the_readme_definition_loads() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("## Your own API").unwrap()..];
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let def = &section[start..start + section[start..].find("```").unwrap()];
+    let wd = Workdir::new("def-readme");
+    wd.write("acme.json", def);
+    let out = wd.stdout(&mut wd.command(&["tables", "./acme.json"]));
+    for t in ["customer", "invoice_line", "payout", "plan"] {
+        assert!(out.lines().any(|l| l.starts_with(t)), "{t}: {out}");
+    }
+}
+
+#[test]
+fn a_cursor_may_come_from_a_nested_field_of_a_record() {
+    let server = serve_with(|target| match param(target, "after").as_deref() {
+        None => Reply::ok(r#"{"data": [{"id": 1, "m": {"c": "x"}}, {"id": 2, "m": {"c": "y"}}]}"#),
+        Some("y") => Reply::ok(r#"{"data": [{"id": 3, "m": {"c": ""}}]}"#),
+        _ => Reply::not_found(),
+    });
+    let def = CURSOR_DEF.replace(r#""from": "/next", "more": "/more""#, r#""from": "/data/-1/m/c""#);
+    let wd = Workdir::new("def-cursor-nested-field");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,m_c,_synced_at,_deleted\n1,x,T,false\n2,y,T,false\n3,,T,false\n");
+    // An array index as the records pointer reads a body that is an array.
+    let server = serve_with(|_| Reply::ok(r#"[{"total": 1}, [{"id": 7}]]"#));
+    let def = CURSOR_DEF
+        .replace(r#""records": "/data""#, r#""records": "/1""#)
+        .replace(r#"{"cursor": {"param": "after", "from": "/next", "more": "/more"}}"#, r#"{"none": {}}"#);
+    let wd = Workdir::new("def-records-index");
+    ok(&sync(&wd, &def, &server, "/v1", ""));
+    assert_eq!(table(&wd, "item"), "id,_synced_at,_deleted\n7,T,false\n");
+}
+
+/// Repos, their issues (page numbers), and the issues' comments.
+const NESTED_DEF: &str = r#"{"name": "hub", "base_url": "https://api.hub.example", "auth": {"bearer": "api_key"},
+  "tables": [
+    {"name": "repo", "path": "/repos", "records": "", "primary_key": ["id"], "paging": {"none": {}}},
+    {"name": "issue", "path": "/repos/{repo}/issues", "for_each": {"table": "repo", "key": "name", "as": "repo"},
+     "records": "", "primary_key": ["repo", "number"],
+     "paging": {"page": {"param": "page", "size_param": "per_page", "size": 2}}},
+    {"name": "comment", "path": "/issues/{issue_id}/comments", "for_each": {"table": "issue", "key": "id", "as": "issue_id"},
+     "records": "/comments", "primary_key": ["issue_id", "id"], "paging": {"none": {}}}]}"#;
+
+fn hub(target: &str, second: bool) -> Reply {
+    match target {
+        "/repos" if second => Reply::ok(r#"[{"id": 1, "name": "a"}]"#),
+        "/repos" => Reply::ok(r#"[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]"#),
+        "/repos/a/issues?page=1&per_page=2" => Reply::ok(r#"[{"number": 1, "id": 11}, {"number": 2, "id": 12}]"#),
+        "/repos/a/issues?page=2&per_page=2" => Reply::ok("[]"),
+        "/repos/b/issues?page=1&per_page=2" => Reply::ok(r#"[{"number": 1, "id": 21}]"#),
+        "/issues/11/comments" => Reply::ok(r#"{"comments": [{"id": "c1", "body": "x"}]}"#),
+        "/issues/21/comments" => Reply::ok(r#"{"comments": [{"id": "c2"}, {"id": "c3"}]}"#),
+        _ => Reply::not_found(),
+    }
+}
+
+#[test]
+fn for_each_nests_repos_issues_comments() {
+    let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let r = Arc::clone(&round);
+    let server = serve_with(move |target| hub(target, r.load(std::sync::atomic::Ordering::SeqCst) == 1));
+    let def = NESTED_DEF;
+    let wd = Workdir::new("def-for-each-nested");
+    ok(&sync(&wd, def, &server, "", ""));
+    assert_eq!(
+        server.targets(),
+        [
+            "/repos",
+            "/repos",
+            "/repos/a/issues?page=1&per_page=2",
+            "/issues/11/comments",
+            "/issues/12/comments",
+            "/repos/a/issues?page=2&per_page=2",
+            "/repos/b/issues?page=1&per_page=2",
+            "/issues/21/comments"
+        ]
+    );
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n"
+    );
+    // Repo b is gone: its issues and their comments get tombstones.
+    round.store(1, std::sync::atomic::Ordering::SeqCst);
+    ok(&sync(&wd, def, &server, "", ""));
+    assert_eq!(table(&wd, "repo"), "id,name,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n2,,T,true\n");
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\nb,1,,T,true\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n21,c2,,T,true\n21,c3,,T,true\n"
+    );
+    // The grandchild alone reads its ancestors.
+    let wd = Workdir::new("def-for-each-nested-alone");
+    wd.write("def.json", def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}"}}"#, server.origin));
+    ok(&wd.output(&mut wd.command(&[
+        "sync",
+        "./def.json",
+        "--config",
+        "c.json",
+        "--out",
+        "out",
+        "--tables",
+        "comment",
+    ])));
+    assert_eq!(table(&wd, "comment"), "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n");
+}
+
+#[test]
+fn nested_for_each_kill_9_then_rerun_is_exact() {
+    use std::sync::mpsc;
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(None::<String>));
+    let h = Arc::clone(&hold);
+    let server = serve_with(move |target| {
+        let held = h.lock().unwrap().clone();
+        if held.is_some_and(|p| p == target) {
+            *h.lock().unwrap() = None;
+            reached_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            return Reply::status(503, "{}");
+        }
+        hub(target, false)
+    });
+    let wd = Workdir::new("def-for-each-nested-kill");
+    wd.write("def.json", NESTED_DEF);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}"}}"#, server.origin));
+    for at in ["/issues/11/comments", "/repos/a/issues?page=2&per_page=2", "/issues/21/comments"] {
+        *hold.lock().unwrap() = Some(at.to_string());
+        let mut child = wd
+            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        go.send(()).unwrap();
+    }
+    ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
+    assert_eq!(table(&wd, "repo"), "id,name,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n");
+    assert_eq!(
+        table(&wd, "issue"),
+        "repo,number,id,_synced_at,_deleted\na,1,11,T,false\na,2,12,T,false\nb,1,21,T,false\n"
+    );
+    assert_eq!(
+        table(&wd, "comment"),
+        "issue_id,id,body,_synced_at,_deleted\n11,c1,x,T,false\n21,c2,,T,false\n21,c3,,T,false\n"
+    );
+}

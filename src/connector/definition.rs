@@ -7,8 +7,10 @@
 
 pub mod link;
 mod load;
+mod pointer;
 mod saved;
 mod stream;
+mod times;
 
 use std::sync::{Arc, OnceLock};
 
@@ -61,6 +63,8 @@ fn to_def(d: &'static Definition) -> Def {
     let upper = d.name.to_ascii_uppercase();
     let (key, user) = d.auth.keys();
     let requirements = Requirements {
+        api_key_name: leak(key.to_string()),
+        username_name: leak(user.unwrap_or("username").to_string()),
         api_key_env: leak(format!("{upper}_{}", key.to_ascii_uppercase())),
         username_env: user.map(|u| leak(format!("{upper}_{}", u.to_ascii_uppercase()))),
         default_base_url: Some(d.base_url.as_str()),
@@ -78,7 +82,10 @@ fn to_def(d: &'static Definition) -> Def {
             timestamps: Box::leak(t.converted.clone().into_boxed_slice()),
             derived: &[],
             read_as: leak(t.read_as()),
+            // A child listing is only read along with its parent's: what it did not
+            // see is gone (a re-read would be its parent's again).
             confirm: match t.paging {
+                _ if t.for_each.is_some() => Confirm::Unseen,
                 Paging::Page(_) | Paging::Offset(_) => Confirm::Reread,
                 Paging::LinkHeader => Confirm::Unseen,
                 _ => Confirm::Unseen,
@@ -98,6 +105,22 @@ fn to_def(d: &'static Definition) -> Def {
         mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
         demo: None,
     }
+}
+
+/// `selected` (in table order) with the parent of each `for_each` table in it: a
+/// child's listings come from its parent's records read in the same run.
+pub fn with_parents(def: &Def, mut selected: Vec<&'static str>) -> Vec<&'static str> {
+    let Some(d) = loaded(def) else { return selected };
+    // A parent comes before its children: from the last table back, every
+    // ancestor of a selected table is reached.
+    for t in d.tables.iter().rev() {
+        if let Some(f) = t.for_each.as_ref().filter(|_| selected.contains(&t.name.as_str())) {
+            if !selected.contains(&f.table.as_str()) {
+                selected.push(d.tables[f.parent].name.as_str());
+            }
+        }
+    }
+    def.tables.iter().map(|t| t.name).filter(|t| selected.contains(t)).collect()
 }
 
 /// The `rel="next"` target of a response's `Link` headers, if any.
@@ -184,12 +207,25 @@ pub struct Defined {
     def: &'static Definition,
     this: &'static Def,
     base_url: String,
+    /// The table trees of the plans opened (leaked: a run opens a handful).
+    trees: std::sync::Mutex<Vec<(Vec<&'static str>, &'static stream::Node)>>,
+}
+
+/// The tables of `node`'s subtree that are among `tables`, depth first (a child
+/// is only ever selected with its parent: see [`with_parents`]).
+fn preorder(node: stream::Node, tables: &[&'static str], out: &mut Vec<&'static str>) {
+    if let Some(&t) = tables.iter().find(|t| **t == node.table.name) {
+        out.push(t);
+        for c in node.children {
+            preorder(c, tables, out);
+        }
+    }
 }
 
 impl Defined {
     fn new(def: &'static Definition, config: &Config) -> Defined {
         let this = LOADED_DEF.get().expect("a loaded definition");
-        Defined { def, this, base_url: config.base_url.clone() }
+        Defined { def, this, base_url: config.base_url.clone(), trees: Default::default() }
     }
 
     fn secret_param(&self) -> Option<&'static str> {
@@ -201,6 +237,35 @@ impl Defined {
 
     fn table(&self, name: &str) -> &'static Table {
         self.def.tables.iter().find(|t| t.name == name).expect("a table of the definition")
+    }
+
+    /// The whole tree of `for_each` tables under `name`.
+    fn node(&self, name: &str) -> stream::Node {
+        let table = self.table(name);
+        let children = self
+            .def
+            .tables
+            .iter()
+            .filter(|t| t.for_each.as_ref().is_some_and(|f| f.table == table.name))
+            .map(|t| self.node(&t.name))
+            .collect();
+        stream::Node { table, children }
+    }
+
+    /// The tree of a plan's tables (its first is the root), built once per plan.
+    fn tree(&self, tables: &[&'static str]) -> &'static stream::Node {
+        fn keep(node: stream::Node, tables: &[&'static str]) -> stream::Node {
+            let children =
+                node.children.into_iter().filter(|c| tables.contains(&c.table.name.as_str())).map(|c| keep(c, tables));
+            stream::Node { table: node.table, children: children.collect() }
+        }
+        let mut trees = self.trees.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, tree)) = trees.iter().find(|(t, _)| t == tables) {
+            return tree;
+        }
+        let tree: &'static stream::Node = Box::leak(Box::new(keep(self.node(tables[0]), tables)));
+        trees.push((tables.to_vec(), tree));
+        tree
     }
 }
 
@@ -228,15 +293,40 @@ impl Connector for Defined {
         })
     }
 
+    /// One stream per table, but a table read `for_each` record of another shares
+    /// its parent's stream (each parent page, then its children's listings), in
+    /// depth-first order.
+    /// A child's ancestors are in its plan even when they are not asked for (done
+    /// by an interrupted run): they are read along, not written.
     fn streams(&self, tables: &[&'static str]) -> Vec<StreamPlan> {
-        tables.iter().map(|&t| StreamPlan { name: t, tables: vec![t] }).collect()
+        let tables = &with_parents(self.this, tables.to_vec())[..];
+        let mut plans = Vec::new();
+        for t in self.def.tables.iter().filter(|t| t.for_each.is_none()) {
+            let mut subtree = Vec::new();
+            preorder(self.node(&t.name), tables, &mut subtree);
+            if let Some(&name) = subtree.first() {
+                plans.push(StreamPlan { name, tables: subtree });
+            }
+        }
+        plans
     }
 
     fn open(&self, plan: &StreamPlan, position: Option<Position>) -> Box<dyn Stream + '_> {
-        self.reread(plan.name, position)
+        if plan.tables.len() == 1 {
+            return self.reread(plan.name, position);
+        }
+        Box::new(stream::Family::new(self.tree(&plan.tables), &self.base_url, self.secret_param(), position))
     }
 
+    /// A child table is read again with its root, whose rows are not wanted.
     fn reread(&self, table: &str, position: Option<Position>) -> Box<dyn Stream + '_> {
-        Box::new(stream::Listing::new(self.table(table), &self.base_url, self.secret_param(), position))
+        let t = self.table(table);
+        match &t.for_each {
+            Some(_) => {
+                let plan = self.streams(&[self.table(table).name.as_str()]).remove(0);
+                self.open(&plan, position)
+            }
+            None => Box::new(stream::Listing::new(t, &self.base_url, self.secret_param(), position)),
+        }
     }
 }

@@ -44,6 +44,8 @@ pub static DEF: Def = Def {
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
+    api_key_name: "api_key",
+    username_name: "username",
     api_key_env: "MAILERLITE_API_KEY",
     username_env: None,
     default_base_url: Some("https://connect.mailerlite.com/api"),

@@ -38,6 +38,8 @@ pub static DEF: Def = Def {
 };
 
 pub const REQUIREMENTS: Requirements = Requirements {
+    api_key_name: "api_key",
+    username_name: "username",
     api_key_env: "PALIGO_API_KEY",
     username_env: Some("PALIGO_USERNAME"),
     default_base_url: None,

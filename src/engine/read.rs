@@ -71,6 +71,10 @@ pub fn describe(p: &Position) -> String {
             Some(f) => format!("level {} of the tree, under {}", f.level, f.parent.as_deref().unwrap_or("the roots")),
             None => "the end of the tree".into(),
         },
+        Position::Each(e) => match e.keys.get(e.child).and_then(|k| k.get(e.index)) {
+            Some(key) => format!("the listing for {key} ({})", describe(&e.inner)),
+            None => describe(&e.parent),
+        },
         Position::Done => "the end of its listing".into(),
     }
 }

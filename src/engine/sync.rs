@@ -83,7 +83,8 @@ pub fn select_tables(def: &Def, wanted: Option<&[String]>) -> Result<Vec<&'stati
             return Err(Error::Usage(msg));
         }
     }
-    Ok(all.into_iter().filter(|t| wanted.iter().any(|w| w == t)).collect())
+    let selected = all.into_iter().filter(|t| wanted.iter().any(|w| w == t)).collect();
+    Ok(crate::connector::definition::with_parents(def, selected))
 }
 
 pub fn run(

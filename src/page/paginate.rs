@@ -23,7 +23,25 @@ pub enum Position {
     /// One listing after another: `steps[index]`, and where in it.
     Steps(Steps),
     Tree(Tree),
+    /// A parent listing, and the listings per record of its page in hand (a
+    /// connector definition's `for_each`).
+    Each(Each),
     Done,
+}
+
+/// Where a parent listing stands, and which of the listings per record of its last
+/// page is read: for each child table in turn, one listing per key of its `keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Each {
+    /// The parent listing, past the page whose `keys` these are.
+    pub parent: Box<Position>,
+    /// Per child table, the key of each record of the page that has one.
+    pub keys: Vec<Vec<String>>,
+    /// The child table read (its index among the parent's children), and the key.
+    pub child: usize,
+    pub index: usize,
+    /// Where that listing stands.
+    pub inner: Box<Position>,
 }
 
 /// What happens after a page.

@@ -17,6 +17,7 @@ use std::fmt;
 
 use serde::de::DeserializeSeed;
 use serde::Deserialize as _;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::page::timestamp::TimeFormat;
@@ -31,7 +32,8 @@ use seed::PageSeed;
 /// What to read out of a page body.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec<'a> {
-    /// Top-level keys that may hold the array of records, most preferred first.
+    /// Top-level keys that may hold the array of records, most preferred first; or
+    /// one RFC 6901 JSON Pointer (`/data/items`) to a nested array.
     pub records: &'a [&'a str],
     /// A bare JSON array is accepted as the records (Paligo's docs show one).
     pub bare_array: bool,
@@ -79,6 +81,9 @@ impl fmt::Display for ParseError {
 /// the envelope. Fails, with `batch` emptied, when the body is not valid JSON or
 /// holds no records array.
 pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, ParseError> {
+    if spec.records.first().is_some_and(|p| p.starts_with('/')) {
+        return parse_nested(body, spec, batch);
+    }
     batch.clear();
     let same = batch.time_format == spec.time_format
         && batch.spec_timestamps.iter().map(String::as_str).eq(spec.timestamps.iter().copied())
@@ -112,6 +117,46 @@ pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, Pa
             Err(ParseError(format!("invalid JSON: {e}")))
         }
     }
+}
+
+/// [`parse`] with the records at a JSON Pointer (a connector definition's nested
+/// `records`): the array is found as raw text (numbers as sent) and read as a bare
+/// array's records; the envelope is the whole body, read as a `Value`.
+fn parse_nested(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, ParseError> {
+    batch.clear();
+    let pointer = spec.records[0];
+    let text = std::str::from_utf8(body).map_err(|e| ParseError(format!("invalid JSON: not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| ParseError(format!("invalid JSON: {e}")))?;
+    let records = raw_at(text, pointer).ok_or_else(|| ParseError(format!("the body has no array at {pointer:?}")))?;
+    let inner = Spec { records: &[], bare_array: true, ..*spec };
+    let mut envelope = parse(records.get().as_bytes(), &inner, batch)?;
+    if let Value::Object(fields) = value {
+        envelope.fields = fields;
+    }
+    Ok(envelope)
+}
+
+/// The array at `pointer` in `body`, as its text; RFC 6901 as `Value::pointer`
+/// reads it (a key repeated in an object keeps its last value).
+fn raw_at<'b>(body: &'b str, pointer: &str) -> Option<&'b RawValue> {
+    let mut at: &'b RawValue = serde_json::from_str(body).ok()?;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text = at.get().trim_start();
+        at = if text.starts_with('{') {
+            let map: std::collections::HashMap<String, &'b RawValue> = serde_json::from_str(at.get()).ok()?;
+            map.get(&token).copied()?
+        } else if text.starts_with('[') {
+            if token.starts_with('+') || (token.starts_with('0') && token.len() > 1) {
+                return None;
+            }
+            let items: Vec<&'b RawValue> = serde_json::from_str(at.get()).ok()?;
+            items.get(token.parse::<usize>().ok()?).copied()?
+        } else {
+            return None;
+        };
+    }
+    at.get().trim_start().starts_with('[').then_some(at)
 }
 
 /// How far from its end a body's `meta` object may start for [`next_cursor_hint`].

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use super::pointer::{follow, pointer, pointer_text};
+use super::times::Format;
 use crate::page::timestamp::TimeFormat;
 
 /// A checked definition.
@@ -69,13 +71,34 @@ pub struct Table {
     /// The records pointer's tokens: none for a body that is the array, one for a
     /// top-level key.
     pub records: Vec<String>,
+    /// Primary key columns: a field's name, or a nested field's flattened name.
     pub primary_key: Vec<String>,
-    /// Timestamp fields converted to RFC 3339 UTC, and how they arrive.
+    /// The primary key fields inside objects (`/meta/id`): their key paths, each
+    /// written as one column of the flattened name so that the key is a column.
+    pub nested_keys: Vec<Vec<String>>,
+    /// Timestamp fields the parser converts to RFC 3339 UTC, and how they arrive.
     pub converted: Vec<&'static str>,
     pub time_format: Option<TimeFormat>,
+    /// Timestamp fields converted after the parse (other formats).
+    pub post: Vec<(&'static str, Format)>,
     pub paging: Paging,
     /// One listing per value of this query parameter.
     pub per_value: Option<(&'static str, Vec<String>)>,
+    /// One listing per record of an earlier table.
+    pub for_each: Option<ForEach>,
+}
+
+/// `for_each`: one listing per record of an earlier table (the parent), its `key`
+/// put into the path for `{as}` and written as the column `as`.
+#[derive(Debug, Clone)]
+pub struct ForEach {
+    /// The parent table's index in the definition, and its name.
+    pub parent: usize,
+    pub table: String,
+    /// The key path of the parent record's value (a field name or a pointer's tokens).
+    pub key: Vec<String>,
+    /// The placeholder's and the column's name.
+    pub as_: String,
 }
 
 impl Table {
@@ -88,9 +111,13 @@ impl Table {
             Paging::Offset(_) => "offset pages".into(),
             Paging::None => "one request".into(),
         };
-        match &self.per_value {
+        let listing = match &self.per_value {
             Some((p, values)) => format!("{how} of {} per {p} ({})", self.path, values.join(", ")),
             None => format!("{how} of {}", self.path),
+        };
+        match &self.for_each {
+            Some(f) => format!("{listing}, one listing per {} record ({{{}}})", f.table, f.as_),
+            None => listing,
         }
     }
 }
@@ -100,8 +127,9 @@ impl Table {
 pub enum From {
     /// A pointer into the body (outside the records).
     Body(Vec<String>),
-    /// A pointer into the last record of the page (`/data/-1/id`).
-    LastRecord(Vec<String>),
+    /// A pointer into a record of the page: the last (`/data/-1/id`, index `None`)
+    /// or the one at an index (`/data/0/id`), and the field's key path in it.
+    Record(Option<usize>, Vec<String>),
 }
 
 #[derive(Debug)]
@@ -170,6 +198,15 @@ struct RawPerValue {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawForEach {
+    table: String,
+    key: String,
+    #[serde(rename = "as")]
+    as_: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCursor {
     param: String,
     from: String,
@@ -217,47 +254,8 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// An RFC 6901 JSON Pointer's reference tokens (`""` has none).
-pub fn pointer(text: &str) -> Option<Vec<String>> {
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    let rest = text.strip_prefix('/')?;
-    rest.split('/')
-        .map(|t| {
-            let mut out = String::with_capacity(t.len());
-            let mut chars = t.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '~' => match chars.next() {
-                        Some('0') => out.push('~'),
-                        Some('1') => out.push('/'),
-                        _ => return None,
-                    },
-                    c => out.push(c),
-                }
-            }
-            Some(out)
-        })
-        .collect()
-}
-
 fn ptr(at: &str, text: &str) -> Res<Vec<String>> {
     pointer(text).ok_or_else(|| format!("{at}: not a JSON Pointer ({text:?}; RFC 6901: \"\" or /a/b)"))
-}
-
-/// Follows `tokens` in `v` (RFC 6901, as `serde_json::Value::pointer` does).
-pub fn follow<'v>(v: &'v Value, tokens: &[String]) -> Option<&'v Value> {
-    tokens.iter().try_fold(v, |v, t| match v {
-        Value::Object(m) => m.get(t),
-        Value::Array(a) => {
-            if t.len() > 1 && t.starts_with('0') || t.starts_with('+') {
-                return None;
-            }
-            a.get(t.parse::<usize>().ok()?)
-        }
-        _ => None,
-    })
 }
 
 fn param(at: &str, v: &str) -> Res<&'static str> {
@@ -296,7 +294,7 @@ pub fn parse(text: &[u8]) -> Res<Definition> {
     let mut tables: Vec<Table> = Vec::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
         let at = format!("tables[{i}]");
-        let t = table(&at, t, &base_url)?;
+        let t = table(&at, t, &base_url, &tables)?;
         if tables.iter().any(|o| o.name == t.name) {
             return Err(format!("{at}.name: {:?} is already a table", t.name));
         }
@@ -330,19 +328,38 @@ fn auth(v: Value) -> Res<Auth> {
         }
         _ => return Err(format!("{at}: unknown kind (bearer, basic, header, query)")),
     };
-    // The engine's configuration knows `api_key` (and `username`) as secrets.
-    match &auth {
-        Auth::Bearer(k) | Auth::Header { value: k, .. } | Auth::Query { value: k, .. } if k != "api_key" => {
-            Err(format!("{at}: the secret's key must be \"api_key\" in this version"))
+    let (key, user) = auth.keys();
+    for (k, name) in [(Some(key), "secret"), (user, "user name")] {
+        let Some(k) = k else { continue };
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("{at}: the {name}'s configuration key {k:?} must be letters, digits or _"));
         }
-        Auth::Basic([u, p]) if u != "username" || p != "api_key" => {
-            Err(format!("{at}: must be [\"username\", \"api_key\"]"))
+        if CONFIG_KEYS.contains(&k) {
+            return Err(format!("{at}: {k:?} is a configuration setting, not a secret's key"));
         }
-        _ => Ok(auth),
     }
+    if user == Some(key) {
+        return Err(format!("{at}: the user name and the secret need two keys"));
+    }
+    Ok(auth)
 }
 
-fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
+/// Configuration keys that are settings, never a definition's credentials.
+const CONFIG_KEYS: &[&str] = &[
+    "base_url",
+    "instance",
+    "max_records_per_page",
+    "request_timeout_seconds",
+    "retry_attempts",
+    "enable_incremental_sync",
+    "enable_debug_logging",
+    "initial_sync_days",
+    "sync_frequency_hours",
+    "bom",
+    "spreadsheet_safe",
+];
+
+fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
     if !v.is_object() {
         return Err(format!("{at}: must be an object"));
     }
@@ -357,9 +374,8 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
     if !raw.path.starts_with('/') {
         return Err(format!("{at}.path: must start with /"));
     }
-    if raw.for_each.is_some() {
-        return Err(format!("{at}.for_each: not supported by this version"));
-    }
+    let for_each = raw.for_each.map(|v| for_each(&format!("{at}.for_each"), v, earlier)).transpose()?;
+    check_placeholders(at, &raw.path, for_each.as_ref())?;
     let per_value = match raw.per_value {
         None => None,
         Some(v) => {
@@ -374,7 +390,11 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
             Some((name, pv.values))
         }
     };
-    let url = format!("{base_url}{}", raw.path);
+    let sample = match &for_each {
+        Some(f) => raw.path.replace(&format!("{{{}}}", f.as_), "x"),
+        None => raw.path.clone(),
+    };
+    let url = format!("{base_url}{sample}");
     url.parse::<http::Uri>().map_err(|e| format!("{at}.path: not a URL path ({e})"))?;
     let mut query = Vec::new();
     for (k, v) in raw.query {
@@ -387,52 +407,81 @@ fn table(at: &str, v: Value, base_url: &str) -> Res<Table> {
         query.push((leak(k), v));
     }
     let records = ptr(&format!("{at}.records"), &raw.records)?;
-    if records.len() > 1 {
-        return Err(format!("{at}.records: only \"\" or a top-level key (/data) is supported by this version"));
-    }
     if raw.primary_key.is_empty() {
         return Err(format!("{at}.primary_key: at least one field"));
     }
-    let mut primary_key = Vec::new();
+    let (mut primary_key, mut nested_keys) = (Vec::new(), Vec::new());
     for (i, k) in raw.primary_key.iter().enumerate() {
         let key_at = format!("{at}.primary_key[{i}]");
         let tokens = if k.starts_with('/') { ptr(&key_at, k)? } else { vec![k.clone()] };
         match tokens.as_slice() {
             [one] if !one.is_empty() => primary_key.push(one.clone()),
-            _ => return Err(format!("{key_at}: a top-level field of the record")),
-        }
-    }
-    let (converted, time_format) = timestamps(at, raw.timestamps)?;
-    let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
-    Ok(Table { name, path: raw.path, query, records, primary_key, converted, time_format, paging, per_value })
-}
-
-/// The timestamp fields this version converts, and their one format.
-fn timestamps(at: &str, m: Map<String, Value>) -> Res<(Vec<&'static str>, Option<TimeFormat>)> {
-    let mut fields = Vec::new();
-    let mut format = None;
-    for (field, v) in m {
-        let key_at = format!("{at}.timestamps.{field}");
-        let Value::String(f) = v else { return Err(format!("{key_at}: must be a string")) };
-        let this = match f.as_str() {
-            "rfc3339" => continue,
-            "unix_seconds" => TimeFormat::UnixSeconds,
-            "[year]-[month]-[day] [hour]:[minute]:[second]" => TimeFormat::SpaceSeparatedUtc,
-            other => {
-                time::format_description::parse_borrowed::<2>(other)
-                    .map_err(|e| format!("{key_at}: not a time format description ({e})"))?;
-                return Err(format!("{key_at}: {other:?} is not supported by this version"));
+            many if many.len() > 1 && many.iter().all(|t| !t.is_empty()) => {
+                // A nested field's column is named as the flattening names it.
+                primary_key.push(many.join("_"));
+                nested_keys.push(many.to_vec());
             }
-        };
-        if format.is_some_and(|f| f != this) {
-            return Err(format!("{key_at}: one table's converted timestamps share one format in this version"));
+            _ => return Err(format!("{key_at}: a field of the record (\"id\", \"/id\" or \"/meta/id\")")),
         }
-        format = Some(this);
-        fields.push(leak(field));
     }
-    Ok((fields, format))
+    let (converted, time_format, post) = super::times::load(at, raw.timestamps)?;
+    let paging = paging(&format!("{at}.paging"), raw.paging, &raw.records)?;
+    Ok(Table {
+        name,
+        path: raw.path,
+        query,
+        records,
+        primary_key,
+        nested_keys,
+        converted,
+        time_format,
+        post,
+        paging,
+        per_value,
+        for_each,
+    })
 }
 
+fn for_each(at: &str, v: Value, earlier: &[Table]) -> Res<ForEach> {
+    let raw: RawForEach = typed(at, v)?;
+    let Some(parent) = earlier.iter().position(|t| t.name == raw.table) else {
+        return Err(format!("{at}.table: {:?} is not an earlier table of the definition", raw.table));
+    };
+    let key_at = format!("{at}.key");
+    let key = if raw.key.starts_with('/') { ptr(&key_at, &raw.key)? } else { vec![raw.key] };
+    if key.is_empty() || key.iter().any(String::is_empty) {
+        return Err(format!("{key_at}: a field of the parent record"));
+    }
+    let as_at = format!("{at}.as");
+    if raw.as_.is_empty() || !raw.as_.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!("{as_at}: {:?} must be letters, digits, _ or -", raw.as_));
+    }
+    Ok(ForEach { parent, table: raw.table, key, as_: raw.as_ })
+}
+
+/// A path names `{as}` of its `for_each`, and no other placeholder.
+fn check_placeholders(at: &str, path: &str, for_each: Option<&ForEach>) -> Res<()> {
+    let mut rest = path;
+    let mut named = false;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else { return Err(format!("{at}.path: an unclosed {{")) };
+        let name = &rest[open + 1..open + len];
+        match for_each {
+            Some(f) if f.as_ == name => named = true,
+            Some(f) => return Err(format!("{at}.path: {{{name}}} is not {{{}}} (for_each.as)", f.as_)),
+            None => return Err(format!("{at}.path: {{{name}}} needs a for_each whose \"as\" is {name:?}")),
+        }
+        rest = &rest[open + len + 1..];
+    }
+    match for_each {
+        Some(f) if !named => Err(format!("{at}.path: must hold {{{}}} (for_each.as)", f.as_)),
+        _ => Ok(()),
+    }
+}
+
+/// The timestamp fields: those the parser converts as it reads (the first format
+/// it knows, and the fields in it), and the others, converted after the parse.
+#[allow(clippy::type_complexity)]
 fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {
     let Value::Object(m) = v else { return Err(format!("{at}: must be an object with one key")) };
     if m.len() != 1 {
@@ -447,12 +496,18 @@ fn paging(at: &str, v: Value, records: &str) -> Res<Paging> {
             let from_at = format!("{at}.from");
             let tokens = ptr(&from_at, &c.from)?;
             let rec = pointer(records).unwrap_or_default();
-            let from = if tokens.len() > rec.len() && tokens[..rec.len()] == rec[..] && tokens[rec.len()] == "-1" {
+            let index = |t: &str| match t {
+                "-1" => Some(None),
+                t if t == "0" || !t.starts_with('0') && !t.starts_with('+') => t.parse().ok().map(Some),
+                _ => None,
+            };
+            let into_records = tokens.len() > rec.len() && tokens[..rec.len()] == rec[..];
+            let from = if let Some(i) = into_records.then(|| index(&tokens[rec.len()])).flatten() {
                 let rest = tokens[rec.len() + 1..].to_vec();
-                if rest.len() != 1 {
-                    return Err(format!("{from_at}: a top-level field of the last record ({records}/-1/id)"));
+                if rest.is_empty() || rest.iter().any(String::is_empty) {
+                    return Err(format!("{from_at}: a field of a record ({records}/-1/id)"));
                 }
-                From::LastRecord(rest)
+                From::Record(i, rest)
             } else {
                 if tokens.is_empty() {
                     return Err(format!("{from_at}: points at the whole body"));
@@ -539,6 +594,102 @@ mod tests {
         for bad in ["foo", "/~2", "/a~"] {
             assert!(pointer(bad).is_none(), "{bad}");
         }
+    }
+
+    /// A small deterministic generator (xorshift64*), for generated cases.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+
+        fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+            of[self.next(of.len())]
+        }
+    }
+
+    const KEYS: &[&str] = &["a", "", "0", "1", "01", "-", "~", "/", "a/b", "m~n", "~1", "~0", " ", "+1"];
+
+    fn doc(g: &mut Gen, depth: u32) -> Value {
+        match (depth, g.next(4)) {
+            (0, _) | (_, 0) => Value::from(g.pick(KEYS)),
+            (_, 1) => Value::Array((0..g.next(4)).map(|_| doc(g, depth - 1)).collect()),
+            (_, 2) => Value::Array(
+                (0..g.next(4))
+                    .map(|_| Value::Object([("a".to_string(), doc(g, depth - 1))].into_iter().collect()))
+                    .collect(),
+            ),
+            _ => Value::Object((0..g.next(5)).map(|_| (g.pick(KEYS).to_string(), doc(g, depth - 1))).collect()),
+        }
+    }
+
+    /// Generated documents and pointers (escapes, array indices, bad escapes)
+    /// against serde_json's `Value::pointer` as the oracle.
+    #[test]
+    fn pointers_agree_with_serde_json_on_generated_cases() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let tokens =
+            ["a", "", "0", "1", "01", "-", "~0", "~1", "a~1b", "m~0n", "~01", "~10", " ", "+1", "3", "~2", "~"];
+        let (mut compared, mut found) = (0, 0);
+        for _ in 0..3000 {
+            let d = doc(&mut g, 4);
+            let n = g.next(4);
+            let mut p: String = (0..n).map(|_| format!("/{}", g.pick(&tokens))).collect();
+            if g.next(10) == 0 {
+                p = p.trim_start_matches('/').to_string();
+            }
+            match pointer(&p) {
+                Some(t) => {
+                    assert_eq!(follow(&d, &t), d.pointer(&p), "{p} in {d}");
+                    assert_eq!(pointer_text(&t), p, "{p}");
+                    compared += 1;
+                    found += usize::from(d.pointer(&p).is_some());
+                }
+                None => assert!(
+                    !p.starts_with('/') && !p.is_empty() || p.contains("~2") || p.ends_with('~') || p.contains("~/"),
+                    "{p}"
+                ),
+            }
+        }
+        assert!(compared > 2000 && found > 300, "{compared} {found}");
+    }
+
+    /// The parser's nested records (a pointer) against `Value::pointer`: a body is
+    /// read exactly when the pointer names an array of objects, one record each.
+    #[test]
+    fn nested_records_agree_with_serde_json_pointer() {
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        let tokens = ["a", "a", "a", "0", "0", "", "1", "01", "-", "~0", "~1", "a~1b", "m~0n", "~01", " ", "+1"];
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..6000 {
+            let mut fields: Map<String, Value> = Map::new();
+            fields.insert("a".into(), doc(&mut g, 3));
+            for _ in 0..g.next(4) {
+                fields.insert(g.pick(KEYS).to_string(), doc(&mut g, 3));
+            }
+            let d = Value::Object(fields);
+            let p: String = (0..1 + g.next(3)).map(|_| format!("/{}", g.pick(&tokens))).collect();
+            let body = d.to_string();
+            let spec = crate::page::parse::Spec { records: &[p.as_str()], ..crate::page::parse::Spec::records_in(&[]) };
+            let mut batch = crate::page::parse::Batch::default();
+            let got = crate::page::parse::parse(body.as_bytes(), &spec, &mut batch);
+            match d.pointer(&p) {
+                Some(Value::Array(items)) if items.iter().all(Value::is_object) => {
+                    assert!(got.is_ok(), "{p} in {body}: {got:?}");
+                    assert_eq!(batch.len(), items.len(), "{p} in {body}");
+                    read += 1;
+                }
+                _ => {
+                    assert!(got.is_err(), "{p} in {body}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(read > 150 && refused > 300, "{read} {refused}");
     }
 
     fn err(def: &str) -> String {

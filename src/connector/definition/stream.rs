@@ -7,12 +7,14 @@ use serde_json::Value;
 
 use super::load::{follow, From, Numbered, Paging, Table};
 use crate::connector::{Counts, Reading, Request, Rows, Stream};
-use crate::page::paginate::{Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps};
+use crate::page::paginate::{Cursor, CursorSignals, Each, Next, Page, PageSignals, Position, Steps};
 use crate::page::parse::{Batch, Envelope, Spec};
 
 /// One table's listing.
 pub struct Listing {
     table: &'static Table,
+    /// The table's path, its `{as}` filled in for a `for_each` listing.
+    path: String,
     /// The base URL in use (the configuration's or the definition's).
     base: String,
     position: Position,
@@ -25,6 +27,11 @@ pub struct Listing {
     /// may ask for the next page on a guess read from the body's tail, used only once
     /// the full parse names the same cursor.
     follows_cursor: bool,
+    /// The page's records with the timestamps the parser does not convert
+    /// converted (`Table::post`), if the table has such; made unless `builds` is off
+    /// (a `for_each` family builds its children's rows itself).
+    built: Option<Batch>,
+    builds: bool,
 }
 
 impl Listing {
@@ -33,9 +40,11 @@ impl Listing {
             Some((_, values)) => Position::Steps(Steps::start(values.clone(), start(table))),
             None => start(table),
         });
-        let records: &'static [&'static str] = match table.records.first() {
-            Some(k) => Box::leak(Box::new([intern(k.clone())])),
-            None => &[],
+        // One key: the parser's fast path; a nested array: its pointer.
+        let records: &'static [&'static str] = match table.records.as_slice() {
+            [] => &[],
+            [k] if k.is_empty() || !k.bytes().all(|b| b.is_ascii_digit()) => Box::leak(Box::new([intern(k.clone())])),
+            nested => Box::leak(Box::new([intern(super::load::pointer_text(nested))])),
         };
         let spec = Spec {
             records,
@@ -49,19 +58,44 @@ impl Listing {
                 if t.len() == 2 && t[0] == "meta" && t[1] == "next_cursor");
         Listing {
             table,
+            path: table.path.clone(),
             base: base.trim_end_matches('/').to_string(),
             position,
             seen: HashSet::new(),
             spec,
             secret_param,
             follows_cursor,
+            built: None,
+            builds: !table.post.is_empty() || !table.nested_keys.is_empty(),
         }
     }
 
+    /// The listing of `for_each` table `table` for the parent key `key`.
+    pub fn child(
+        table: &'static Table,
+        key: &str,
+        base: &str,
+        secret_param: Option<&'static str>,
+        at: Option<Position>,
+    ) -> Listing {
+        let mut listing = Listing::new(table, base, secret_param, at);
+        if let Some(f) = &table.for_each {
+            let encoded = percent_encoding::utf8_percent_encode(key, SEGMENT).to_string();
+            listing.path = table.path.replace(&format!("{{{}}}", f.as_), &encoded);
+        }
+        listing.follows_cursor = false;
+        listing.builds = false;
+        listing
+    }
+
     fn first(&self) -> Request {
-        Request { path: self.table.path.clone(), query: self.table.query.clone() }
+        Request { path: self.path.clone(), query: self.table.query.clone() }
     }
 }
+
+/// What a key keeps of itself in a path segment: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Where a listing of `table` starts.
 fn start(table: &Table) -> Position {
@@ -216,14 +250,18 @@ impl Listing {
         let next = match (&self.table.paging, position) {
             (Paging::Cursor { from, more, .. }, Position::Cursor(c)) => {
                 let mut next = match from {
-                    From::LastRecord(field) => match batch.len() {
-                        0 => None,
-                        n => batch
-                            .path_id(&[field[0].as_str()])
-                            .and_then(|p| batch.value_at(n - 1, p))
+                    From::Record(index, field) => {
+                        let segments: Vec<&str> = field.iter().map(String::as_str).collect();
+                        let record = match index {
+                            None => batch.len().checked_sub(1),
+                            Some(i) => Some(*i).filter(|&i| i < batch.len()),
+                        };
+                        record
+                            .zip(batch.path_id(&segments))
+                            .and_then(|(i, p)| batch.value_at(i, p))
                             .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .filter(|v| !v.is_empty()),
-                    },
+                            .filter(|v| !v.is_empty())
+                    }
                     From::Body(tokens) => text(at(env, tokens))?,
                 };
                 if let Some(more) = more {
@@ -312,11 +350,17 @@ impl Stream for Listing {
             Ok(Next::Done) => Position::Done,
             _ => position,
         };
+        if result.is_ok() && self.builds {
+            super::times::rebuild(batch, self.built.get_or_insert_with(Batch::default), None, self.table);
+        }
         result.map(drop)
     }
 
     fn rows<'a>(&'a self, _table: usize, batch: &'a Batch) -> Rows<'a> {
-        Rows::All(batch)
+        match &self.built {
+            Some(built) => Rows::All(built),
+            None => Rows::All(batch),
+        }
     }
 
     fn not_found(&mut self) -> bool {
@@ -325,6 +369,228 @@ impl Stream for Listing {
 
     fn position(&self) -> Position {
         self.position.clone()
+    }
+}
+
+/// A table and the tables read `for_each` of its records, in plan order (depth
+/// first: the table, then each child's subtree).
+#[derive(Debug)]
+pub struct Node {
+    pub table: &'static Table,
+    pub children: Vec<Node>,
+}
+
+impl Node {
+    /// How many tables the subtree holds.
+    fn size(&self) -> usize {
+        1 + self.children.iter().map(Node::size).sum::<usize>()
+    }
+}
+
+/// A table's listing and, after each of its pages, the listings of its `for_each`
+/// tables for each record of that page (each itself a family, for their own
+/// children). A child listing the server no longer knows (404: the parent was
+/// deleted meanwhile) is skipped, and its rows are not seen.
+pub struct Family {
+    node: &'static Node,
+    parent: Listing,
+    /// For a child's listing: its `as` column and the parent key, first in each row.
+    own: Option<(&'static str, String)>,
+    base: String,
+    secret_param: Option<&'static str>,
+    /// Per child, the keys of the page in hand; whose listing of which child is read.
+    keys: Vec<Vec<String>>,
+    child: usize,
+    index: usize,
+    current: Option<Box<Family>>,
+    /// The page just accepted was this table's own; else it was child `fed_child`'s,
+    /// whose family is `finished` if that page ended its listing, else the current.
+    fed_own: bool,
+    fed_child: usize,
+    finished: Option<Box<Family>>,
+    /// An own page's rows, the `as` column first.
+    built: Batch,
+}
+
+impl Family {
+    pub fn new(node: &'static Node, base: &str, secret_param: Option<&'static str>, at: Option<Position>) -> Family {
+        Family::open(node, None, base, secret_param, at)
+    }
+
+    fn open(
+        node: &'static Node,
+        key: Option<&str>,
+        base: &str,
+        secret_param: Option<&'static str>,
+        at: Option<Position>,
+    ) -> Family {
+        let (parent_at, keys, child, index, inner) = match at {
+            Some(Position::Each(e)) => (Some(*e.parent), e.keys, e.child, e.index, Some(*e.inner)),
+            Some(Position::Done) => (Some(Position::Done), Vec::new(), 0, 0, None),
+            Some(other) if node.children.is_empty() => (Some(other), Vec::new(), 0, 0, None),
+            _ => (None, Vec::new(), 0, 0, None),
+        };
+        let (parent, own) = match (key, &node.table.for_each) {
+            (Some(key), Some(f)) => (
+                Listing::child(node.table, key, base, secret_param, parent_at),
+                Some((f.as_.as_str(), key.to_string())),
+            ),
+            _ => (Listing::new(node.table, base, secret_param, parent_at), None),
+        };
+        let mut family = Family {
+            node,
+            parent,
+            own,
+            base: base.to_string(),
+            secret_param,
+            keys,
+            child,
+            index,
+            current: None,
+            fed_own: true,
+            fed_child: 0,
+            finished: None,
+            built: Batch::default(),
+        };
+        family.parent.follows_cursor = false;
+        match inner {
+            Some(Position::Done) | None => family.current = None,
+            Some(inner) => family.open_child(Some(inner)),
+        }
+        family
+    }
+
+    /// Opens the listing of the child and key in turn, if any.
+    fn open_child(&mut self, at: Option<Position>) {
+        let key = self.keys.get(self.child).and_then(|k| k.get(self.index));
+        self.current = match (self.node.children.get(self.child), key) {
+            (Some(node), Some(key)) => Some(Box::new(Family::open(node, Some(key), &self.base, self.secret_param, at))),
+            _ => None,
+        };
+    }
+
+    /// Moves to the next key's listing.
+    fn next_child(&mut self) {
+        self.index += 1;
+        self.settle();
+    }
+
+    /// Skips children without keys left; past the last, back to this table's pages.
+    fn settle(&mut self) {
+        let children = self.node.children.len();
+        while self.child < children && self.index >= self.keys.get(self.child).map_or(0, Vec::len) {
+            self.index = 0;
+            self.child += 1;
+        }
+        self.open_child(None);
+        if self.current.is_none() {
+            self.keys.clear();
+            (self.child, self.index) = (0, 0);
+        }
+    }
+
+    /// The plan index (relative to this table) where child `c`'s subtree starts.
+    fn offset(&self, c: usize) -> usize {
+        1 + self.node.children[..c].iter().map(Node::size).sum::<usize>()
+    }
+}
+
+/// The value of `key` in each record of `batch` that has one (text as sent).
+fn keys_of(batch: &Batch, key: &[String]) -> Vec<String> {
+    let segments: Vec<&str> = key.iter().map(String::as_str).collect();
+    let Some(path) = batch.path_id(&segments) else { return Vec::new() };
+    (0..batch.len())
+        .filter_map(|i| batch.value_at(i, path))
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+impl Stream for Family {
+    fn request(&self) -> Option<Request> {
+        match &self.current {
+            Some(c) => c.request(),
+            None => self.parent.request(),
+        }
+    }
+
+    fn reading(&self) -> Reading {
+        match &self.current {
+            Some(c) => c.reading(),
+            None => self.parent.reading(),
+        }
+    }
+
+    fn accept(&mut self, env: &Envelope, batch: &Batch, counts: &mut Counts) -> Result<(), String> {
+        self.finished = None;
+        if let Some(current) = self.current.as_mut() {
+            current.accept(env, batch, counts)?;
+            (self.fed_own, self.fed_child) = (false, self.child);
+            if current.position() == Position::Done {
+                self.finished = self.current.take();
+                self.next_child();
+            }
+            return Ok(());
+        }
+        self.parent.accept(env, batch, counts)?;
+        self.fed_own = true;
+        if let Some((name, key)) = &self.own {
+            super::times::rebuild(batch, &mut self.built, Some((name, key.as_bytes())), self.node.table);
+        }
+        self.keys = self
+            .node
+            .children
+            .iter()
+            .map(|c| c.table.for_each.as_ref().map(|f| keys_of(batch, &f.key)).unwrap_or_default())
+            .collect();
+        (self.child, self.index) = (0, 0);
+        self.settle();
+        Ok(())
+    }
+
+    fn rows<'a>(&'a self, table: usize, batch: &'a Batch) -> Rows<'a> {
+        let none = Rows::Some(batch, &[]);
+        if self.fed_own {
+            return match (table, &self.own) {
+                (0, Some(_)) => Rows::All(&self.built),
+                (0, None) => self.parent.rows(0, batch),
+                _ => none,
+            };
+        }
+        let Some(fed) = self.finished.as_ref().or(self.current.as_ref()) else { return none };
+        let (c, off) = (self.fed_child, self.offset(self.fed_child));
+        match table.checked_sub(off) {
+            Some(rel) if rel < self.node.children[c].size() => fed.rows(rel, batch),
+            _ => none,
+        }
+    }
+
+    fn not_found(&mut self) -> bool {
+        match self.current.as_mut() {
+            Some(c) => {
+                if !c.not_found() {
+                    // The child's own listing is gone: on to the next key.
+                    self.next_child();
+                }
+                true
+            }
+            None if self.own.is_some() => false,
+            None => self.parent.not_found(),
+        }
+    }
+
+    fn position(&self) -> Position {
+        let parent = self.parent.position();
+        match &self.current {
+            None if parent == Position::Done => Position::Done,
+            current => Position::Each(Each {
+                parent: Box::new(parent),
+                keys: self.keys.clone(),
+                child: self.child,
+                index: self.index,
+                inner: Box::new(current.as_ref().map_or(Position::Done, |c| c.position())),
+            }),
+        }
     }
 }
 
