@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use api2csv::bundle::{Bundle, Carry};
-use api2csv::connector::RunningMock;
 use api2csv::mock::MockOptions;
+use api2csv::mock::RunningMock;
 use serde_json::Value;
 
 use crate::crash::strace::{self, Act, Fault};
@@ -40,7 +40,7 @@ impl Chain {
     fn sync(&mut self, g: u32, extra: &[&str]) {
         let opts = MockOptions { generation: g, ..self.opts.clone() };
         let def = api2csv::connector::find("mailerlite").unwrap();
-        let mock = api2csv::connector::start_mock(def, "127.0.0.1:0", &opts).unwrap();
+        let mock = api2csv::mock::start_mock(def, "127.0.0.1:0", &opts).unwrap();
         let mut config = mock.config.clone();
         config["retry_attempts"] = Value::from(8);
         let cfg = format!("ml-{}-g{g}.json", self.mocks.len());

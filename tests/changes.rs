@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api2csv::connector::RunningMock;
+use api2csv::mock::RunningMock;
 use api2csv::mock::{self, MockOptions};
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use crate::expected::{assert_table, read_table};
 use crate::workdir::Workdir;
 
 fn start_mock(connector: &str, addr: &str, opts: &MockOptions) -> api2csv::error::Result<RunningMock> {
-    api2csv::connector::start_mock(api2csv::connector::find(connector).unwrap(), addr, opts)
+    api2csv::mock::start_mock(api2csv::connector::find(connector).unwrap(), addr, opts)
 }
 
 /// The mock of `connector` at `generation`, and a config file for it.

@@ -52,7 +52,7 @@ pub fn run(p: &mut lexopt::Parser) -> Result<(), Failure> {
         let mut addr = "127.0.0.1:0".to_string();
         for generation in [1, 2] {
             let opts = MockOptions { records: RECORDS, generation, ..MockOptions::default() };
-            let mock = crate::connector::start_mock(def, &addr, &opts)?;
+            let mock = crate::mock::start_mock(def, &addr, &opts)?;
             addr = mock.server.origin().trim_start_matches("http://").to_string();
             let map = mock.config.as_object().expect("an object").clone();
             let config = config::from_map(&def.requirements, &map, &|_| None)?;

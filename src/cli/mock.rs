@@ -44,7 +44,7 @@ pub fn run(p: &mut lexopt::Parser) -> std::result::Result<(), Failure> {
     }
     let def = def.ok_or_else(|| usage("mock: which connector?"))?;
     quiet_logging();
-    let mock = crate::connector::start_mock(def, &addr, &options)?;
+    let mock = crate::mock::start_mock(def, &addr, &options)?;
     say(&format!("{} mock API listening; configuration for it:\n{}\n", def.name, mock.config));
     mock.server.wait();
     Ok(())

@@ -12,12 +12,11 @@ mod saved;
 mod stream;
 mod times;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use super::{Checked, Confirm, Connector, Def, Stream, StreamPlan, TableSpec};
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
-use crate::mock::{MockApi, MockOptions};
 use crate::net::http::{Client, Secret};
 use crate::page::paginate::Position;
 use crate::page::timestamp::TimeFormat;
@@ -100,9 +99,6 @@ fn to_def(d: &'static Definition) -> Def {
         time_format: TimeFormat::UnixSeconds,
         build: |config| Box::new(Defined::new(LOADED.get().expect("a loaded definition"), config)),
         authorization,
-        mock: |opts: &MockOptions| -> Arc<dyn MockApi> { (super::mailerlite::DEF.mock)(opts) },
-        mock_base_path: "",
-        mock_config: |base_url| serde_json::json!({ "base_url": base_url }),
         demo: None,
     }
 }

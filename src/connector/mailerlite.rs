@@ -9,16 +9,14 @@
 //! whose counters disagree with what that pass saw is read member by member.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     Checked, Confirm, Connector, Counts, Def, DemoHint, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
 };
 use crate::config::{Config, Requirements};
 use crate::error::Result;
-use crate::mock::{self, MockApi, MockOptions};
 use crate::net::http::{Client, Secret};
 use crate::page::paginate::{
     warn_if_signals_disagree, Cursor, CursorSignals, Next, Page, PageSignals, Position, Steps,
@@ -37,9 +35,6 @@ pub static DEF: Def = Def {
     time_format: TimeFormat::SpaceSeparatedUtc,
     build: |config| Box::new(MailerLite::new(config)),
     authorization: |config| Secret::new(format!("Bearer {}", config.api_key.expose())),
-    mock: |opts: &MockOptions| -> Arc<dyn MockApi> { Arc::new(mock::mailerlite::MailerLite::new(opts)) },
-    mock_base_path: mock::mailerlite::BASE_PATH,
-    mock_config: |base_url| json!({"base_url": base_url, "api_key": mock::mailerlite::API_KEY}),
     demo: Some(DemoHint { table: "subscriber", group_by: "status" }),
 };
 

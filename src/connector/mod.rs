@@ -10,11 +10,9 @@ pub mod mailerlite;
 pub mod paligo;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::config::{Config, Requirements};
-use crate::error::{Error, Result};
-use crate::mock::{MockApi, MockOptions, MockServer};
+use crate::error::Result;
 use crate::net::http::{Client, Secret};
 use crate::page::paginate::Position;
 use crate::page::parse::{Batch, Envelope, Spec};
@@ -48,20 +46,6 @@ pub fn names() -> String {
     CONNECTORS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
 }
 
-/// A running mock and the configuration that reaches it.
-pub struct RunningMock {
-    pub server: MockServer,
-    pub config: serde_json::Value,
-}
-
-/// Starts the mock of `def` on `addr` (port 0: a free one).
-pub fn start_mock(def: &Def, addr: &str, opts: &MockOptions) -> Result<RunningMock> {
-    let server = crate::mock::start((def.mock)(opts), addr, opts)
-        .map_err(|e| Error::Usage(format!("mock: cannot listen on {addr}: {e}")))?;
-    let config = (def.mock_config)(&format!("{}{}", server.origin(), def.mock_base_path));
-    Ok(RunningMock { server, config })
-}
-
 /// One API: everything the tool needs to know about it without a configuration.
 pub struct Def {
     pub name: &'static str,
@@ -74,11 +58,6 @@ pub struct Def {
     pub build: fn(&Config) -> Box<dyn Connector>,
     /// The `Authorization` header for a configuration.
     pub authorization: fn(&Config) -> Secret,
-    /// The embedded mock of the API, and the path its base URL ends with.
-    pub mock: fn(&MockOptions) -> Arc<dyn MockApi>,
-    pub mock_base_path: &'static str,
-    /// A configuration that reaches the mock at `base_url`.
-    pub mock_config: fn(base_url: &str) -> serde_json::Value,
     /// What `demo` suggests doing with this connector's export, if anything.
     pub demo: Option<DemoHint>,
 }

@@ -8,16 +8,14 @@
 //! with `parent=<id>`, adding `parent_id`, `level` and `path` to each taxonomy.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     Checked, Confirm, Connector, Counts, Def, PageSize, Reading, Request, Rows, Stream, StreamPlan, TableSpec,
 };
 use crate::config::{Config, Requirements};
 use crate::error::{Error, Result};
-use crate::mock::{self, MockApi, MockOptions};
 use crate::net::http::{Client, Secret};
 use crate::page::paginate::{join_path, warn_if_signals_disagree, Child, Next, Page, PageSignals, Position, Tree};
 use crate::page::parse::{Batch, Envelope, Spec};
@@ -31,9 +29,6 @@ pub static DEF: Def = Def {
     time_format: TimeFormat::UnixSeconds,
     build: |config| Box::new(Paligo::new(config)),
     authorization,
-    mock: |opts: &MockOptions| -> Arc<dyn MockApi> { Arc::new(mock::paligo::Paligo::new(opts)) },
-    mock_base_path: "/api/v2",
-    mock_config: |base_url| json!({"base_url": base_url, "username": mock::paligo::USERNAME, "api_key": mock::paligo::API_KEY}),
     demo: None,
 };
 

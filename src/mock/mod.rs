@@ -13,7 +13,52 @@ pub mod paligo;
 mod server;
 mod wire;
 
+use std::sync::Arc;
+
 pub use server::{start, MockServer};
+
+/// The mock of one connector: how to build it, and the configuration that reaches it.
+/// The connectors know nothing of their mocks; this table ties them together.
+struct MockOf {
+    connector: &'static str,
+    api: fn(&MockOptions) -> Arc<dyn MockApi>,
+    /// What the mock's base URL ends with after its origin.
+    base_path: &'static str,
+    config: fn(base_url: &str) -> serde_json::Value,
+}
+
+static MOCKS: &[MockOf] = &[
+    MockOf {
+        connector: "mailerlite",
+        api: |opts| Arc::new(mailerlite::MailerLite::new(opts)),
+        base_path: mailerlite::BASE_PATH,
+        config: |base_url| serde_json::json!({"base_url": base_url, "api_key": mailerlite::API_KEY}),
+    },
+    MockOf {
+        connector: "paligo",
+        api: |opts| Arc::new(paligo::Paligo::new(opts)),
+        base_path: "/api/v2",
+        config: |base_url| serde_json::json!({"base_url": base_url, "username": paligo::USERNAME, "api_key": paligo::API_KEY}),
+    },
+];
+
+/// A running mock and the configuration that reaches it.
+pub struct RunningMock {
+    pub server: MockServer,
+    pub config: serde_json::Value,
+}
+
+/// Starts the mock of connector `def` on `addr` (port 0: a free one).
+pub fn start_mock(def: &crate::connector::Def, addr: &str, opts: &MockOptions) -> crate::error::Result<RunningMock> {
+    use crate::error::Error;
+    let Some(mock) = MOCKS.iter().find(|m| m.connector == def.name) else {
+        return Err(Error::Usage(format!("there is no embedded mock of {}", def.name)));
+    };
+    let server =
+        start((mock.api)(opts), addr, opts).map_err(|e| Error::Usage(format!("mock: cannot listen on {addr}: {e}")))?;
+    let config = (mock.config)(&format!("{}{}", server.origin(), mock.base_path));
+    Ok(RunningMock { server, config })
+}
 
 /// One request as the per-API handler sees it.
 #[derive(Debug, Clone)]
