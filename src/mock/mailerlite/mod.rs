@@ -14,6 +14,7 @@
 mod campaign;
 mod cursor;
 mod draw;
+#[cfg(any(test, feature = "test-oracles"))]
 mod expected;
 mod field;
 mod group;
@@ -31,6 +32,7 @@ use super::{MockApi, MockOptions, MockRequest, MockResponse};
 pub use super::{Mutations, TableMutations};
 use campaign::Campaign;
 use draw::Draw;
+#[cfg(any(test, feature = "test-oracles"))]
 pub use expected::primary_key;
 use field::{fields_of, Field};
 use group::Group;

@@ -14,6 +14,7 @@
 
 mod auth;
 mod draw;
+#[cfg(any(test, feature = "test-oracles"))]
 mod expected;
 mod flat;
 mod page;
@@ -57,6 +58,8 @@ pub fn taxonomy_path(titles: &[&str]) -> String {
 /// The Paligo mock for one (seed, records, generation).
 pub struct Paligo {
     seed: u64,
+    /// Read by the test oracles only.
+    #[cfg_attr(not(any(test, feature = "test-oracles")), allow(dead_code))]
     records: usize,
     generation: u32,
     /// Users of generation 1: issuers and assignees are drawn from them.
