@@ -36,6 +36,12 @@ const KNOWN: &[&str] = &[
     "spreadsheet_safe",
 ];
 
+/// Whether `key` is one of the common settings (not a credential): a connector
+/// definition may not name it as the key of a secret.
+pub fn is_setting(key: &str) -> bool {
+    KNOWN.contains(&key) && key != "api_key" && key != "username"
+}
+
 /// What a connector needs from the configuration beyond the common keys.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements {

@@ -344,39 +344,69 @@ fn stripe_page(target: &str) -> Reply {
     Reply::ok(format!(r#"{{"data": [{}], "has_more": {}}}"#, ids.join(","), after + 2 < 16))
 }
 
-#[test]
-fn kill_9_at_several_pages_then_rerun_is_exact() {
-    use std::sync::mpsc;
-    let (reached_tx, reached) = mpsc::channel::<()>();
-    let (go, go_rx) = mpsc::channel::<()>();
+/// A server answering with `pages`, that can hold one request until the sync that
+/// sent it is killed: [`Holding::kill_at`].
+struct Holding {
+    server: Server,
+    hold: Arc<Mutex<Option<String>>>,
+    reached: std::sync::mpsc::Receiver<()>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+/// A [`Holding`] server; `held(target, at)` says whether a request is the one to hold.
+fn holding(held: fn(&str, &str) -> bool, mut pages: impl FnMut(&str) -> Reply + Send + 'static) -> Holding {
+    let (reached_tx, reached) = std::sync::mpsc::channel::<()>();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
     let hold = Arc::new(Mutex::new(None::<String>));
     let h = Arc::clone(&hold);
     let server = serve_with(move |target| {
-        let held = h.lock().unwrap().clone();
-        if held.is_some_and(|p| param(target, "starting_after").as_deref() == Some(p.as_str())) {
+        let at = h.lock().unwrap().clone();
+        if at.is_some_and(|at| held(target, &at)) {
             *h.lock().unwrap() = None;
             reached_tx.send(()).unwrap();
             // Held until the binary that asked is dead.
             go_rx.recv().unwrap();
             return Reply::status(503, "{}");
         }
-        stripe_page(target)
+        pages(target)
     });
-    let wd = Workdir::new("def-kill");
-    let def = example("stripe.json").replace("\"created\": \"unix_seconds\"", "\"n\": \"unix_seconds\"");
-    wd.write("def.json", &def);
-    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
-    for at in ["cus_4", "cus_8", "cus_12"] {
-        *hold.lock().unwrap() = Some(at.to_string());
+    Holding { server, hold, reached, go }
+}
+
+impl std::ops::Deref for Holding {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Holding {
+    /// Starts a sync of `def.json` with `c.json` in `wd` and kills it (SIGKILL) while
+    /// its request for `at` is held.
+    fn kill_at(&self, wd: &Workdir, at: &str) {
+        *self.hold.lock().unwrap() = Some(at.to_string());
         let mut child = wd
             .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
+        self.reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
         child.kill().unwrap();
         child.wait().unwrap();
-        go.send(()).unwrap();
+        self.go.send(()).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_at_several_pages_then_rerun_is_exact() {
+    let server = holding(|target, at| param(target, "starting_after").as_deref() == Some(at), stripe_page);
+    let wd = Workdir::new("def-kill");
+    let def = example("stripe.json").replace("\"created\": \"unix_seconds\"", "\"n\": \"unix_seconds\"");
+    wd.write("def.json", &def);
+    wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}/v1"}}"#, server.origin));
+    for at in ["cus_4", "cus_8", "cus_12"] {
+        server.kill_at(&wd, at);
     }
     ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
     let mut want = String::from("id,n,_synced_at,_deleted\n");
@@ -605,22 +635,7 @@ fn invoice_pages(target: &str) -> Reply {
 
 #[test]
 fn for_each_kill_9_at_several_points_then_rerun_is_exact() {
-    use std::sync::mpsc;
-    let (reached_tx, reached) = mpsc::channel::<()>();
-    let (go, go_rx) = mpsc::channel::<()>();
-    let hold = Arc::new(Mutex::new(None::<String>));
-    let h = Arc::clone(&hold);
-    let server = serve_with(move |target| {
-        let held = h.lock().unwrap().clone();
-        if held.is_some_and(|p| p == target) {
-            *h.lock().unwrap() = None;
-            reached_tx.send(()).unwrap();
-            // Held until the binary that asked is dead.
-            go_rx.recv().unwrap();
-            return Reply::status(503, "{}");
-        }
-        invoice_pages(target)
-    });
+    let server = holding(|target, at| target == at, invoice_pages);
     let wd = Workdir::new("def-for-each-kill");
     let def = FOR_EACH_DEF
         .replace(r#"{"link_header": {}}"#, r#"{"page": {"param": "page", "size_param": "per_page", "size": 2}}"#);
@@ -631,16 +646,7 @@ fn for_each_kill_9_at_several_points_then_rerun_is_exact() {
         "/v1/invoices?starting_after=p4",
         "/v1/invoices/p5/lines?page=1&per_page=2",
     ] {
-        *hold.lock().unwrap() = Some(at.to_string());
-        let mut child = wd
-            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        go.send(()).unwrap();
+        server.kill_at(&wd, at);
     }
     ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
     let mut want = String::from("invoice_id,id,of,_synced_at,_deleted\n");
@@ -906,35 +912,12 @@ fn for_each_nests_repos_issues_comments() {
 
 #[test]
 fn nested_for_each_kill_9_then_rerun_is_exact() {
-    use std::sync::mpsc;
-    let (reached_tx, reached) = mpsc::channel::<()>();
-    let (go, go_rx) = mpsc::channel::<()>();
-    let hold = Arc::new(Mutex::new(None::<String>));
-    let h = Arc::clone(&hold);
-    let server = serve_with(move |target| {
-        let held = h.lock().unwrap().clone();
-        if held.is_some_and(|p| p == target) {
-            *h.lock().unwrap() = None;
-            reached_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            return Reply::status(503, "{}");
-        }
-        hub(target, false)
-    });
+    let server = holding(|target, at| target == at, |target| hub(target, false));
     let wd = Workdir::new("def-for-each-nested-kill");
     wd.write("def.json", NESTED_DEF);
     wd.write("c.json", &format!(r#"{{"api_key": "k", "base_url": "{}"}}"#, server.origin));
     for at in ["/issues/11/comments", "/repos/a/issues?page=2&per_page=2", "/issues/21/comments"] {
-        *hold.lock().unwrap() = Some(at.to_string());
-        let mut child = wd
-            .command(&["sync", "./def.json", "--config", "c.json", "--out", "out", "-q"])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the held page is asked for");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        go.send(()).unwrap();
+        server.kill_at(&wd, at);
     }
     ok(&wd.output(&mut wd.command(&["sync", "./def.json", "--config", "c.json", "--out", "out"])));
     assert_eq!(table(&wd, "repo"), "id,name,_synced_at,_deleted\n1,a,T,false\n2,b,T,false\n");

@@ -45,6 +45,11 @@ pub fn load(path: &std::path::Path) -> Result<&'static Def> {
     let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
     let def = parse(text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     saved::keep(text);
+    install(def)
+}
+
+/// Makes `def` the definition of this run: its [`Def`].
+fn install(def: Definition) -> Result<&'static Def> {
     let def: &'static Definition = Box::leak(Box::new(def));
     if LOADED.set(def).is_err() {
         return Err(Error::Usage("only one connector definition per run".into()));

@@ -334,7 +334,7 @@ fn auth(v: Value) -> Res<Auth> {
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("{at}: the {name}'s configuration key {k:?} must be letters, digits or _"));
         }
-        if CONFIG_KEYS.contains(&k) {
+        if crate::config::is_setting(k) {
             return Err(format!("{at}: {k:?} is a configuration setting, not a secret's key"));
         }
     }
@@ -343,21 +343,6 @@ fn auth(v: Value) -> Res<Auth> {
     }
     Ok(auth)
 }
-
-/// Configuration keys that are settings, never a definition's credentials.
-const CONFIG_KEYS: &[&str] = &[
-    "base_url",
-    "instance",
-    "max_records_per_page",
-    "request_timeout_seconds",
-    "retry_attempts",
-    "enable_incremental_sync",
-    "enable_debug_logging",
-    "initial_sync_days",
-    "sync_frequency_hours",
-    "bom",
-    "spreadsheet_safe",
-];
 
 fn table(at: &str, v: Value, base_url: &str, earlier: &[Table]) -> Res<Table> {
     if !v.is_object() {

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::{parse, to_def, Def, Definition, LOADED, LOADED_DEF};
+use super::{parse, Def};
 use crate::error::{Error, Result};
 use crate::store::state::{State, FILE_NAME};
 
@@ -29,7 +29,7 @@ pub(super) fn record(state: &mut State) {
 /// `state` holds none (a built-in connector, or a state from before it was kept).
 pub fn from_state(state: &State, dir: &std::path::Path) -> Option<Result<&'static Def>> {
     let text = state.definition_source.as_ref()?;
-    if let Some(def) = LOADED_DEF.get().copied().filter(|d| d.name == state.connector) {
+    if let Some(def) = super::loaded_named(&state.connector) {
         return Some(Ok(def));
     }
     let bytes = serde_json::to_vec(text).expect("a JSON value serializes");
@@ -41,11 +41,5 @@ pub fn from_state(state: &State, dir: &std::path::Path) -> Option<Result<&'stati
         }
         Err(e) => return Some(Err(unusable(format!("the connector definition kept in it: {e}")))),
     };
-    let def: &'static Definition = Box::leak(Box::new(def));
-    if LOADED.set(def).is_err() {
-        return Some(Err(Error::Usage("only one connector definition per run".into())));
-    }
-    let this: &'static Def = Box::leak(Box::new(to_def(def)));
-    let _ = LOADED_DEF.set(this);
-    Some(Ok(this))
+    Some(super::install(def))
 }

@@ -175,6 +175,36 @@ impl<'de> Visitor<'de> for Records<'_> {
     }
 }
 
+/// The `Visitor` methods of a seed that looks for one kind of container: a scalar in
+/// its place is read (and so checked) and answers false.
+macro_rules! scalars_are_false {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    };
+}
+
 /// One record (the array of records is `depth` levels deep): an object, flattened;
 /// anything else is read and reported.
 struct Record<'b> {
@@ -206,29 +236,7 @@ impl<'de> Visitor<'de> for Record<'_> {
         Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|_| false)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+    scalars_are_false!();
 }
 
 /// An object `depth` levels deep: the record itself (`top`) or one nested in it.
@@ -404,29 +412,7 @@ impl<'de> Visitor<'de> for Capture<'_> {
         Member { batch: self.batch, depth: self.depth }.visit_map(map).map(|()| false)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+    scalars_are_false!();
 }
 
 /// An element of a captured array, `depth` levels deep if a container: of an

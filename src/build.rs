@@ -30,5 +30,5 @@ fn main() {
             println!("cargo:rerun-if-changed={reference}");
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/build.rs");
 }
