@@ -138,3 +138,64 @@ fn a_duplicated_membership_does_not_hide_a_missing_one() {
     sync_ok(&wd, "mailerlite", &config(&server), &[]);
     assert_eq!(memberships(&wd), pairs(&[("7", "1"), ("7", "2")]));
 }
+
+/// Members of the groups of `groups_in_any_order`, for the fallback listing.
+fn members_of_five(group: &str, status: &str) -> String {
+    let ids: &[&str] = match (group, status) {
+        ("1" | "2", "active") => &["9", "7"],
+        ("3", "active") => &["9"],
+        ("4" | "5", "active") => &["8"],
+        _ => &[],
+    };
+    ids.iter().map(|id| format!(r#"{{"id":"{id}"}}"#)).collect::<Vec<_>>().join(",")
+}
+
+/// A first sync learns that memberships come sorted by subscriber, each one's groups
+/// in any order; a subscriber served again across a page boundary (the listing
+/// shifted) writes none of its memberships twice, and none is lost.
+#[test]
+fn memberships_of_a_subscriber_served_twice_across_pages_are_written_once() {
+    let sub = |id: &str, groups: &[&str]| {
+        let g: Vec<String> = groups.iter().map(|g| format!(r#"{{"id":"{g}"}}"#)).collect();
+        format!(r#"{{"id":"{id}","status":"active","groups":[{}]}}"#, g.join(","))
+    };
+    let page1 = format!("{},{}", sub("9", &["3", "1", "2"]), sub("8", &["5", "4"]));
+    let page2 = format!("{},{}", sub("8", &["5", "4"]), sub("7", &["2", "1"]));
+    let counts = |n: u32| {
+        format!(r#""active_count":{n},"unsubscribed_count":0,"unconfirmed_count":0,"bounced_count":0,"junk_count":0"#)
+    };
+    let groups: Vec<String> = [("1", 2), ("2", 2), ("3", 1), ("4", 1), ("5", 1)]
+        .iter()
+        .map(|(id, n)| format!(r#"{{"id":"{id}","name":"g{id}",{}}}"#, counts(*n)))
+        .collect();
+    let groups = groups.join(",");
+    let server = serve_with(move |target| {
+        let path = target.split('?').next().unwrap_or("");
+        if path == "/api/subscribers" && param(target, "limit").as_deref() == Some("0") {
+            Reply::ok(r#"{"total":3}"#)
+        } else if path == "/api/subscribers" && param(target, "cursor").is_none() {
+            Reply::ok(format!(
+                r#"{{"data":[{page1}],"links":{{"next":"x"}},"meta":{{"next_cursor":"c2","prev_cursor":null}}}}"#
+            ))
+        } else if path == "/api/subscribers" {
+            Reply::ok(cursor_page(&page2))
+        } else if path == "/api/groups" {
+            Reply::ok(listing(&groups))
+        } else if let Some(group) = path.strip_prefix("/api/groups/").and_then(|p| p.strip_suffix("/subscribers")) {
+            Reply::ok(cursor_page(&members_of_five(group, &param(target, "filter[status]").unwrap_or_default())))
+        } else if path == "/api/fields" || path == "/api/campaigns" {
+            Reply::ok(listing(""))
+        } else {
+            Reply::not_found()
+        }
+    });
+    let wd = Workdir::new("keys-runs");
+    sync_ok(&wd, "mailerlite", &config(&server), &[]);
+    let want = pairs(&[("3", "9"), ("1", "9"), ("2", "9"), ("5", "8"), ("4", "8"), ("2", "7"), ("1", "7")]);
+    assert_eq!(memberships(&wd), want);
+    let subscribers = read_table(&wd.path("out/subscriber.csv"));
+    assert_eq!(subscribers.rows.len(), 3, "{:?}", subscribers.rows);
+    // A second sync finds every one again and appends nothing.
+    sync_ok(&wd, "mailerlite", &config(&server), &[]);
+    assert_eq!(memberships(&wd), want);
+}

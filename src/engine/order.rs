@@ -1,20 +1,33 @@
 //! A first sync's duplicate check without memory per key: listings come sorted, so
-//! while every key moves on from the last one in some fixed order, no key can
-//! repeat. The order is learned from the keys themselves: each candidate ranks the
-//! key columns and gives each a direction, and candidates that a key breaks are
-//! dropped (memberships, keyed `group_id, subscriber_id`, come sorted by subscriber
-//! first). When none is left, the caller switches to a set of keys.
+//! while the keys' leading column moves on in some fixed direction, a key can only
+//! repeat within the run of keys that share its leading value, and only that run is
+//! kept. The leading column is learned from the keys themselves: each candidate
+//! leads with one key column and learns its direction, and candidates that a key
+//! breaks are dropped (memberships, keyed `group_id, subscriber_id`, come sorted by
+//! subscriber, each subscriber's groups in any order). When none is left, the caller
+//! switches to a set of keys.
+
+use std::cmp::Ordering;
 
 use crate::store::state::{Order, OrderCandidate};
 
+/// The most keys a run may hold (one subscriber's memberships): a longer run drops
+/// the candidate, and the caller falls back to a set.
+const RUN_CAP: usize = 256;
+
 /// True if key `values` moves on from `order.last` in at least one candidate order
-/// (learning each column's direction the first time it decides); false if every
-/// candidate sees it go back or repeat. Candidates that fail are dropped.
+/// (learning the leading column's direction the first time it changes), or stays in
+/// its run without repeating a key of it; false if every candidate sees it go back
+/// or repeat. Candidates that fail are dropped.
 pub fn follows(order: &mut Order, values: &[&[u8]]) -> bool {
     if order.last.is_empty() {
-        order.candidates = permutations(values.len())
-            .into_iter()
-            .map(|columns| OrderCandidate { columns, dirs: vec![0; values.len()] })
+        order.candidates = (0..values.len())
+            .map(|lead| {
+                let columns: Vec<usize> =
+                    std::iter::once(lead).chain((0..values.len()).filter(|&c| c != lead)).collect();
+                let run = vec![rest(values, &columns)];
+                OrderCandidate { columns, dirs: vec![0; values.len()], run }
+            })
             .collect();
         return true;
     }
@@ -27,38 +40,36 @@ pub fn follows(order: &mut Order, values: &[&[u8]]) -> bool {
 }
 
 fn moves_on(c: &mut OrderCandidate, values: &[&[u8]], last: &[String]) -> bool {
-    for &col in &c.columns {
-        let cmp = numeric_cmp(values[col], last[col].as_bytes());
-        if cmp == std::cmp::Ordering::Equal {
-            continue;
+    let Some(&lead) = c.columns.first() else { return false };
+    let dir = match numeric_cmp(values[lead], last[lead].as_bytes()) {
+        Ordering::Equal => {
+            // The same run: the other columns must be new in it. An empty run (a
+            // state written before runs were kept) or a full one proves nothing.
+            let others = &c.columns[1..];
+            let repeat = |r: &Vec<String>| r.iter().zip(others).all(|(v, &col)| v.as_bytes() == values[col]);
+            if c.run.is_empty() || c.run.len() >= RUN_CAP || c.run.iter().any(repeat) {
+                return false;
+            }
+            c.run.push(rest(values, &c.columns));
+            return true;
         }
-        let dir = if cmp == std::cmp::Ordering::Greater { 1 } else { -1 };
-        if c.dirs[col] == 0 {
-            c.dirs[col] = dir;
-        }
-        return c.dirs[col] == dir;
+        Ordering::Greater => 1,
+        Ordering::Less => -1,
+    };
+    if c.dirs[lead] == 0 {
+        c.dirs[lead] = dir;
     }
-    false
+    if c.dirs[lead] != dir {
+        return false;
+    }
+    c.run.clear();
+    c.run.push(rest(values, &c.columns));
+    true
 }
 
-/// Every order of `n` key columns (primary keys have one or two).
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n <= 1 {
-        return vec![(0..n).collect()];
-    }
-    let mut out = Vec::new();
-    for first in 0..n {
-        for mut rest in permutations(n - 1) {
-            for r in &mut rest {
-                if *r >= first {
-                    *r += 1;
-                }
-            }
-            rest.insert(0, first);
-            out.push(rest);
-        }
-    }
-    out
+/// The values of a key's columns after the leading one, as a run keeps them.
+fn rest(values: &[&[u8]], columns: &[usize]) -> Vec<String> {
+    columns[1..].iter().map(|&c| String::from_utf8_lossy(values[c]).into_owned()).collect()
 }
 
 /// Compares ids as numbers when both are digits (without parsing: they may exceed
@@ -102,7 +113,32 @@ mod tests {
         let mut o = Order::default();
         let seq: &[&[&str]] = &[&["1", "5"], &["2", "5"], &["1", "4"], &["3", "4"], &["2", "3"], &["2", "3"]];
         assert_eq!(keys(&mut o, seq), [true, true, true, true, true, false]);
-        assert_eq!(permutations(3).len(), 6);
+    }
+
+    #[test]
+    fn a_run_of_one_leading_value_may_come_in_any_order_but_never_repeats() {
+        // Each subscriber's groups in any order, subscribers descending.
+        let mut o = Order::default();
+        let seq: &[&[&str]] = &[&["3", "5"], &["1", "5"], &["2", "5"], &["9", "4"], &["1", "4"], &["9", "4"]];
+        assert_eq!(keys(&mut o, seq), [true, true, true, true, true, false]);
+        // A run that is left never comes back.
+        let mut o = Order::default();
+        let seq: &[&[&str]] = &[&["3", "5"], &["1", "5"], &["9", "4"], &["2", "5"]];
+        assert_eq!(keys(&mut o, seq), [true, true, true, false]);
+        // A run longer than the cap is not trusted.
+        let mut o = Order::default();
+        let ids: Vec<String> = (0..=RUN_CAP).map(|i| ((i * 7919) % 1000).to_string()).collect();
+        let seq: Vec<[&str; 2]> = ids.iter().map(|g| [g.as_str(), "5"]).collect();
+        let seq: Vec<&[&str]> = seq.iter().map(|k| &k[..]).collect();
+        let ok = keys(&mut o, &seq);
+        assert!(ok[..RUN_CAP].iter().all(|&b| b) && !ok[RUN_CAP], "{ok:?}");
+        // A state from before runs were kept: the run is unknown, so no key stays in it.
+        let mut o = Order::default();
+        keys(&mut o, &[&["1", "5"]]);
+        o.candidates.iter_mut().for_each(|c| c.run.clear());
+        // (2, 5) moves on by group but stays in subscriber 5's unknown run.
+        assert_eq!(keys(&mut o, &[&["2", "5"]]), [true]);
+        assert_eq!(o.candidates.iter().map(|c| c.columns[0]).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

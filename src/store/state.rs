@@ -274,9 +274,9 @@ pub enum Target {
     Refresh,
 }
 
-/// First-sync duplicate detection without memory per key: while every key moves on
-/// from the last one in some fixed order, no key can repeat. Each candidate order
-/// ranks the key columns and gives each a direction, learned as keys arrive.
+/// First-sync duplicate detection without memory per key: while the keys' leading
+/// column moves on in one direction, a key can repeat only within the run sharing
+/// its leading value, which each candidate keeps (see `engine::order`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Order {
     pub last: Vec<String>,
@@ -294,6 +294,9 @@ pub struct OrderCandidate {
     pub columns: Vec<usize>,
     /// Per key column: 0 not seen moving yet, 1 ascending, -1 descending.
     pub dirs: Vec<i8>,
+    /// The keys since the leading column last moved: the other columns' values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
