@@ -211,3 +211,66 @@ fn full_refresh_rebuilds_each_file_from_scratch() {
         assert_table(&wd.path("out"), "mailerlite", table, &g1.records[i]);
     }
 }
+
+/// Changes the key file of table `name`, the `i`th.
+type Tamper<'a> = dyn Fn(usize, &str) + 'a;
+
+/// The `.<table>.keys` files beside the tables (the index a sync loaded, so the
+/// next reads only the rows after it) are a cache: one from another directory, one
+/// with a byte changed, or one left from an earlier sync never costs or adds a row.
+#[test]
+fn key_files_that_do_not_prove_themselves_cost_nothing() {
+    let opts = MockOptions { records: 1000, seed: 5, ..MockOptions::default() };
+    let other = Workdir::new("changes-keys-other");
+    let (_o, cfg_other) = generation(&other, "mailerlite", &MockOptions { seed: 6, records: 300, ..opts.clone() }, 1);
+    // The second sync leaves the key files (the first has no index to load).
+    other.stdout(&mut sync(&other, "mailerlite", &cfg_other));
+    other.stdout(&mut sync(&other, "mailerlite", &cfg_other));
+
+    let wd = Workdir::new("changes-keys");
+    let (m1, cfg1) = generation(&wd, "mailerlite", &opts, 1);
+    wd.stdout(&mut sync(&wd, "mailerlite", &cfg1));
+    wd.stdout(&mut sync(&wd, "mailerlite", &cfg1));
+    let g2 = expected("mailerlite", &opts, 2);
+    let key_file = |dir: &Workdir, t: &str| dir.path(&format!("out/.{t}.keys"));
+    let first: Vec<Vec<u8>> = g2.tables.iter().map(|t| std::fs::read(key_file(&wd, t)).unwrap_or_default()).collect();
+    assert!(first.iter().filter(|k| !k.is_empty()).count() >= 3, "too few key files to test anything");
+    let addr = m1.server.origin().trim_start_matches("http://").to_string();
+    drop(m1);
+    let (_m2, cfg2) = generation_at(&wd, "mailerlite", &opts, 2, &addr);
+    wd.stdout(&mut sync(&wd, "mailerlite", &cfg2));
+    let settled = row_counts(&wd, &g2.tables);
+
+    let tamper: [&Tamper<'_>; 3] = [
+        // Another account's, proven but made from other bytes.
+        &|_, t| {
+            let copied = std::fs::copy(key_file(&other, t), key_file(&wd, t));
+            assert!(copied.is_ok() || t != "subscriber", "{copied:?}");
+        },
+        // A byte changed in the middle.
+        &|_, t| {
+            if let Ok(mut b) = std::fs::read(key_file(&wd, t)) {
+                let mid = b.len() / 2;
+                b[mid] ^= 1;
+                std::fs::write(key_file(&wd, t), b).unwrap();
+            }
+        },
+        // The one of the sync before the changes: it covers only the start of the table.
+        &|i, t| {
+            if !first[i].is_empty() {
+                std::fs::write(key_file(&wd, t), &first[i]).unwrap();
+            }
+        },
+    ];
+    for (k, tamper) in tamper.iter().enumerate() {
+        for (i, t) in g2.tables.iter().enumerate() {
+            tamper(i, t);
+        }
+        wd.stdout(&mut sync(&wd, "mailerlite", &cfg2));
+        assert_eq!(row_counts(&wd, &g2.tables), settled, "tampering {k}: a sync with nothing changed appended rows");
+    }
+    wd.stdout(&mut wd.command(&["compact", "out"]));
+    for (i, table) in g2.tables.iter().enumerate() {
+        assert_table(&wd.path("out"), "mailerlite", table, &g2.records[i]);
+    }
+}

@@ -25,6 +25,7 @@ use crate::store::commit::Append;
 use crate::store::encode::{header_of, unguarded};
 use crate::store::hashing::{self, FxBuild};
 use crate::store::index::{self, Change};
+use crate::store::keyfile;
 use crate::store::seen::{seen_path, SeenLog};
 use crate::store::state::{FileState, Journal, Order, ReplaceKind, State, Target};
 use crate::store::table_file::{self};
@@ -109,7 +110,13 @@ impl TableWriter {
             }
             return Ok(w);
         }
-        let (mut index, crc) = index::load(&w.path, w.file.file_len, spec.primary_key, safe)?;
+        let (mut index, crc) = match target {
+            Target::Table => {
+                let keys = keyfile::keys_path(dir, spec.name);
+                index::load_cached(&w.path, &keys, spec.name, w.file.file_len, spec.primary_key, safe)?
+            }
+            Target::Refresh => index::load(&w.path, w.file.file_len, spec.primary_key, safe)?,
+        };
         w.check_crc(crc)?;
         // Journal the keys read when something was committed before this read: a
         // resumed read replays them, so that a record met again is a repeat and not

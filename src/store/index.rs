@@ -9,7 +9,7 @@
 //! table for keys added during this sync, merged in as it grows.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -19,6 +19,7 @@ use crate::store::encode::unguarded;
 use crate::store::hashing::key as key_hash;
 use crate::store::hashing::stable as hash;
 use crate::store::hashing::CrcRead;
+use crate::store::keyfile;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
@@ -247,6 +248,55 @@ pub fn load(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Resul
     Ok((KeyIndex::from_latest(latest.finish()), crc))
 }
 
+/// [`load`], reading only the rows committed after those a proven key file covers
+/// (see [`keyfile`]), and leaving a key file that covers all `len` bytes.
+pub fn load_cached(
+    path: &Path,
+    keys: &Path,
+    table: &str,
+    len: u64,
+    primary_key: &[&str],
+    guarded: bool,
+) -> Result<(KeyIndex, u32)> {
+    if len == 0 {
+        return Ok((KeyIndex::from_latest(Vec::new()), 0));
+    }
+    let identity = keyfile::identity(table, primary_key, guarded);
+    let cached = keyfile::read(keys, identity).filter(|c| c.len <= len);
+    let (crc, from, main) = match cached {
+        Some(c) => {
+            let (crc, prefix_crc) = keyfile::crcs(path, len, c.len).map_err(|e| Error::io("read", path, e))?;
+            if prefix_crc == c.crc {
+                (Some(crc), c.len, c.entries.into_iter().map(|(key, val)| Entry { key, val }).collect())
+            } else {
+                (None, 0, Vec::new())
+            }
+        }
+        None => (None, 0, Vec::new()),
+    };
+    if from == len {
+        return Ok((KeyIndex::from_latest(main), crc.unwrap_or_default()));
+    }
+    let mut latest = Latest { main, chunk: Vec::new() };
+    let mut rows = if from == 0 {
+        KeyedRows::open(path, len, primary_key, guarded)?
+    } else {
+        KeyedRows::open_from(path, from, len, primary_key, guarded)?
+    };
+    while let Some((key, _)) = rows.next_row()? {
+        latest.push(key, rows.fingerprint());
+    }
+    // A whole read gives the CRC; a read of the rows after the key file's, the
+    // CRC taken above.
+    let crc = crc.unwrap_or_else(|| rows.crc());
+    let index = KeyIndex::from_latest(latest.finish());
+    let entries = index.main.iter().map(|e| (e.key, e.val));
+    if let Err(e) = keyfile::write(keys, identity, len, crc, entries) {
+        log::debug!("{}: key file not written: {e}", keys.display());
+    }
+    Ok((index, crc))
+}
+
 /// The last value pushed for each key, gathered a chunk at a time: 16 bytes per key
 /// plus one chunk, however many rows repeat a key.
 #[derive(Default)]
@@ -284,7 +334,7 @@ impl Latest {
 /// so keys compare as the API knows them.
 pub struct KeyedRows {
     path: PathBuf,
-    reader: csv::Reader<CrcRead<std::io::Take<File>>>,
+    reader: csv::Reader<CrcRead<Box<dyn Read>>>,
     header: csv::ByteRecord,
     keys: Vec<usize>,
     guarded: bool,
@@ -296,9 +346,34 @@ impl KeyedRows {
     /// Opens the first `len` bytes of `path`, whose header must hold `primary_key`;
     /// `guarded`: the file is spreadsheet-safe.
     pub fn open(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
-        let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let crc = CrcRead::new(file.take(len));
+        KeyedRows::over(path, Box::new(file.take(len)), primary_key, guarded)
+    }
+
+    /// [`KeyedRows::open`] for the rows from byte `from` (a committed length, where a
+    /// row begins) to `len`: the header, then those rows.
+    pub fn open_from(path: &Path, from: u64, len: u64, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
+        let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
+        let header_end = {
+            let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+            let mut reader = csv::ReaderBuilder::new().from_reader(file.take(len));
+            reader.byte_headers().map_err(|e| bad(e.to_string()))?;
+            reader.position().byte()
+        };
+        if header_end > from {
+            return KeyedRows::open(path, len, primary_key, guarded);
+        }
+        let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let mut header = Vec::new();
+        (&mut file).take(header_end).read_to_end(&mut header).map_err(|e| Error::io("read", path, e))?;
+        file.seek(SeekFrom::Start(from)).map_err(|e| Error::io("read", path, e))?;
+        let rows = std::io::Cursor::new(header).chain(file.take(len.saturating_sub(from)));
+        KeyedRows::over(path, Box::new(rows), primary_key, guarded)
+    }
+
+    fn over(path: &Path, input: Box<dyn Read>, primary_key: &[&str], guarded: bool) -> Result<KeyedRows> {
+        let bad = |detail: String| Error::State { path: path.to_path_buf(), detail };
+        let crc = CrcRead::new(input);
         let mut reader = csv::ReaderBuilder::new().from_reader(crc);
         let header = reader.byte_headers().map_err(|e| bad(e.to_string()))?.clone();
         let keys = primary_key
@@ -444,5 +519,55 @@ mod tests {
             assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8, false), Change::Duplicate);
         }
         assert!(index.unseen().is_empty());
+    }
+
+    /// The key file is only a shortcut: whatever prefix of the table it covers (or
+    /// a stale one, from another version of the table), the index loaded through it
+    /// is the index a read of every row gives.
+    #[test]
+    fn an_index_loaded_through_a_key_file_is_the_index_of_every_row() {
+        let dir = std::env::temp_dir().join(format!("api2csv-index-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let main_of = |i: &KeyIndex| i.main.clone();
+        for round in 0..40 {
+            let mut text = String::from("id,name,_synced_at,_deleted\n");
+            let mut ends = vec![text.len() as u64];
+            for _ in 0..(next() % 60) {
+                let id = next() % 25;
+                let deleted = next() % 5 == 0;
+                let name = if next() % 3 == 0 { String::new() } else { format!("\"n,{}\"", next() % 4) };
+                text.push_str(&format!("{id},{name},t,{deleted}\n"));
+                ends.push(text.len() as u64);
+            }
+            std::fs::write(&table, &text).unwrap();
+            let _ = std::fs::remove_file(&keys);
+            let whole = |len: u64| load(&table, len, &["id"], false).unwrap();
+            for _ in 0..6 {
+                let at = ends[(next() as usize) % ends.len()];
+                let (want, want_crc) = whole(at);
+                let (got, got_crc) = load_cached(&table, &keys, "t", at, &["id"], false).unwrap();
+                assert_eq!((main_of(&got), got_crc), (main_of(&want), want_crc), "round {round} at {at}");
+                // And once more, now from a key file covering exactly `at`.
+                let (again, crc) = load_cached(&table, &keys, "t", at, &["id"], false).unwrap();
+                assert_eq!((main_of(&again), crc), (main_of(&want), want_crc));
+            }
+            if round % 4 == 0 {
+                // The table rewritten under a key file made for the old one.
+                let rewritten = text.replacen("t,", "u,", 1);
+                std::fs::write(&table, &rewritten).unwrap();
+                let len = rewritten.len() as u64;
+                let (got, _) = load_cached(&table, &keys, "t", len, &["id"], false).unwrap();
+                assert_eq!(main_of(&got), main_of(&whole(len).0));
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,6 +14,7 @@ pub mod encode;
 pub(crate) mod fsio;
 pub(crate) mod hashing;
 pub(crate) mod index;
+pub(crate) mod keyfile;
 pub(crate) mod manifest;
 pub(crate) mod repair;
 pub(crate) mod replace;
