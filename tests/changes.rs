@@ -42,8 +42,15 @@ fn generation_at(
 fn sync(wd: &Workdir, connector: &str, cfg: &str) -> Command {
     let mut cmd = wd.command(&["sync", connector, "--config", cfg, "--out", "out"]);
     cmd.stdout(Stdio::piped());
+    if wd.path(KEYS_ON_DISK).exists() {
+        cmd.env("API2CSV_TEST_KEYS_IN_MEMORY", "0");
+    }
     cmd
 }
+
+/// A file in a test's directory that makes its syncs keep every index in its key
+/// file on disk, as an account too large for memory does.
+const KEYS_ON_DISK: &str = "keys-on-disk";
 
 struct Expected {
     tables: Vec<&'static str>,
@@ -122,7 +129,14 @@ fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
 }
 
 fn generations(connector: &str, records: usize, kill: bool) {
-    let wd = Workdir::new(&format!("changes-{connector}-{kill}"));
+    generations_with(connector, records, kill, false);
+}
+
+fn generations_with(connector: &str, records: usize, kill: bool, keys_on_disk: bool) {
+    let wd = Workdir::new(&format!("changes-{connector}-{kill}-{keys_on_disk}"));
+    if keys_on_disk {
+        wd.write(KEYS_ON_DISK, "");
+    }
     let opts = MockOptions { records, seed: 5, ..MockOptions::default() };
     let (m1, cfg1) = generation(&wd, connector, &opts, 1);
     let g1 = expected(connector, &opts, 1);
@@ -174,6 +188,17 @@ fn mailerlite_second_generation_appends_exactly_the_mutations() {
 #[test]
 fn mailerlite_killed_second_generation_gives_the_same_result() {
     generations("mailerlite", 3000, true);
+}
+
+/// The same with every index looked up in its key file, and the sync killed.
+#[test]
+fn mailerlite_killed_second_generation_with_keys_on_disk_gives_the_same_result() {
+    generations_with("mailerlite", 3000, true, true);
+}
+
+#[test]
+fn paligo_second_generation_with_keys_on_disk_appends_exactly_the_mutations() {
+    generations_with("paligo", 1500, false, true);
 }
 
 #[test]

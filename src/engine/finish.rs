@@ -75,7 +75,7 @@ impl Reader {
                 }
                 let before = session.ctx.client.stats().requests;
                 if session.ctx.connector.still_exists(session.ctx.client, table, values)? {
-                    self.writers[i].keys.confirm_seen(*key);
+                    self.writers[i].keys.confirm_seen(*key)?;
                     kept += 1;
                 } else {
                     gone.push(values.clone());

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::connector::Confirm;
+use crate::error::Result;
 use crate::store::hashing::FxBuild;
 use crate::store::index::{Change, KeyIndex};
 use crate::store::seen::SeenLog;
@@ -63,12 +64,13 @@ impl Keys {
     }
 
     /// Marks `key` as read (confirmed to exist), for the journal.
-    pub fn confirm_seen(&mut self, key: u64) {
+    pub fn confirm_seen(&mut self, key: u64) -> Result<()> {
         if let Some(seen) = &mut self.seen {
             seen.push(key);
         }
-        if let Some(index) = &mut self.index {
-            index.mark_seen(key);
+        match &mut self.index {
+            Some(index) => index.mark_seen(key),
+            None => Ok(()),
         }
     }
 
@@ -79,7 +81,7 @@ impl Keys {
 
     /// Whether some committed key was not read in this sync.
     pub fn has_unseen(&self) -> bool {
-        self.index.as_ref().is_some_and(|i| !i.unseen().is_empty())
+        self.index.as_ref().is_some_and(KeyIndex::has_unseen)
     }
 
     /// The listing feeding the table moves on to another listing.
@@ -97,13 +99,14 @@ impl Keys {
     /// After the read: keys read only in abandoned passes are taken for not read,
     /// so that the deletion check (a re-read) decides whether they still exist. In
     /// this run only: a resumed run replays the journal, and the next sync decides.
-    pub fn forget_abandoned(&mut self) {
+    pub fn forget_abandoned(&mut self) -> Result<()> {
         let abandoned = std::mem::take(&mut self.passes);
         if let Some(index) = &mut self.index {
             for key in abandoned.abandoned {
-                index.unmark_seen(key);
+                index.unmark_seen(key)?;
             }
         }
+        Ok(())
     }
 
     pub fn journaled(&self) -> bool {

@@ -140,7 +140,9 @@ impl Reader {
             let mut stream = session.ctx.connector.open(&self.plan, position);
             stream.set_created_since(session.state.tables.get(first).and_then(|t| t.created_since));
             self.pages(session, stream.as_mut(), None)?;
-            self.writers.iter_mut().for_each(|w| w.keys.forget_abandoned());
+            for w in &mut self.writers {
+                w.keys.forget_abandoned()?;
+            }
             let deletes = session.state.run.as_ref().is_some_and(|r| r.deletes);
             for w in self.writers.iter().filter(|w| !w.summary.skipped) {
                 let t = w.spec.name;

@@ -130,7 +130,7 @@ impl TableWriter {
             let run = state.run.as_ref().map_or(0, |r| r.id);
             let (log, keys) = SeenLog::open(&seen_path(dir, spec.name), len, run)?;
             for k in keys {
-                index.mark_seen(k);
+                index.mark_seen(k)?;
             }
             w.keys.seen = Some(log);
             w.keys.seen_len = Some(len);
@@ -190,8 +190,8 @@ impl TableWriter {
     }
 
     /// Decides which records of `rows` to write; true if the file must be widened
-    /// before they can be encoded.
-    pub fn classify(&mut self, rows: &Rows) -> bool {
+    /// before they can be encoded. Fails only when a key file cannot be read.
+    pub fn classify(&mut self, rows: &Rows) -> Result<bool> {
         let batch = rows.batch();
         self.enc.kept.clear();
         self.fresh = 0;
@@ -211,7 +211,7 @@ impl TableWriter {
             let change = match self.keys.index.is_some() {
                 true => {
                     let (fp, unregistered) = self.enc.fingerprint(batch, i);
-                    self.keys.index.as_mut().expect("an index").observe(key, fp, unregistered)
+                    self.keys.index.as_mut().expect("an index").observe(key, fp, unregistered)?
                 }
                 false => self.keys.first_sync(key),
             };
@@ -230,7 +230,7 @@ impl TableWriter {
                 self.enc.kept.push(i);
             }
         }
-        self.enc.register(batch)
+        Ok(self.enc.register(batch))
     }
 
     /// Moves a first sync's order on over the keys of `rows`. False, with the order
@@ -339,7 +339,7 @@ impl TableWriter {
     /// Committed keys not read in this sync, with their primary key values, sorted.
     pub fn unseen(&self) -> Result<Vec<(u64, Vec<Vec<u8>>)>> {
         let Some(index) = &self.keys.index else { return Ok(Vec::new()) };
-        let unseen: HashSet<u64, FxBuild> = index.unseen().into_iter().collect();
+        let unseen: HashSet<u64, FxBuild> = index.unseen()?.into_iter().collect();
         if unseen.is_empty() {
             return Ok(Vec::new());
         }

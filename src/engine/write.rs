@@ -47,7 +47,7 @@ impl Reader {
                 session.committer.barrier()?;
                 w.switch_to_set()?;
             }
-            if w.classify(&rows) {
+            if w.classify(&rows)? {
                 session.committer.barrier()?;
                 let mut last = State::from_bytes(durable).expect("the state this process wrote reads back");
                 w.widen(session.ctx.dir, &mut last)?;

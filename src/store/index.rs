@@ -58,9 +58,12 @@ pub struct KeyIndex {
     /// `dir[b]` is the first index in `main` whose key's top bits are >= b.
     dir: Vec<u32>,
     shift: u32,
-    /// Open addressing, key 0 empty: keys first seen in this sync.
+    /// Open addressing, key 0 empty: keys first seen in this sync, and with the
+    /// index on disk, keys whose fingerprint changed in it.
     added: Vec<Entry>,
     added_len: usize,
+    /// A large index stays in its key file; `main` is then empty.
+    disk: Option<keyfile::OnDisk>,
 }
 
 impl KeyIndex {
@@ -81,8 +84,17 @@ impl KeyIndex {
         index
     }
 
+    /// The index of a key file left where it lies.
+    fn on_disk(disk: keyfile::OnDisk) -> KeyIndex {
+        let mut index = KeyIndex::from_latest(Vec::new());
+        index.disk = Some(disk);
+        index
+    }
+
+    /// Keys in the index (with it on disk, changed keys count twice).
     pub fn len(&self) -> usize {
-        self.main.len() + self.added_len
+        let disk = self.disk.as_ref().map_or(0, |d| usize::try_from(d.len()).unwrap_or(usize::MAX));
+        self.main.len() + self.added_len + disk
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,6 +118,9 @@ impl KeyIndex {
     }
 
     fn find_main(&self, key: u64) -> Option<usize> {
+        if self.main.is_empty() {
+            return None;
+        }
         let b = (key >> self.shift) as usize;
         let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
         self.main[lo..hi].iter().position(|e| e.key == key).map(|i| lo + i)
@@ -126,51 +141,86 @@ impl KeyIndex {
     /// Records that `key` was read with fingerprint `fingerprint`, and says how it
     /// compares with the committed version; `changed` says it differs whatever the
     /// fingerprint (it has a value in a column the file does not have yet).
-    pub fn observe(&mut self, key: u64, fingerprint: u64, changed: bool) -> Change {
+    pub fn observe(&mut self, key: u64, fingerprint: u64, changed: bool) -> Result<Change> {
         let f = fp(fingerprint);
-        if let Some(i) = self.find_main(key) {
-            return update(&mut self.main[i], f, changed);
-        }
         let (i, found) = self.find_added(key);
         if found {
-            return update(&mut self.added[i], f, changed);
+            return Ok(update(&mut self.added[i], f, changed));
         }
-        self.added[i] = Entry { key, val: f | SEEN };
+        if let Some(m) = self.find_main(key) {
+            return Ok(update(&mut self.main[m], f, changed));
+        }
+        if let Some(disk) = &mut self.disk {
+            if let Some((at, val)) = disk.find(key).map_err(|e| Error::io("read", &disk.path(), e))? {
+                if disk.is_seen(at) {
+                    return Ok(Change::Duplicate);
+                }
+                disk.set_seen(at, true);
+                if fp(val) == f && !changed {
+                    return Ok(Change::Unchanged);
+                }
+                // The fingerprint written now is the one a later read compares with.
+                self.add(i, Entry { key, val: f | SEEN });
+                return Ok(Change::Changed);
+            }
+        }
+        self.add(i, Entry { key, val: f | SEEN });
+        Ok(Change::New)
+    }
+
+    fn add(&mut self, i: usize, e: Entry) {
+        self.added[i] = e;
         self.added_len += 1;
         if self.added_len * 4 >= self.added.len() * 3 {
             self.grow();
         }
-        Change::New
     }
 
     /// Marks `key` as read in this sync (replaying a committed journal).
-    pub fn mark_seen(&mut self, key: u64) {
-        if let Some(i) = self.find_main(key) {
-            self.main[i].val |= SEEN;
-        } else if let (i, true) = self.find_added(key) {
-            self.added[i].val |= SEEN;
-        }
+    pub fn mark_seen(&mut self, key: u64) -> Result<()> {
+        self.set_seen(key, true)
     }
 
     /// Takes back that `key` was read in this sync (it was read only in a pass of
     /// its listing that was abandoned); its latest fingerprint stays.
-    pub fn unmark_seen(&mut self, key: u64) {
-        if let Some(i) = self.find_main(key) {
-            self.main[i].val &= !SEEN;
-        } else if let (i, true) = self.find_added(key) {
-            self.added[i].val &= !SEEN;
+    pub fn unmark_seen(&mut self, key: u64) -> Result<()> {
+        self.set_seen(key, false)
+    }
+
+    fn set_seen(&mut self, key: u64, seen: bool) -> Result<()> {
+        let set = |e: &mut Entry| if seen { e.val |= SEEN } else { e.val &= !SEEN };
+        if let (i, true) = self.find_added(key) {
+            set(&mut self.added[i]);
+        } else if let Some(m) = self.find_main(key) {
+            set(&mut self.main[m]);
+        } else if let Some(disk) = &mut self.disk {
+            if let Some((at, _)) = disk.find(key).map_err(|e| Error::io("read", &disk.path(), e))? {
+                disk.set_seen(at, seen);
+            }
         }
+        Ok(())
+    }
+
+    /// Whether some committed key was not read in this sync.
+    pub fn has_unseen(&self) -> bool {
+        let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
+        all.clone().any(|e| e.val & SEEN == 0) || self.disk.as_ref().is_some_and(keyfile::OnDisk::has_unseen)
     }
 
     /// Keys committed before that were not read in this sync.
-    pub fn unseen(&self) -> Vec<u64> {
+    pub fn unseen(&self) -> Result<Vec<u64>> {
         let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
-        all.filter(|e| e.val & SEEN == 0).map(|e| e.key).collect()
+        let mut out: Vec<u64> = all.filter(|e| e.val & SEEN == 0).map(|e| e.key).collect();
+        if let Some(disk) = &self.disk {
+            // A key changed in this sync was marked read on disk when it was added.
+            out.extend(disk.unseen().map_err(|e| Error::io("read", &disk.path(), e))?);
+        }
+        Ok(out)
     }
 
     /// Doubles the added table, or merges it into `main` once it is a fair share of it.
     fn grow(&mut self) {
-        if self.added_len >= (self.main.len() / 8).max(1 << 16) {
+        if self.disk.is_none() && self.added_len >= (self.main.len() / 8).max(1 << 16) {
             let mut added: Vec<Entry> = self.added.iter().copied().filter(|e| e.key != 0).collect();
             merge_later(&mut self.main, &mut added);
             self.rebuild_dir();
@@ -248,8 +298,13 @@ pub fn load(path: &Path, len: u64, primary_key: &[&str], guarded: bool) -> Resul
     Ok((KeyIndex::from_latest(latest.finish()), crc))
 }
 
+/// Indexes with more keys than this stay in their key file: 8 MiB of entries is
+/// the most a table's index holds in memory.
+const IN_MEMORY: u64 = 1 << 19;
+
 /// [`load`], reading only the rows committed after those a proven key file covers
-/// (see [`keyfile`]), and leaving a key file that covers all `len` bytes.
+/// (see [`keyfile`]), and leaving a key file that covers all `len` bytes. A large
+/// index is looked up in that file rather than read into memory.
 pub fn load_cached(
     path: &Path,
     keys: &Path,
@@ -258,43 +313,162 @@ pub fn load_cached(
     primary_key: &[&str],
     guarded: bool,
 ) -> Result<(KeyIndex, u32)> {
+    load_keyed(path, keys, (table, primary_key, guarded), len, in_memory())
+}
+
+/// [`IN_MEMORY`]; tests only (`API2CSV_TEST_KEYS_IN_MEMORY=N`) set another bound,
+/// so that small accounts take the path of large ones.
+fn in_memory() -> u64 {
+    std::env::var("API2CSV_TEST_KEYS_IN_MEMORY").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_MEMORY)
+}
+
+/// [`load_cached`] of table `(name, primary key, guarded)`, keeping at most
+/// `in_memory` keys in memory.
+fn load_keyed(
+    path: &Path,
+    keys: &Path,
+    (table, primary_key, guarded): (&str, &[&str], bool),
+    len: u64,
+    in_memory: u64,
+) -> Result<(KeyIndex, u32)> {
     if len == 0 {
         return Ok((KeyIndex::from_latest(Vec::new()), 0));
     }
     let identity = keyfile::identity(table, primary_key, guarded);
-    let cached = keyfile::read(keys, identity).filter(|c| c.len <= len);
-    let (crc, from, main) = match cached {
-        Some(c) => {
-            let (crc, prefix_crc) = keyfile::crcs(path, len, c.len).map_err(|e| Error::io("read", path, e))?;
-            if prefix_crc == c.crc {
-                (Some(crc), c.len, c.entries.into_iter().map(|(key, val)| Entry { key, val }).collect())
-            } else {
-                (None, 0, Vec::new())
+    let io = |e| Error::io("read", path, e);
+    // The key file proves itself, then that the table starts with the bytes it covers.
+    let mut usable = None;
+    if let Some(c) = keyfile::read(keys, identity, |_, _| {}).filter(|c| c.len <= len) {
+        let (crc, prefix_crc) = keyfile::crcs(path, len, c.len).map_err(io)?;
+        usable = (prefix_crc == c.crc).then_some((c, crc));
+    }
+    let Some((covers, crc)) = usable else {
+        return rebuild(path, keys, (identity, primary_key, guarded), len, in_memory);
+    };
+    // The rows committed after the key file's: the last of each key, tombstones kept.
+    let mut tail = Latest::default();
+    if covers.len < len {
+        let mut rows = KeyedRows::open_from(path, covers.len, len, primary_key, guarded)?;
+        while let Some((key, _)) = rows.next_row()? {
+            tail.push(key, rows.fingerprint());
+        }
+    }
+    let mut tail = tail.finish();
+    let large = covers.count.saturating_add(tail.len() as u64) > in_memory;
+    if large && tail.is_empty() {
+        if let Some((disk, c)) = keyfile::OnDisk::open(keys, identity).filter(|(_, c)| *c == covers) {
+            debug_assert_eq!(c.len, len);
+            return Ok((KeyIndex::on_disk(disk), crc));
+        }
+    }
+    if large {
+        // Key file and tail merged into the next key file, a stream of each.
+        let mut failed = None;
+        let old = keyfile::entries(keys).map_err(|e| Error::io("read", keys, e))?;
+        let old = old.map_while(|e| e.map_err(|e| failed = Some(e)).ok());
+        let written = keyfile::write(keys, identity, len, crc, merged(old, &tail));
+        if let Some(e) = failed {
+            return Err(Error::io("read", keys, e));
+        }
+        if written.is_ok() {
+            if let Some((disk, c)) = keyfile::OnDisk::open(keys, identity) {
+                if c.len == len {
+                    return Ok((KeyIndex::on_disk(disk), crc));
+                }
             }
         }
-        None => (None, 0, Vec::new()),
-    };
-    if from == len {
-        return Ok((KeyIndex::from_latest(main), crc.unwrap_or_default()));
+        // A key file that cannot be written (a read-only directory): in memory.
     }
-    let mut latest = Latest { main, chunk: Vec::new() };
-    let mut rows = if from == 0 {
-        KeyedRows::open(path, len, primary_key, guarded)?
-    } else {
-        KeyedRows::open_from(path, from, len, primary_key, guarded)?
-    };
+    let mut main = Vec::with_capacity(usize::try_from(covers.count).unwrap_or(0));
+    let proven = keyfile::read(keys, identity, |key, val| main.push(Entry { key, val }));
+    if proven.is_none_or(|c| c != covers) {
+        return load(path, len, primary_key, guarded);
+    }
+    merge_later(&mut main, &mut tail);
+    let index = KeyIndex::from_latest(main);
+    if covers.len < len {
+        let entries = index.main.iter().map(|e| (e.key, e.val));
+        if let Err(e) = keyfile::write(keys, identity, len, crc, entries) {
+            log::debug!("{}: key file not written: {e}", keys.display());
+        }
+    }
+    Ok((index, crc))
+}
+
+/// Reads every committed row into an index and a key file: in memory while it
+/// holds at most `in_memory` keys, and beyond that through sorted runs on disk
+/// into a key file it is then looked up in.
+fn rebuild(
+    path: &Path,
+    keys: &Path,
+    (identity, primary_key, guarded): (u64, &[&str], bool),
+    len: u64,
+    in_memory: u64,
+) -> Result<(KeyIndex, u32)> {
+    let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
+    let mut latest = Latest::default();
+    let mut spill: Option<keyfile::Spill> = None;
+    let mut spillable = true;
+    let spill_err = |e| Error::io("write", keys, e);
     while let Some((key, _)) = rows.next_row()? {
-        latest.push(key, rows.fingerprint());
+        let f = rows.fingerprint();
+        if let Some(s) = &mut spill {
+            s.push(key, f).map_err(spill_err)?;
+            continue;
+        }
+        latest.push(key, f);
+        if spillable && latest.main.len() as u64 > in_memory {
+            let first = std::mem::take(&mut latest).finish();
+            match keyfile::Spill::start(keys, first.iter().map(|e| (e.key, e.val))) {
+                Ok(s) => spill = Some(s),
+                Err(e) => {
+                    // A directory that takes no side file: the index stays in memory.
+                    log::debug!("{}: key file not written: {e}", keys.display());
+                    spillable = false;
+                    latest = Latest { main: first, chunk: Vec::new() };
+                }
+            }
+        }
     }
-    // A whole read gives the CRC; a read of the rows after the key file's, the
-    // CRC taken above.
-    let crc = crc.unwrap_or_else(|| rows.crc());
+    let crc = rows.crc();
+    if let Some(s) = spill {
+        s.finish(keys, identity, (len, crc), TOMBSTONE).map_err(spill_err)?;
+        let (disk, _) =
+            keyfile::OnDisk::open(keys, identity).filter(|(_, c)| c.len == len && c.crc == crc).ok_or_else(|| {
+                Error::State { path: keys.to_path_buf(), detail: "the key file just written does not read back".into() }
+            })?;
+        return Ok((KeyIndex::on_disk(disk), crc));
+    }
     let index = KeyIndex::from_latest(latest.finish());
-    let entries = index.main.iter().map(|e| (e.key, e.val));
-    if let Err(e) = keyfile::write(keys, identity, len, crc, entries) {
+    if let Err(e) = keyfile::write(keys, identity, len, crc, index.main.iter().map(|e| (e.key, e.val))) {
         log::debug!("{}: key file not written: {e}", keys.display());
     }
     Ok((index, crc))
+}
+
+/// The entries of `old` (sorted by key) with those of `later` (sorted, one per
+/// key) put over them: a later tombstone removes its key.
+fn merged<'a>(old: impl Iterator<Item = (u64, u64)> + 'a, later: &'a [Entry]) -> impl Iterator<Item = (u64, u64)> + 'a {
+    let mut old = old.peekable();
+    let mut later = later.iter().peekable();
+    std::iter::from_fn(move || loop {
+        let take_old = match (old.peek(), later.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(o), Some(l)) => o.0 < l.key,
+        };
+        if take_old {
+            return old.next();
+        }
+        let l = later.next().copied()?;
+        if old.peek().is_some_and(|o| o.0 == l.key) {
+            old.next();
+        }
+        if l.val != TOMBSTONE {
+            return Some((l.key, l.val));
+        }
+    })
 }
 
 /// The last value pushed for each key, gathered a chunk at a time: 16 bytes per key
@@ -466,12 +640,12 @@ mod tests {
         ];
         let mut index = KeyIndex::from_rows(rows);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.observe(10, 102, false), Change::Unchanged);
-        assert_eq!(index.observe(30, 300, false), Change::New);
-        assert_eq!(index.observe(30, 300, false), Change::Duplicate);
-        assert_eq!(index.unseen(), [20]);
-        assert_eq!(index.observe(20, 204, false), Change::Changed);
-        assert!(index.unseen().is_empty());
+        assert_eq!(index.observe(10, 102, false).unwrap(), Change::Unchanged);
+        assert_eq!(index.observe(30, 300, false).unwrap(), Change::New);
+        assert_eq!(index.observe(30, 300, false).unwrap(), Change::Duplicate);
+        assert_eq!(index.unseen().unwrap(), [20]);
+        assert_eq!(index.observe(20, 204, false).unwrap(), Change::Changed);
+        assert!(index.unseen().unwrap().is_empty());
     }
 
     /// The oracle: a stable sort of the reversed rows keeps the last of each key.
@@ -512,18 +686,19 @@ mod tests {
         for k in 1..=300_000u64 {
             let key = hash(0, &k.to_le_bytes());
             let expected = if k <= 1000 { Change::Unchanged } else { Change::New };
-            assert_eq!(index.observe(key, 8, false), expected, "{k}");
+            assert_eq!(index.observe(key, 8, false).unwrap(), expected, "{k}");
         }
         assert_eq!(index.len(), 300_000);
         for k in (1..=300_000u64).step_by(997) {
-            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8, false), Change::Duplicate);
+            assert_eq!(index.observe(hash(0, &k.to_le_bytes()), 8, false).unwrap(), Change::Duplicate);
         }
-        assert!(index.unseen().is_empty());
+        assert!(index.unseen().unwrap().is_empty());
     }
 
     /// The key file is only a shortcut: whatever prefix of the table it covers (or
-    /// a stale one, from another version of the table), the index loaded through it
-    /// is the index a read of every row gives.
+    /// a stale one, from another version of the table), and whether the index is read
+    /// into memory or looked up on disk, it answers every question as the index of a
+    /// read of every row does.
     #[test]
     fn an_index_loaded_through_a_key_file_is_the_index_of_every_row() {
         let dir = std::env::temp_dir().join(format!("api2csv-index-keys-{}", std::process::id()));
@@ -536,8 +711,9 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let main_of = |i: &KeyIndex| i.main.clone();
-        for round in 0..40 {
+        let t = ("t", &["id"][..], false);
+        let mut on_disk = 0;
+        for round in 0..60 {
             let mut text = String::from("id,name,_synced_at,_deleted\n");
             let mut ends = vec![text.len() as u64];
             for _ in 0..(next() % 60) {
@@ -550,24 +726,97 @@ mod tests {
             std::fs::write(&table, &text).unwrap();
             let _ = std::fs::remove_file(&keys);
             let whole = |len: u64| load(&table, len, &["id"], false).unwrap();
-            for _ in 0..6 {
+            for step in 0..8 {
                 let at = ends[(next() as usize) % ends.len()];
-                let (want, want_crc) = whole(at);
-                let (got, got_crc) = load_cached(&table, &keys, "t", at, &["id"], false).unwrap();
-                assert_eq!((main_of(&got), got_crc), (main_of(&want), want_crc), "round {round} at {at}");
-                // And once more, now from a key file covering exactly `at`.
-                let (again, crc) = load_cached(&table, &keys, "t", at, &["id"], false).unwrap();
-                assert_eq!((main_of(&again), crc), (main_of(&want), want_crc));
+                let in_memory = if step % 2 == 0 { 0 } else { IN_MEMORY };
+                let (mut want, want_crc) = whole(at);
+                let (mut got, got_crc) = load_keyed(&table, &keys, t, at, in_memory).unwrap();
+                assert_eq!(got_crc, want_crc, "round {round} at {at}");
+                assert!(in_memory == 0 || got.disk.is_none(), "round {round} at {at}");
+                on_disk += usize::from(got.disk.is_some());
+                same_answers(&mut got, &mut want, &mut next);
             }
             if round % 4 == 0 {
                 // The table rewritten under a key file made for the old one.
                 let rewritten = text.replacen("t,", "u,", 1);
                 std::fs::write(&table, &rewritten).unwrap();
                 let len = rewritten.len() as u64;
-                let (got, _) = load_cached(&table, &keys, "t", len, &["id"], false).unwrap();
-                assert_eq!(main_of(&got), main_of(&whole(len).0));
+                let (mut got, _) = load_keyed(&table, &keys, t, len, 0).unwrap();
+                same_answers(&mut got, &mut whole(len).0, &mut next);
             }
         }
+        assert!(on_disk > 50, "the index on disk was tried {on_disk} times");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Puts the same random questions to both indexes: observe (new, changed,
+    /// unchanged, repeat), mark and unmark, then what was not seen.
+    fn same_answers(got: &mut KeyIndex, want: &mut KeyIndex, next: &mut impl FnMut() -> u64) {
+        let unseen = |i: &KeyIndex| {
+            let mut u = i.unseen().unwrap();
+            u.sort_unstable();
+            u
+        };
+        assert_eq!(unseen(got), unseen(want));
+        let fps: Vec<u64> = want.main.iter().map(|e| fp(e.val)).collect();
+        for _ in 0..400 {
+            let key = match next() % 2 {
+                0 if !want.main.is_empty() => want.main[(next() as usize) % want.main.len()].key,
+                _ => key_hash([format!("{}", next() % 30).as_bytes()].into_iter()),
+            };
+            let f = match next() % 3 {
+                0 if !fps.is_empty() => fps[(next() as usize) % fps.len()],
+                _ => (next() % 4) << 1,
+            };
+            match next() % 6 {
+                0 => {
+                    got.mark_seen(key).unwrap();
+                    want.mark_seen(key).unwrap();
+                }
+                1 => {
+                    got.unmark_seen(key).unwrap();
+                    want.unmark_seen(key).unwrap();
+                }
+                _ => {
+                    let changed = next().is_multiple_of(9);
+                    assert_eq!(got.observe(key, f, changed).unwrap(), want.observe(key, f, changed).unwrap());
+                }
+            }
+            assert_eq!(got.has_unseen(), want.has_unseen());
+        }
+        assert_eq!(unseen(got), unseen(want));
+    }
+
+    /// A table too large for memory is indexed through sorted runs on disk: the
+    /// key file they merge into gives the answers a read into memory gives.
+    #[test]
+    fn a_large_table_is_indexed_through_runs_on_disk() {
+        let dir = std::env::temp_dir().join(format!("api2csv-index-runs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut text = String::from("id,name,_synced_at,_deleted\n");
+        for _ in 0..150_000 {
+            let (id, name, deleted) = (next() % 90_000, next() % 3, next() % 11 == 0);
+            text.push_str(&format!("{id},{name},t,{deleted}\n"));
+        }
+        std::fs::write(&table, &text).unwrap();
+        let len = text.len() as u64;
+        let (mut want, want_crc) = load(&table, len, &["id"], false).unwrap();
+        let (mut got, crc) = load_keyed(&table, &keys, ("t", &["id"], false), len, 1000).unwrap();
+        assert!(got.disk.is_some() && !dir.join(".t.keys.runs").exists());
+        assert_eq!((crc, got.len()), (want_crc, want.len()));
+        same_answers(&mut got, &mut want, &mut next);
+        // And the key file it left is used as it is.
+        let (mut again, _) = load_keyed(&table, &keys, ("t", &["id"], false), len, 1000).unwrap();
+        let (mut want, _) = load(&table, len, &["id"], false).unwrap();
+        same_answers(&mut again, &mut want, &mut next);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

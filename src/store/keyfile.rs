@@ -10,17 +10,25 @@
 //! temporary file and a rename; it needs no fsync, as a torn one fails its CRC.
 //!
 //! Layout, little-endian: the magic, the identity (a hash of the table name,
-//! primary key and spreadsheet guard), the table length and CRC-32 it covers, the
-//! entry count, the entries (key hash, fingerprint), and the CRC-32 of all that.
+//! primary key and spreadsheet guard), the table length and CRC-32 it covers; the
+//! entries (key hash, fingerprint), sorted by key; their count, and the CRC-32 of
+//! everything before it.
+//!
+//! A large index is not read into memory at all ([`OnDisk`]): a sync looks each key
+//! up in the file through a directory of about a quarter of a byte per key, and
+//! keeps one bit per key for "read in this sync".
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::store::hashing::stable as hash;
 
 const MAGIC: &[u8; 16] = b"api2csv keys v1\n";
-const HEAD: usize = MAGIC.len() + 8 + 8 + 4 + 8;
+const HEAD: u64 = 16 + 8 + 8 + 4;
+const TRAILER: u64 = 8 + 4;
+const ENTRY: u64 = 16;
 
 pub fn keys_path(dir: &Path, table: &str) -> PathBuf {
     dir.join(format!(".{table}.keys"))
@@ -36,64 +44,74 @@ pub fn identity(table: &str, primary_key: &[&str], guarded: bool) -> u64 {
     h
 }
 
-/// A proven key file: the table bytes it covers and its entries, sorted by key.
-pub struct Covered {
+/// What a proven key file covers: the first `len` bytes of its table, whose CRC-32
+/// is `crc`, with `count` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Covers {
     pub len: u64,
     pub crc: u32,
-    pub entries: Vec<(u64, u64)>,
+    pub count: u64,
 }
 
-/// Reads the key file at `path` made for `identity`; `None` when there is none or it
-/// does not prove itself (it is then simply not used).
-pub fn read(path: &Path, identity: u64) -> Option<Covered> {
+fn entry(e: &[u8]) -> (u64, u64) {
+    let k = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
+    let v = u64::from_le_bytes(e[8..16].try_into().unwrap_or_default());
+    (k, v)
+}
+
+/// Reads the key file at `path` made for `identity`, handing each entry to `f` in
+/// order; `None` when there is none or it does not prove itself (its CRC, its size,
+/// its entries strictly sorted), and then what `f` was given must be forgotten.
+pub fn read(path: &Path, identity: u64, mut f: impl FnMut(u64, u64)) -> Option<Covers> {
     let file = File::open(path).ok()?;
     let size = file.metadata().ok()?.len();
+    let body = size.checked_sub(HEAD + TRAILER).filter(|b| b % ENTRY == 0)?;
     let mut r = BufReader::with_capacity(1 << 16, file);
     let mut crc = crc32fast::Hasher::new();
-    let mut head = [0u8; HEAD];
+    let mut head = [0u8; HEAD as usize];
     r.read_exact(&mut head).ok()?;
     crc.update(&head);
     let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
-    let m = MAGIC.len();
-    if &head[..m] != MAGIC || u64_at(m) != identity {
+    if &head[..16] != MAGIC || u64_at(16) != identity {
         return None;
     }
-    let len = u64_at(m + 8);
-    let covered_crc = u32::from_le_bytes(head[m + 16..m + 20].try_into().unwrap_or_default());
-    let count = u64_at(m + 20);
-    // The size must be the one the count says before anything is allocated for it.
-    if count.checked_mul(16).and_then(|n| n.checked_add(HEAD as u64 + 4)) != Some(size) {
-        return None;
-    }
-    let mut entries = Vec::with_capacity(usize::try_from(count).ok()?);
+    let covers_len = u64_at(24);
+    let covers_crc = u32::from_le_bytes(head[32..36].try_into().unwrap_or_default());
+    let count = body / ENTRY;
     let mut buf = vec![0u8; 16 * 4096];
-    let mut left = count;
+    let (mut left, mut last) = (count, None);
     while left > 0 {
         let n = left.min(4096);
-        let chunk = &mut buf[..usize::try_from(n).ok()? * 16];
+        let chunk = &mut buf[..usize::try_from(n * ENTRY).ok()?];
         r.read_exact(chunk).ok()?;
         crc.update(chunk);
         for e in chunk.chunks_exact(16) {
-            let k = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-            let v = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
-            entries.push((k, v));
+            let (k, v) = entry(e);
+            if last.is_some_and(|l| l >= k) {
+                return None;
+            }
+            last = Some(k);
+            f(k, v);
         }
         left -= n;
     }
-    let mut tail = [0u8; 4];
+    let mut tail = [0u8; TRAILER as usize];
     r.read_exact(&mut tail).ok()?;
-    let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
-    (u32::from_le_bytes(tail) == crc.finalize() && sorted).then_some(Covered { len, crc: covered_crc, entries })
+    crc.update(&tail[..8]);
+    let proven = u64::from_le_bytes(tail[..8].try_into().unwrap_or_default()) == count
+        && u32::from_le_bytes(tail[8..].try_into().unwrap_or_default()) == crc.finalize();
+    proven.then_some(Covers { len: covers_len, crc: covers_crc, count })
 }
 
-/// Writes the key file at `path`: `entries` (sorted by key, one per key) are the
-/// index of the first `len` bytes of the table, whose CRC-32 is `crc`.
+/// Writes the key file at `path` (through a temporary file and a rename): `entries`,
+/// sorted by key, one per key, are the index of the first `len` bytes of the table,
+/// whose CRC-32 is `crc`.
 pub fn write(
     path: &Path,
     identity: u64,
     len: u64,
     crc: u32,
-    entries: impl ExactSizeIterator<Item = (u64, u64)>,
+    entries: impl Iterator<Item = (u64, u64)>,
 ) -> std::io::Result<()> {
     let tmp = path.with_extension("keys.tmp");
     let mut w = BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&tmp)?);
@@ -106,17 +124,134 @@ pub fn write(
     put(&mut w, &identity.to_le_bytes())?;
     put(&mut w, &len.to_le_bytes())?;
     put(&mut w, &crc.to_le_bytes())?;
-    put(&mut w, &(entries.len() as u64).to_le_bytes())?;
+    let mut count = 0u64;
     for (k, v) in entries {
         let mut e = [0u8; 16];
         e[..8].copy_from_slice(&k.to_le_bytes());
         e[8..].copy_from_slice(&v.to_le_bytes());
         put(&mut w, &e)?;
+        count += 1;
     }
+    put(&mut w, &count.to_le_bytes())?;
     let total = sum.finalize();
     w.write_all(&total.to_le_bytes())?;
     w.into_inner().map_err(|e| e.into_error())?;
     std::fs::rename(&tmp, path)
+}
+
+/// The entries of a key file [`read`] has just proven, in order.
+pub fn entries(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<(u64, u64)>>> {
+    let file = File::open(path)?;
+    let count = file.metadata()?.len().saturating_sub(HEAD + TRAILER) / ENTRY;
+    let mut r = BufReader::with_capacity(1 << 16, file);
+    let mut head = [0u8; HEAD as usize];
+    r.read_exact(&mut head)?;
+    Ok((0..count).map(move |_| {
+        let mut e = [0u8; 16];
+        r.read_exact(&mut e)?;
+        Ok(entry(&e))
+    }))
+}
+
+/// A proven key file looked up where it lies: a directory of the first entry of
+/// each bucket of key hashes (about 16 entries a bucket) and a bit per entry for
+/// "read in this sync".
+#[derive(Debug)]
+pub struct OnDisk {
+    file: File,
+    path: PathBuf,
+    count: u64,
+    shift: u32,
+    dir: Vec<u32>,
+    seen: Vec<u64>,
+}
+
+impl OnDisk {
+    /// Opens the key file at `path`, proving it as [`read`] does.
+    pub fn open(path: &Path, identity: u64) -> Option<(OnDisk, Covers)> {
+        let file = File::open(path).ok()?;
+        let size = file.metadata().ok()?.len();
+        let count = size.checked_sub(HEAD + TRAILER)? / ENTRY;
+        let bits = (u64::BITS - (count / 16).leading_zeros()).clamp(4, 28);
+        let shift = 64 - bits;
+        let buckets = 1usize << bits;
+        let mut dir = Vec::with_capacity(buckets + 1);
+        let mut i = 0u32;
+        let covers = read(path, identity, |k, _| {
+            let b = usize::try_from(k >> shift).unwrap_or(usize::MAX);
+            while dir.len() <= b {
+                dir.push(i);
+            }
+            i = i.saturating_add(1);
+        })?;
+        if u64::from(i) != covers.count || covers.count >= u64::from(u32::MAX) {
+            return None;
+        }
+        while dir.len() <= buckets {
+            dir.push(i);
+        }
+        let seen = vec![0u64; usize::try_from(count.div_ceil(64)).ok()?];
+        let disk = OnDisk { file, path: path.to_path_buf(), count, shift, dir, seen };
+        Some((disk, covers))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// The position and value of `key`, if the file holds it.
+    pub fn find(&self, key: u64) -> std::io::Result<Option<(u64, u64)>> {
+        let b = usize::try_from(key >> self.shift).unwrap_or(usize::MAX);
+        let (mut lo, hi) = (u64::from(self.dir[b]), u64::from(self.dir[b + 1]));
+        let mut buf = [0u8; 64 * 16];
+        while lo < hi {
+            let n = (hi - lo).min(64);
+            let chunk = &mut buf[..(n * ENTRY) as usize];
+            self.file.read_exact_at(chunk, HEAD + lo * ENTRY)?;
+            if let Some(i) = chunk.chunks_exact(16).position(|e| entry(e).0 == key) {
+                let at = lo + i as u64;
+                return Ok(Some((at, entry(&chunk[i * 16..]).1)));
+            }
+            lo += n;
+        }
+        Ok(None)
+    }
+
+    pub fn is_seen(&self, at: u64) -> bool {
+        self.seen[(at / 64) as usize] & (1 << (at % 64)) != 0
+    }
+
+    pub fn set_seen(&mut self, at: u64, seen: bool) {
+        let word = &mut self.seen[(at / 64) as usize];
+        if seen {
+            *word |= 1 << (at % 64);
+        } else {
+            *word &= !(1 << (at % 64));
+        }
+    }
+
+    /// Whether some key was not read in this sync.
+    pub fn has_unseen(&self) -> bool {
+        let full = self.count / 64;
+        let words = usize::try_from(full).unwrap_or(usize::MAX);
+        let rest = self.count % 64;
+        self.seen[..words].iter().any(|&w| w != u64::MAX) || (rest > 0 && self.seen[words] != (1u64 << rest) - 1)
+    }
+
+    /// The keys not read in this sync, in key order.
+    pub fn unseen(&self) -> std::io::Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for (at, e) in entries(&self.path)?.enumerate() {
+            if !self.is_seen(at as u64) {
+                out.push(e?.0);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The CRC-32 of the first `len` bytes of `path`, and of its first `prefix` bytes.
@@ -149,6 +284,127 @@ pub fn crcs(path: &Path, len: u64, prefix: u64) -> std::io::Result<(u32, u32)> {
     Ok((sum.finalize(), prefix_crc.unwrap_or(0)))
 }
 
+/// Entries gathered for a key file too large to sort in memory: sorted runs of a
+/// bounded size in a side file, merged into the key file at the end (the last
+/// run's entry for a key wins, and a tombstone removes the key).
+pub struct Spill {
+    path: PathBuf,
+    out: BufWriter<File>,
+    runs: Vec<(u64, u64)>,
+    at: u64,
+    chunk: Vec<(u64, u64)>,
+}
+
+/// Entries a run holds: 1 MiB.
+const RUN: usize = 1 << 16;
+
+impl Spill {
+    /// Starts the runs beside key file `keys` with `first`: sorted, one per key.
+    pub fn start(keys: &Path, first: impl Iterator<Item = (u64, u64)>) -> std::io::Result<Spill> {
+        let path = keys.with_extension("keys.runs");
+        let out = BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&path)?);
+        let mut spill = Spill { path, out, runs: Vec::new(), at: 0, chunk: Vec::with_capacity(RUN) };
+        let start = spill.at;
+        for (k, v) in first {
+            spill.put(k, v)?;
+        }
+        spill.runs.push((start, (spill.at - start) / ENTRY));
+        Ok(spill)
+    }
+
+    fn put(&mut self, k: u64, v: u64) -> std::io::Result<()> {
+        self.out.write_all(&k.to_le_bytes())?;
+        self.out.write_all(&v.to_le_bytes())?;
+        self.at += ENTRY;
+        Ok(())
+    }
+
+    /// Adds an entry read after all those before it.
+    pub fn push(&mut self, key: u64, val: u64) -> std::io::Result<()> {
+        self.chunk.push((key, val));
+        if self.chunk.len() == RUN {
+            self.flush_run()?;
+        }
+        Ok(())
+    }
+
+    fn flush_run(&mut self) -> std::io::Result<()> {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.reverse();
+        chunk.sort_by_key(|e| e.0); // stable: the first of equal keys is the latest
+        chunk.dedup_by_key(|e| e.0);
+        let start = self.at;
+        for &(k, v) in &chunk {
+            self.put(k, v)?;
+        }
+        self.runs.push((start, (self.at - start) / ENTRY));
+        chunk.clear();
+        self.chunk = chunk;
+        Ok(())
+    }
+
+    /// Merges the runs into the key file `keys` for the first `len` bytes of the
+    /// table (CRC-32 `crc`), leaving out keys whose last entry is `tombstone`.
+    pub fn finish(mut self, keys: &Path, identity: u64, (len, crc): (u64, u32), tombstone: u64) -> std::io::Result<()> {
+        self.flush_run()?;
+        self.out.flush()?;
+        let mut readers = Vec::with_capacity(self.runs.len());
+        for &(start, count) in &self.runs {
+            let mut f = File::open(&self.path)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
+            readers.push((BufReader::with_capacity(1 << 15, f), count));
+        }
+        let mut failed = None;
+        let mut next = |r: usize, readers: &mut Vec<(BufReader<File>, u64)>| -> Option<(u64, u64)> {
+            let (reader, left) = &mut readers[r];
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+            let mut e = [0u8; 16];
+            match reader.read_exact(&mut e) {
+                Ok(()) => Some(entry(&e)),
+                Err(err) => {
+                    failed = Some(err);
+                    None
+                }
+            }
+        };
+        let mut heap = std::collections::BinaryHeap::new();
+        for r in 0..readers.len() {
+            if let Some((k, v)) = next(r, &mut readers) {
+                heap.push(std::cmp::Reverse((k, r, v)));
+            }
+        }
+        let merged = std::iter::from_fn(|| loop {
+            let std::cmp::Reverse((key, r, mut val)) = heap.pop()?;
+            if let Some((k, v)) = next(r, &mut readers) {
+                heap.push(std::cmp::Reverse((k, r, v)));
+            }
+            // Equal keys pop in run order: the last run's entry stands.
+            while let Some(&std::cmp::Reverse((k, r2, v2))) = heap.peek() {
+                if k != key {
+                    break;
+                }
+                heap.pop();
+                val = v2;
+                if let Some((k, v)) = next(r2, &mut readers) {
+                    heap.push(std::cmp::Reverse((k, r2, v)));
+                }
+            }
+            if val != tombstone {
+                return Some((key, val));
+            }
+        });
+        let written = write(keys, identity, len, crc, merged);
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,10 +417,14 @@ mod tests {
         let id = identity("t", &["id"], false);
         let entries = vec![(1u64, 10u64), (5, 50), (9, 90)];
         write(&path, id, 123, 77, entries.iter().copied()).unwrap();
-        let c = read(&path, id).unwrap();
-        assert_eq!((c.len, c.crc, c.entries), (123, 77, entries));
+        let mut got = Vec::new();
+        let c = read(&path, id, |k, v| got.push((k, v))).unwrap();
+        assert_eq!((c, got), (Covers { len: 123, crc: 77, count: 3 }, entries.clone()));
+        let read = |path: &Path, id: u64| read(path, id, |_, _| {});
         assert!(read(&path, identity("t", &["id"], true)).is_none(), "another guard");
         assert!(read(&path, identity("u", &["id"], false)).is_none(), "another table");
+        let (disk, covers) = OnDisk::open(&path, id).unwrap();
+        assert_eq!((covers.count, disk.find(5).unwrap(), disk.find(6).unwrap()), (3, Some((1, 50)), None));
         let bytes = std::fs::read(&path).unwrap();
         // Every cut, and every flipped byte, is refused.
         for cut in 0..bytes.len() {
