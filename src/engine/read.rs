@@ -356,11 +356,20 @@ impl Pass {
 /// alike when they hold the same records in the same order, whatever their paging
 /// signals say.
 fn content_hash(batch: &Batch) -> u64 {
+    // Each path is hashed once a page (paths repeat in every record), and a cell is
+    // its value hashed with the running hash and its path's.
+    let mut paths: Vec<u64> = Vec::new();
     let mut h = hashing::stable(0, b"page");
     for i in 0..batch.len() {
         for cell in batch.record(i) {
-            h = hashing::stable(h, batch.path(cell.path));
-            h = hashing::stable(h, batch.value(cell));
+            let id = cell.path as usize;
+            if id >= paths.len() {
+                paths.resize(id + 1, 0);
+            }
+            if paths[id] == 0 {
+                paths[id] = hashing::stable(1, batch.path(cell.path)) | 1;
+            }
+            h = hashing::stable(h ^ paths[id], batch.value(cell));
         }
         h = hashing::stable(h, b"\n");
     }
