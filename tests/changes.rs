@@ -299,3 +299,35 @@ fn key_files_that_do_not_prove_themselves_cost_nothing() {
         assert_table(&wd.path("out"), "mailerlite", table, &g2.records[i]);
     }
 }
+
+/// A first sync leaves the key files a read of its tables would make, byte for byte:
+/// the next sync need not read the tables, and trusts nothing a rebuild would not give.
+#[test]
+fn a_first_sync_leaves_the_key_files_a_read_of_its_tables_makes() {
+    for (connector, records, safe) in [("mailerlite", 2000, false), ("mailerlite", 300, true), ("paligo", 800, false)] {
+        let wd = Workdir::new(&format!("changes-first-keys-{connector}-{safe}"));
+        let opts = MockOptions { records, seed: 3, ..MockOptions::default() };
+        let (_m, cfg) = generation(&wd, connector, &opts, 1);
+        if safe {
+            let mut c: Value = serde_json::from_str(&std::fs::read_to_string(wd.path(&cfg)).unwrap()).unwrap();
+            c["spreadsheet_safe"] = Value::from(true);
+            wd.write(&cfg, &c.to_string());
+        }
+        wd.stdout(&mut sync(&wd, connector, &cfg));
+        let tables: Vec<&str> = api2csv::connector::tables(connector).unwrap().iter().map(|t| t.name).collect();
+        let key_file = |t: &str| wd.path(&format!("out/.{t}.keys"));
+        let first: Vec<Option<Vec<u8>>> = tables.iter().map(|t| std::fs::read(key_file(t)).ok()).collect();
+        assert!(first.iter().filter(|k| k.is_some()).count() >= 3, "{connector}: too few key files: {first:?}");
+        for t in &tables {
+            let _ = std::fs::remove_file(key_file(t));
+        }
+        let counts = row_counts(&wd, &tables);
+        wd.stdout(&mut sync(&wd, connector, &cfg));
+        assert_eq!(row_counts(&wd, &tables), counts, "{connector}: nothing changed, yet rows were appended");
+        for (t, first) in tables.iter().zip(first) {
+            let rebuilt = std::fs::read(key_file(t)).ok();
+            assert_eq!(first.is_some(), rebuilt.is_some(), "{connector} {t}");
+            assert!(first == rebuilt, "{connector} {t}: the first sync's key file differs from a rebuilt one");
+        }
+    }
+}

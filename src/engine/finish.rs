@@ -53,6 +53,8 @@ impl Reader {
             session.state.run.as_mut().expect("a run").done.push(table.to_string());
             session.state.save(session.ctx.dir)?;
             self.durable = session.state.to_bytes();
+            let file = session.state.table(table).file.clone();
+            self.writers[i].write_key_file(session.ctx.dir, &file);
         }
         self.writers[i].finished = true;
         let _ = crate::store::fsio::remove_if_present(&crate::store::seen::seen_path(session.ctx.dir, table));

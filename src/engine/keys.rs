@@ -11,12 +11,22 @@ use crate::store::index::{Change, KeyIndex};
 use crate::store::seen::SeenLog;
 use crate::store::state::{Journal, Order};
 
+/// The rows a first sync writes, gathered for its key file: the keys of the page's
+/// kept records, then their entries.
+pub(super) struct Written {
+    pub(super) entries: crate::store::keyfile::Spill,
+    pub(super) page: Vec<u64>,
+}
+
 #[derive(Default)]
 pub struct Keys {
     pub(super) index: Option<KeyIndex>,
     pub(super) order: Option<Order>,
     /// First sync with keys out of order: every key written in this read.
     pub(super) set: Option<HashSet<u64, FxBuild>>,
+    /// A first sync that wrote every row itself: the key and fingerprint of each row
+    /// written, for the key file the next sync loads instead of reading the table.
+    pub(super) written: Option<Written>,
     pub(super) seen: Option<SeenLog>,
     pub seen_len: Option<Journal>,
     /// Keys read in passes of the listing, for a table whose deletions are confirmed

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::keys::Written;
 use crate::connector::{Rows, TableSpec};
 use crate::engine::columns::Columns;
 use crate::engine::encoding::Encoding;
@@ -104,6 +105,10 @@ impl TableWriter {
             w.check_crc(crc)?;
         }
         if w.file.is_empty() || resumed_first {
+            if w.file.is_empty() && target == Target::Table {
+                let entries = keyfile::Spill::new(&keyfile::keys_path(dir, spec.name));
+                w.keys.written = Some(Written { entries, page: Vec::new() });
+            }
             w.keys.order = Some(table.order.clone().unwrap_or_default());
             if table.order.as_ref().is_some_and(|o| o.unordered) {
                 w.rebuild_set()?;
@@ -228,9 +233,44 @@ impl TableWriter {
             }
             if matches!(change, Change::New | Change::Changed) {
                 self.enc.kept.push(i);
+                if let Some(w) = &mut self.keys.written {
+                    w.page.push(key);
+                }
             }
         }
-        Ok(self.enc.register(batch))
+        let widen = self.enc.register(batch);
+        self.note_written(batch);
+        Ok(widen)
+    }
+
+    /// A first sync: the entries of the rows kept on this page (fingerprinted once
+    /// their columns are registered), for its key file. A side file that cannot be
+    /// written costs the key file, not the sync.
+    fn note_written(&mut self, batch: &crate::page::parse::Batch) {
+        let Some(mut w) = self.keys.written.take() else { return };
+        let mut pushed = Ok(());
+        for (n, &key) in w.page.iter().enumerate() {
+            let (fp, _) = self.enc.fingerprint(batch, self.enc.kept[n]);
+            pushed = pushed.and_then(|()| w.entries.push(key, index::row_entry(fp)));
+        }
+        w.page.clear();
+        match pushed {
+            Ok(()) => self.keys.written = Some(w),
+            Err(e) => log::debug!("{}: no key file: {e}", self.spec.name),
+        }
+    }
+
+    /// After the last commit of a first sync: its key file, covering `file`.
+    pub fn write_key_file(&mut self, dir: &Path, file: &FileState) {
+        let Some(w) = self.keys.written.take() else { return };
+        if file.is_empty() {
+            return;
+        }
+        let keys = keyfile::keys_path(dir, self.spec.name);
+        let identity = keyfile::identity(self.spec.name, self.spec.primary_key, self.enc.safe);
+        if let Err(e) = w.entries.finish(&keys, identity, (file.file_len, file.crc), index::TOMBSTONE) {
+            log::debug!("{}: key file not written: {e}", keys.display());
+        }
     }
 
     /// Moves a first sync's order on over the keys of `rows`. False, with the order

@@ -23,7 +23,7 @@ use crate::store::keyfile;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
-const TOMBSTONE: u64 = !SEEN;
+pub(crate) const TOMBSTONE: u64 = !SEEN;
 
 /// Clears the seen bit and keeps a fingerprint from colliding with the tombstone mark.
 fn fp(raw: u64) -> u64 {
@@ -33,6 +33,11 @@ fn fp(raw: u64) -> u64 {
     } else {
         f
     }
+}
+
+/// The key file entry of a row with fingerprint `fingerprint`.
+pub(crate) fn row_entry(fingerprint: u64) -> u64 {
+    fp(fingerprint)
 }
 
 /// What a record is relative to the committed table.
@@ -419,8 +424,9 @@ fn rebuild(
         latest.push(key, f);
         if spillable && latest.main.len() as u64 > in_memory {
             let first = std::mem::take(&mut latest).finish();
-            match keyfile::Spill::start(keys, first.iter().map(|e| (e.key, e.val))) {
-                Ok(s) => spill = Some(s),
+            let mut s = keyfile::Spill::new(keys);
+            match first.iter().try_for_each(|e| s.push(e.key, e.val)) {
+                Ok(()) => spill = Some(s),
                 Err(e) => {
                     // A directory that takes no side file: the index stays in memory.
                     log::debug!("{}: key file not written: {e}", keys.display());

@@ -284,12 +284,12 @@ pub fn crcs(path: &Path, len: u64, prefix: u64) -> std::io::Result<(u32, u32)> {
     Ok((sum.finalize(), prefix_crc.unwrap_or(0)))
 }
 
-/// Entries gathered for a key file too large to sort in memory: sorted runs of a
-/// bounded size in a side file, merged into the key file at the end (the last
-/// run's entry for a key wins, and a tombstone removes the key).
+/// Entries gathered for a key file, in the order their rows were written: kept in
+/// memory up to a run's worth, then as sorted runs in a side file, merged into the
+/// key file at the end (the last entry for a key wins, and a tombstone removes it).
 pub struct Spill {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     runs: Vec<(u64, u64)>,
     at: u64,
     chunk: Vec<(u64, u64)>,
@@ -299,28 +299,16 @@ pub struct Spill {
 const RUN: usize = 1 << 16;
 
 impl Spill {
-    /// Starts the runs beside key file `keys` with `first`: sorted, one per key.
-    pub fn start(keys: &Path, first: impl Iterator<Item = (u64, u64)>) -> std::io::Result<Spill> {
-        let path = keys.with_extension("keys.runs");
-        let out = BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&path)?);
-        let mut spill = Spill { path, out, runs: Vec::new(), at: 0, chunk: Vec::with_capacity(RUN) };
-        let start = spill.at;
-        for (k, v) in first {
-            spill.put(k, v)?;
-        }
-        spill.runs.push((start, (spill.at - start) / ENTRY));
-        Ok(spill)
-    }
-
-    fn put(&mut self, k: u64, v: u64) -> std::io::Result<()> {
-        self.out.write_all(&k.to_le_bytes())?;
-        self.out.write_all(&v.to_le_bytes())?;
-        self.at += ENTRY;
-        Ok(())
+    /// Gathers entries for key file `keys`; its side file is made only when needed.
+    pub fn new(keys: &Path) -> Spill {
+        Spill { path: keys.with_extension("keys.runs"), out: None, runs: Vec::new(), at: 0, chunk: Vec::new() }
     }
 
     /// Adds an entry read after all those before it.
     pub fn push(&mut self, key: u64, val: u64) -> std::io::Result<()> {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(RUN);
+        }
         self.chunk.push((key, val));
         if self.chunk.len() == RUN {
             self.flush_run()?;
@@ -328,16 +316,28 @@ impl Spill {
         Ok(())
     }
 
-    fn flush_run(&mut self) -> std::io::Result<()> {
+    /// The chunk, each key's last entry only, sorted by key.
+    fn sorted_chunk(&mut self) -> Vec<(u64, u64)> {
         let mut chunk = std::mem::take(&mut self.chunk);
         chunk.reverse();
         chunk.sort_by_key(|e| e.0); // stable: the first of equal keys is the latest
         chunk.dedup_by_key(|e| e.0);
+        chunk
+    }
+
+    fn flush_run(&mut self) -> std::io::Result<()> {
+        let mut chunk = self.sorted_chunk();
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => self.out.insert(BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&self.path)?)),
+        };
         let start = self.at;
         for &(k, v) in &chunk {
-            self.put(k, v)?;
+            out.write_all(&k.to_le_bytes())?;
+            out.write_all(&v.to_le_bytes())?;
         }
-        self.runs.push((start, (self.at - start) / ENTRY));
+        self.at += chunk.len() as u64 * ENTRY;
+        self.runs.push((start, chunk.len() as u64));
         chunk.clear();
         self.chunk = chunk;
         Ok(())
@@ -346,8 +346,15 @@ impl Spill {
     /// Merges the runs into the key file `keys` for the first `len` bytes of the
     /// table (CRC-32 `crc`), leaving out keys whose last entry is `tombstone`.
     pub fn finish(mut self, keys: &Path, identity: u64, (len, crc): (u64, u32), tombstone: u64) -> std::io::Result<()> {
+        if self.out.is_none() {
+            // One run's worth: straight from memory.
+            let chunk = self.sorted_chunk();
+            return write(keys, identity, len, crc, chunk.into_iter().filter(|e| e.1 != tombstone));
+        }
         self.flush_run()?;
-        self.out.flush()?;
+        if let Some(out) = &mut self.out {
+            out.flush()?;
+        }
         let mut readers = Vec::with_capacity(self.runs.len());
         for &(start, count) in &self.runs {
             let mut f = File::open(&self.path)?;
