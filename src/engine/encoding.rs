@@ -71,7 +71,9 @@ impl Encoding {
 
     /// Encodes the kept records of `batch` (the header first, in an empty file);
     /// returns how many rows that is.
-    pub(super) fn encode(&mut self, batch: &Batch, synced_at: &str) -> u64 {
+    /// Encodes the kept records; with `fingerprints`, also pushes each one's
+    /// fingerprint there (as [`Encoding::fingerprint`] gives it, all columns registered).
+    pub(super) fn encode(&mut self, batch: &Batch, synced_at: &str, mut fingerprints: Option<&mut Vec<u64>>) -> u64 {
         if self.kept.is_empty() {
             return 0;
         }
@@ -87,6 +89,17 @@ impl Encoding {
             self.cols_buf.clear();
             for c in &self.cells {
                 self.cols_buf.push(self.cols.column_of(batch, c.path));
+            }
+            if let Some(fps) = fingerprints.as_deref_mut() {
+                let mut fp = 0u64;
+                for (c, &col) in self.cells.iter().zip(&self.cols_buf) {
+                    let v = batch.value(c);
+                    if !v.is_empty() && col != NONE {
+                        let v = written(v, self.safe, &mut self.scratch);
+                        fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, v));
+                    }
+                }
+                fps.push(fp);
             }
             self.encoder.row(batch, &self.cells, &self.cols_buf, self.width, synced_at);
         }

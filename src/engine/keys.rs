@@ -16,6 +16,7 @@ use crate::store::state::{Journal, Order};
 pub(super) struct Written {
     pub(super) entries: crate::store::keyfile::Spill,
     pub(super) page: Vec<u64>,
+    pub(super) fingerprints: Vec<u64>,
 }
 
 #[derive(Default)]

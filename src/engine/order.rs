@@ -45,12 +45,13 @@ fn moves_on(c: &mut OrderCandidate, values: &[&[u8]], last: &[String]) -> bool {
         Ordering::Equal => {
             // The same run: the other columns must be new in it. An empty run (a
             // state written before runs were kept) or a full one proves nothing.
-            let others = &c.columns[1..];
-            let repeat = |r: &Vec<String>| r.iter().zip(others).all(|(v, &col)| v.as_bytes() == values[col]);
-            if c.run.is_empty() || c.run.len() >= RUN_CAP || c.run.iter().any(repeat) {
+            // A hash that two keys share (never in practice) takes one for a repeat:
+            // the caller then falls back to a set, which costs memory, never a row.
+            let rest = rest(values, &c.columns);
+            if c.run.is_empty() || c.run.len() >= RUN_CAP || c.run.contains(&rest) {
                 return false;
             }
-            c.run.push(rest(values, &c.columns));
+            c.run.push(rest);
             return true;
         }
         Ordering::Greater => 1,
@@ -67,9 +68,10 @@ fn moves_on(c: &mut OrderCandidate, values: &[&[u8]], last: &[String]) -> bool {
     true
 }
 
-/// The values of a key's columns after the leading one, as a run keeps them.
-fn rest(values: &[&[u8]], columns: &[usize]) -> Vec<String> {
-    columns[1..].iter().map(|&c| String::from_utf8_lossy(values[c]).into_owned()).collect()
+/// The values of a key's columns after the leading one, as a run keeps them: their
+/// hash (a stable one: runs are kept in `state.json` for a resumed run).
+fn rest(values: &[&[u8]], columns: &[usize]) -> u64 {
+    crate::store::hashing::key(columns[1..].iter().map(|&c| values[c]))
 }
 
 /// Compares ids as numbers when both are digits (without parsing: they may exceed

@@ -107,7 +107,7 @@ impl TableWriter {
         if w.file.is_empty() || resumed_first {
             if w.file.is_empty() && target == Target::Table {
                 let entries = keyfile::Spill::new(&keyfile::keys_path(dir, spec.name));
-                w.keys.written = Some(Written { entries, page: Vec::new() });
+                w.keys.written = Some(Written { entries, page: Vec::new(), fingerprints: Vec::new() });
             }
             w.keys.order = Some(table.order.clone().unwrap_or_default());
             if table.order.as_ref().is_some_and(|o| o.unordered) {
@@ -238,26 +238,7 @@ impl TableWriter {
                 }
             }
         }
-        let widen = self.enc.register(batch);
-        self.note_written(batch);
-        Ok(widen)
-    }
-
-    /// A first sync: the entries of the rows kept on this page (fingerprinted once
-    /// their columns are registered), for its key file. A side file that cannot be
-    /// written costs the key file, not the sync.
-    fn note_written(&mut self, batch: &crate::page::parse::Batch) {
-        let Some(mut w) = self.keys.written.take() else { return };
-        let mut pushed = Ok(());
-        for (n, &key) in w.page.iter().enumerate() {
-            let (fp, _) = self.enc.fingerprint(batch, self.enc.kept[n]);
-            pushed = pushed.and_then(|()| w.entries.push(key, index::row_entry(fp)));
-        }
-        w.page.clear();
-        match pushed {
-            Ok(()) => self.keys.written = Some(w),
-            Err(e) => log::debug!("{}: no key file: {e}", self.spec.name),
-        }
+        Ok(self.enc.register(batch))
     }
 
     /// After the last commit of a first sync: its key file, covering `file`.
@@ -333,7 +314,20 @@ impl TableWriter {
 
     /// Encodes the kept records of `rows`.
     pub fn encode(&mut self, rows: &Rows, synced_at: &str) {
-        self.pending_rows += self.enc.encode(rows.batch(), synced_at);
+        let Some(mut w) = self.keys.written.take() else {
+            self.pending_rows += self.enc.encode(rows.batch(), synced_at, None);
+            return;
+        };
+        // A first sync: each written row's key and fingerprint, for its key file. A
+        // side file that cannot be written costs the key file, not the sync.
+        w.fingerprints.clear();
+        self.pending_rows += self.enc.encode(rows.batch(), synced_at, Some(&mut w.fingerprints));
+        let pushed = w.page.iter().zip(&w.fingerprints).try_for_each(|(&k, &f)| w.entries.push(k, index::row_entry(f)));
+        w.page.clear();
+        match pushed {
+            Ok(()) => self.keys.written = Some(w),
+            Err(e) => log::debug!("{}: no key file: {e}", self.spec.name),
+        }
     }
 
     /// Appends tombstones for `keys` (primary key values, in key column order).
@@ -404,7 +398,10 @@ fn set_last(order: &mut Order, values: &[&[u8]]) {
     order.last.resize_with(values.len(), String::new);
     for (last, v) in order.last.iter_mut().zip(values) {
         last.clear();
-        last.push_str(&String::from_utf8_lossy(v));
+        match std::str::from_utf8(v) {
+            Ok(s) => last.push_str(s),
+            Err(_) => last.push_str(&String::from_utf8_lossy(v)),
+        }
     }
 }
 

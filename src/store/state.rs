@@ -294,9 +294,10 @@ pub struct OrderCandidate {
     pub columns: Vec<usize>,
     /// Per key column: 0 not seen moving yet, 1 ascending, -1 descending.
     pub dirs: Vec<i8>,
-    /// The keys since the leading column last moved: the other columns' values.
+    /// The keys since the leading column last moved: a hash of the other columns'
+    /// values of each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<Vec<String>>,
+    pub run: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
