@@ -17,7 +17,8 @@ use crate::connector;
 use crate::error::{Error, Result};
 use crate::store::encode::header_of;
 use crate::store::fsio::{remove_if_present, DirLock};
-use crate::store::index::{KeyedRows, Latest};
+use crate::store::index::KeyedRows;
+use crate::store::keyfile::Spill;
 use crate::store::state::{ReplaceKind, State, FILE_NAME};
 use crate::store::table_file::{self, side_and_target, table_path};
 use crate::store::{replace, validate};
@@ -83,7 +84,8 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
             return Err(Error::Interrupted);
         }
         let path = table_path(dir, spec.name);
-        let last = last_rows(&path, file.file_len, spec.primary_key, state.output.spreadsheet_safe, &stopped)?;
+        let runs = crate::store::keyfile::keys_path(dir, spec.name);
+        let last = last_rows(&path, &runs, file.file_len, spec.primary_key, state.output.spreadsheet_safe, &stopped)?;
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
         let mut cut = false;
@@ -108,28 +110,30 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
     Ok((state, done))
 }
 
-/// Which rows are the last of their key: a bit per row, in file order.
+/// Which rows are the last of their key: a bit per row, in file order. Each key's
+/// last row is found through sorted runs beside key file `keys` (in memory up to
+/// 64k rows), so memory is a bit a row, however many keys.
 fn last_rows(
     path: &Path,
+    keys: &Path,
     len: u64,
     primary_key: &[&str],
     guarded: bool,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<u64>> {
-    let mut latest = Latest::default();
+    let mut latest = Spill::new(keys);
+    let runs_err = |e| Error::io("write", keys, e);
     let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
     let mut i = 0u64;
     while let Some((key, _)) = rows.next_row()? {
         if i.is_multiple_of(CHECK_EVERY) && stopped() {
             return Err(Error::Interrupted);
         }
-        latest.push(key, i);
+        latest.push(key, i).map_err(runs_err)?;
         i += 1;
     }
     let mut last = vec![0u64; i.div_ceil(64) as usize];
-    for row in latest.values() {
-        last[(row / 64) as usize] |= 1 << (row % 64);
-    }
+    latest.merged(|_, row| last[(row / 64) as usize] |= 1 << (row % 64)).map_err(runs_err)?;
     Ok(last)
 }
 

@@ -501,11 +501,6 @@ impl Latest {
         merge_later(&mut self.main, &mut self.chunk);
         self.main
     }
-
-    /// The last value of each key, in no particular order.
-    pub fn values(self) -> impl Iterator<Item = u64> {
-        self.finish().into_iter().map(|e| e.val)
-    }
 }
 
 /// The committed rows of a table file, each with its key hash, read one at a time

@@ -113,30 +113,55 @@ pub fn write(
     crc: u32,
     entries: impl Iterator<Item = (u64, u64)>,
 ) -> std::io::Result<()> {
-    let tmp = path.with_extension("keys.tmp");
-    let mut w = BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&tmp)?);
-    let mut sum = crc32fast::Hasher::new();
-    let mut put = |w: &mut BufWriter<File>, bytes: &[u8]| {
-        sum.update(bytes);
-        w.write_all(bytes)
-    };
-    put(&mut w, MAGIC)?;
-    put(&mut w, &identity.to_le_bytes())?;
-    put(&mut w, &len.to_le_bytes())?;
-    put(&mut w, &crc.to_le_bytes())?;
-    let mut count = 0u64;
+    let mut w = KeyWriter::create(path, identity, len, crc)?;
     for (k, v) in entries {
+        w.push(k, v)?;
+    }
+    w.finish()
+}
+
+/// A key file being written, an entry at a time.
+struct KeyWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    sum: crc32fast::Hasher,
+    count: u64,
+}
+
+impl KeyWriter {
+    fn create(path: &Path, identity: u64, len: u64, crc: u32) -> std::io::Result<KeyWriter> {
+        let tmp = path.with_extension("keys.tmp");
+        let out = BufWriter::with_capacity(1 << 16, crate::store::fsio::create_private(&tmp)?);
+        let mut w = KeyWriter { path: path.to_path_buf(), tmp, out, sum: crc32fast::Hasher::new(), count: 0 };
+        w.put(MAGIC)?;
+        w.put(&identity.to_le_bytes())?;
+        w.put(&len.to_le_bytes())?;
+        w.put(&crc.to_le_bytes())?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.sum.update(bytes);
+        self.out.write_all(bytes)
+    }
+
+    fn push(&mut self, k: u64, v: u64) -> std::io::Result<()> {
         let mut e = [0u8; 16];
         e[..8].copy_from_slice(&k.to_le_bytes());
         e[8..].copy_from_slice(&v.to_le_bytes());
-        put(&mut w, &e)?;
-        count += 1;
+        self.count += 1;
+        self.put(&e)
     }
-    put(&mut w, &count.to_le_bytes())?;
-    let total = sum.finalize();
-    w.write_all(&total.to_le_bytes())?;
-    w.into_inner().map_err(|e| e.into_error())?;
-    std::fs::rename(&tmp, path)
+
+    fn finish(mut self) -> std::io::Result<()> {
+        let count = self.count;
+        self.put(&count.to_le_bytes())?;
+        let total = self.sum.clone().finalize();
+        self.out.write_all(&total.to_le_bytes())?;
+        self.out.into_inner().map_err(|e| e.into_error())?;
+        std::fs::rename(&self.tmp, &self.path)
+    }
 }
 
 /// The entries of a key file [`read`] has just proven, in order.
@@ -345,47 +370,59 @@ impl Spill {
 
     /// Merges the runs into the key file `keys` for the first `len` bytes of the
     /// table (CRC-32 `crc`), leaving out keys whose last entry is `tombstone`.
-    pub fn finish(mut self, keys: &Path, identity: u64, (len, crc): (u64, u32), tombstone: u64) -> std::io::Result<()> {
+    pub fn finish(self, keys: &Path, identity: u64, (len, crc): (u64, u32), tombstone: u64) -> std::io::Result<()> {
+        let mut w = KeyWriter::create(keys, identity, len, crc)?;
+        let mut written = Ok(());
+        self.merged(|k, v| {
+            if v != tombstone && written.is_ok() {
+                written = w.push(k, v);
+            }
+        })?;
+        written?;
+        w.finish()
+    }
+
+    /// Hands `f` the last entry of each key, in key order; removes the side file.
+    pub fn merged(mut self, mut f: impl FnMut(u64, u64)) -> std::io::Result<()> {
         if self.out.is_none() {
             // One run's worth: straight from memory.
-            let chunk = self.sorted_chunk();
-            return write(keys, identity, len, crc, chunk.into_iter().filter(|e| e.1 != tombstone));
+            self.sorted_chunk().into_iter().for_each(|(k, v)| f(k, v));
+            return Ok(());
         }
+        let done = self.merge_runs(&mut f);
+        let _ = std::fs::remove_file(&self.path);
+        done
+    }
+
+    fn merge_runs(&mut self, f: &mut impl FnMut(u64, u64)) -> std::io::Result<()> {
         self.flush_run()?;
         if let Some(out) = &mut self.out {
             out.flush()?;
         }
         let mut readers = Vec::with_capacity(self.runs.len());
         for &(start, count) in &self.runs {
-            let mut f = File::open(&self.path)?;
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
-            readers.push((BufReader::with_capacity(1 << 15, f), count));
+            let mut file = File::open(&self.path)?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))?;
+            readers.push((BufReader::with_capacity(1 << 15, file), count));
         }
-        let mut failed = None;
-        let mut next = |r: usize, readers: &mut Vec<(BufReader<File>, u64)>| -> Option<(u64, u64)> {
+        let next = |r: usize, readers: &mut Vec<(BufReader<File>, u64)>| -> std::io::Result<Option<(u64, u64)>> {
             let (reader, left) = &mut readers[r];
             if *left == 0 {
-                return None;
+                return Ok(None);
             }
             *left -= 1;
             let mut e = [0u8; 16];
-            match reader.read_exact(&mut e) {
-                Ok(()) => Some(entry(&e)),
-                Err(err) => {
-                    failed = Some(err);
-                    None
-                }
-            }
+            reader.read_exact(&mut e)?;
+            Ok(Some(entry(&e)))
         };
         let mut heap = std::collections::BinaryHeap::new();
         for r in 0..readers.len() {
-            if let Some((k, v)) = next(r, &mut readers) {
+            if let Some((k, v)) = next(r, &mut readers)? {
                 heap.push(std::cmp::Reverse((k, r, v)));
             }
         }
-        let merged = std::iter::from_fn(|| loop {
-            let std::cmp::Reverse((key, r, mut val)) = heap.pop()?;
-            if let Some((k, v)) = next(r, &mut readers) {
+        while let Some(std::cmp::Reverse((key, r, mut val))) = heap.pop() {
+            if let Some((k, v)) = next(r, &mut readers)? {
                 heap.push(std::cmp::Reverse((k, r, v)));
             }
             // Equal keys pop in run order: the last run's entry stands.
@@ -395,20 +432,13 @@ impl Spill {
                 }
                 heap.pop();
                 val = v2;
-                if let Some((k, v)) = next(r2, &mut readers) {
+                if let Some((k, v)) = next(r2, &mut readers)? {
                     heap.push(std::cmp::Reverse((k, r2, v)));
                 }
             }
-            if val != tombstone {
-                return Some((key, val));
-            }
-        });
-        let written = write(keys, identity, len, crc, merged);
-        let _ = std::fs::remove_file(&self.path);
-        if let Some(e) = failed {
-            return Err(e);
+            f(key, val);
         }
-        written
+        Ok(())
     }
 }
 
@@ -464,6 +494,35 @@ mod tests {
         }
         assert_eq!(crcs(&path, 10, 4).unwrap(), (crc(&data[..10]), crc(&data[..4])));
         assert!(crcs(&path, 700_001, 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The merged runs give, for each key, the entry pushed last: as a stable sort
+    /// of the reversed entries does, over runs in memory and on disk alike.
+    #[test]
+    fn merged_runs_keep_the_last_entry_of_each_key() {
+        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-runs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (n, keys) in [(10usize, 5u64), (RUN, 1000), (RUN + 1, 70_000), (3 * RUN + 17, 50_000), (200_000, 3)] {
+            let entries: Vec<(u64, u64)> = (0..n).map(|i| (next() % keys + 1, i as u64)).collect();
+            let mut want = entries.clone();
+            want.reverse();
+            want.sort_by_key(|e| e.0);
+            want.dedup_by_key(|e| e.0);
+            let mut spill = Spill::new(&keys_path(&dir, "t"));
+            entries.iter().for_each(|&(k, v)| spill.push(k, v).unwrap());
+            let mut got = Vec::new();
+            spill.merged(|k, v| got.push((k, v))).unwrap();
+            assert!(got == want, "{n} entries of {keys} keys");
+            assert!(!dir.join(".t.keys.runs").exists(), "the side file is removed");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
