@@ -275,7 +275,7 @@ impl Client {
         let mut retry = 0;
         loop {
             let (outcome, detail) = match self.attempt(call, requests, body) {
-                Ok(headers) => match check(&Reply { body, headers: &headers }) {
+                Ok((headers, len)) => match check(&Reply { body: &body[..len], headers: &headers }) {
                     Ok(v) => return Ok(v),
                     Err(e) => (Outcome::BadBody, e),
                 },
@@ -320,7 +320,13 @@ impl Client {
         f(&mut locked(&self.stats));
     }
 
-    fn attempt(&self, call: &Call, requests: &mut u64, body: &mut Vec<u8>) -> std::result::Result<HeaderMap, Failure> {
+    /// One request; its body is read into `body`, and its length returned.
+    fn attempt(
+        &self,
+        call: &Call,
+        requests: &mut u64,
+        body: &mut Vec<u8>,
+    ) -> std::result::Result<(HeaderMap, usize), Failure> {
         // After a signal, or once nobody wants the page, no request leaves.
         if self.stopped(call.wanted) || !self.pace(call)? {
             return Err(Failure::Final(Error::Interrupted));
@@ -360,12 +366,12 @@ impl Client {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let announced = Announced::from_headers(header, unix_now());
         locked(&self.pacer).announced_all(Instant::now(), announced);
-        body.clear();
-        let read = resp.body_mut().with_config().limit(BODY_LIMIT).reader().read_to_end(body);
-        log::debug!("GET {url} -> {status} ({} bytes, {} ms)", body.len(), started.elapsed().as_millis());
+        let (len, read) = read_body(&mut resp.body_mut().with_config().limit(BODY_LIMIT).reader(), body);
+        let body = &body[..len];
+        log::debug!("GET {url} -> {status} ({len} bytes, {} ms)", started.elapsed().as_millis());
         if (200..300).contains(&status) {
             return match read {
-                Ok(_) => Ok(headers),
+                Ok(()) => Ok((headers, len)),
                 Err(e) => Err(Failure::Retryable(Outcome::BadBody, format!("body cut short: {e}"))),
             };
         }
@@ -482,6 +488,25 @@ fn proxy_of(agent: &ureq::Agent, base_url: &str) -> Option<String> {
 /// Seconds since 1970, for rate-limit resets sent as a Unix time.
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads `reader` to its end into `buf` from its start: the length read, and how
+/// the read ended. The buffer (kept from page to page) stays as long as the longest
+/// body read, its bytes initialized once, where `read_to_end` zeroes the spare
+/// capacity it reads into on every call.
+fn read_body(reader: &mut impl Read, buf: &mut Vec<u8>) -> (usize, std::io::Result<()>) {
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len + len.max(64 << 10), 0);
+        }
+        match reader.read(&mut buf[len..]) {
+            Ok(0) => return (len, Ok(())),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (len, Err(e)),
+        }
+    }
 }
 
 /// The API's own message: `message` of a JSON body with the fields its `errors`

@@ -133,3 +133,42 @@ fn api_messages_are_one_line() {
         "The given data was invalid. (limit: The limit must not be greater than 100.)"
     );
 }
+
+/// A reader that hands out `data` a few bytes at a time, interrupted now and then,
+/// then fails if `fail`.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    calls: usize,
+    fail: bool,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 3 == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        if self.at == self.data.len() && self.fail {
+            return Err(std::io::Error::other("cut"));
+        }
+        let n = buf.len().min(7 + self.calls % 5000).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_body_is_read_whole_into_a_reused_buffer() {
+    let mut buf = Vec::new();
+    // Longer bodies first, so that later ones leave stale bytes after their end.
+    for (len, fail) in [(300_000, false), (70_000, false), (5, false), (0, false), (1000, true)] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut reader = Trickle { data: data.clone(), at: 0, calls: 0, fail };
+        let (n, ended) = read_body(&mut reader, &mut buf);
+        assert_eq!(&buf[..n], &data[..], "{len}");
+        assert_eq!(ended.is_err(), fail, "{len}");
+        assert!(buf.len() < 2 * 300_000 + (64 << 10), "{}", buf.len());
+    }
+}
