@@ -199,3 +199,51 @@ fn memberships_of_a_subscriber_served_twice_across_pages_are_written_once() {
     sync_ok(&wd, "mailerlite", &config(&server), &[]);
     assert_eq!(memberships(&wd), want);
 }
+
+/// A first sync of a listing that sends its keys in no order, some of them twice
+/// across pages, tells repeats with a set that stays small: here it holds 5 keys in
+/// memory and the rest in a sorted file beside the table, gone at the end.
+#[test]
+fn keys_in_no_order_are_written_once_with_most_of_the_set_on_disk() {
+    const PAGES: usize = 12;
+    // 7 ids a page from a scrambled sequence; every third page repeats one of the page before.
+    let id = |n: usize| (n * 7919 % 1009) + 1;
+    let page_ids = move |p: usize| -> Vec<usize> {
+        let mut ids: Vec<usize> = (0..7).map(|k| id(p * 7 + k)).collect();
+        if p % 3 == 2 {
+            ids.push(id((p - 1) * 7 + 3));
+        }
+        ids
+    };
+    let server = serve_with(move |target| {
+        let path = target.split('?').next().unwrap_or("");
+        if path == "/api/subscribers" && param(target, "limit").as_deref() == Some("0") {
+            Reply::ok(format!(r#"{{"total":{}}}"#, PAGES * 7))
+        } else if path == "/api/subscribers" {
+            let p: usize = param(target, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+            let records: Vec<String> =
+                page_ids(p).iter().map(|i| format!(r#"{{"id":"{i}","email":"s{i}@x"}}"#)).collect();
+            let next = if p + 1 < PAGES { format!("\"{}\"", p + 1) } else { "null".into() };
+            Reply::ok(format!(
+                r#"{{"data":[{}],"links":{{"next":null}},"meta":{{"next_cursor":{next},"prev_cursor":null}}}}"#,
+                records.join(",")
+            ))
+        } else if path == "/api/groups" || path == "/api/fields" || path == "/api/campaigns" {
+            Reply::ok(listing(""))
+        } else {
+            Reply::not_found()
+        }
+    });
+    let wd = Workdir::new("keys-no-order");
+    let mut cmd = wd.command(&["sync", "mailerlite", "--config", "c.json", "--out", "out", "--tables", "subscriber"]);
+    wd.write("c.json", &config(&server));
+    cmd.env("API2CSV_TEST_KEYS_IN_MEMORY", "5");
+    wd.stdout(&mut cmd);
+    let t = read_table(&wd.path("out/subscriber.csv"));
+    let ids: Vec<String> = t.rows.iter().map(|r| r[0].clone()).collect();
+    let want: std::collections::BTreeSet<String> = (0..PAGES * 7).map(|n| id(n).to_string()).collect();
+    let got: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), got.len(), "a key was written twice: {ids:?}");
+    assert_eq!(got, want);
+    assert!(!wd.path("out/.subscriber.keyset").exists(), "the set's file outlives the sync");
+}

@@ -8,6 +8,7 @@ use crate::connector::Confirm;
 use crate::error::Result;
 use crate::store::hashing::FxBuild;
 use crate::store::index::{Change, KeyIndex};
+use crate::store::keyset::KeySet;
 use crate::store::seen::SeenLog;
 use crate::store::state::{Journal, Order};
 
@@ -24,7 +25,7 @@ pub struct Keys {
     pub(super) index: Option<KeyIndex>,
     pub(super) order: Option<Order>,
     /// First sync with keys out of order: every key written in this read.
-    pub(super) set: Option<HashSet<u64, FxBuild>>,
+    pub(super) set: Option<KeySet>,
     /// A first sync that wrote every row itself: the key and fingerprint of each row
     /// written, for the key file the next sync loads instead of reading the table.
     pub(super) written: Option<Written>,
@@ -67,10 +68,12 @@ impl Keys {
 
     /// A first sync: new unless the key was written in this read already. Without a
     /// set, [`super::table::TableWriter::advance_order`] found every key of the page moving on.
-    pub(super) fn first_sync(&mut self, key: u64) -> Change {
-        match self.set.as_mut().map(|set| set.insert(key)) {
-            Some(false) => Change::Duplicate,
-            _ => Change::New,
+    pub(super) fn first_sync(&mut self, key: u64) -> Result<Change> {
+        let Some(set) = &mut self.set else { return Ok(Change::New) };
+        match set.insert(key) {
+            Ok(true) => Ok(Change::New),
+            Ok(false) => Ok(Change::Duplicate),
+            Err(e) => Err(crate::error::Error::io("write", &set.path(), e)),
         }
     }
 

@@ -27,6 +27,7 @@ use crate::store::encode::{header_of, unguarded};
 use crate::store::hashing::{self, FxBuild};
 use crate::store::index::{self, Change};
 use crate::store::keyfile;
+use crate::store::keyset::{self, KeySet};
 use crate::store::seen::{seen_path, SeenLog};
 use crate::store::state::{FileState, Journal, Order, ReplaceKind, State, Target};
 use crate::store::table_file::{self};
@@ -184,11 +185,22 @@ impl TableWriter {
     }
 
     fn rebuild_set(&mut self) -> Result<()> {
-        let mut set = HashSet::default();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = keyset::keyset_path(dir, self.spec.name);
+        let mut set = match index::in_memory_for_tests() {
+            Some(n) => KeySet::with_memory(&path, usize::try_from(n).unwrap_or(usize::MAX)),
+            None => KeySet::new(&path),
+        };
         if !self.file.is_empty() {
+            let mut failed = None;
             index::scan(&self.path, self.file.file_len, self.spec.primary_key, self.enc.safe, |key, _, _| {
-                set.insert(key);
+                if let Err(e) = set.insert(key) {
+                    failed.get_or_insert(e);
+                }
             })?;
+            if let Some(e) = failed {
+                return Err(Error::io("write", &path, e));
+            }
         }
         self.keys.set = Some(set);
         Ok(())
@@ -218,7 +230,7 @@ impl TableWriter {
                     let (fp, unregistered) = self.enc.fingerprint(batch, i);
                     self.keys.index.as_mut().expect("an index").observe(key, fp, unregistered)?
                 }
-                false => self.keys.first_sync(key),
+                false => self.keys.first_sync(key)?,
             };
             match change {
                 Change::New => self.summary.new += 1,

@@ -324,7 +324,13 @@ pub fn load_cached(
 /// [`IN_MEMORY`]; tests only (`API2CSV_TEST_KEYS_IN_MEMORY=N`) set another bound,
 /// so that small accounts take the path of large ones.
 fn in_memory() -> u64 {
-    std::env::var("API2CSV_TEST_KEYS_IN_MEMORY").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_MEMORY)
+    in_memory_for_tests().unwrap_or(IN_MEMORY)
+}
+
+/// The bound `API2CSV_TEST_KEYS_IN_MEMORY` sets (tests only), on this index and on a
+/// first sync's set of keys.
+pub(crate) fn in_memory_for_tests() -> Option<u64> {
+    std::env::var("API2CSV_TEST_KEYS_IN_MEMORY").ok().and_then(|v| v.parse().ok())
 }
 
 /// [`load_cached`] of table `(name, primary key, guarded)`, keeping at most

@@ -15,6 +15,7 @@ pub(crate) mod fsio;
 pub(crate) mod hashing;
 pub(crate) mod index;
 pub(crate) mod keyfile;
+pub(crate) mod keyset;
 pub(crate) mod manifest;
 pub(crate) mod repair;
 pub(crate) mod replace;
