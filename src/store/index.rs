@@ -366,29 +366,19 @@ fn load_keyed(
     }
     let mut tail = tail.finish();
     let large = covers.count.saturating_add(tail.len() as u64) > in_memory;
-    if large && tail.is_empty() {
-        if let Some((disk, c)) = keyfile::OnDisk::open(keys, identity).filter(|(_, c)| *c == covers) {
-            debug_assert_eq!(c.len, len);
+    if large && covers.len == len {
+        if let Some((disk, _)) = keyfile::OnDisk::open(keys, identity).filter(|(_, c)| *c == covers) {
             return Ok((KeyIndex::on_disk(disk), crc));
         }
     }
     if large {
-        // Key file and tail merged into the next key file, a stream of each.
-        let mut failed = None;
-        let old = keyfile::entries(keys).map_err(|e| Error::io("read", keys, e))?;
-        let old = old.map_while(|e| e.map_err(|e| failed = Some(e)).ok());
-        let written = keyfile::write(keys, identity, len, crc, merged(old, &tail));
-        if let Some(e) = failed {
-            return Err(Error::io("read", keys, e));
+        // Key file and tail merged into the next key file, a stream of each; a key
+        // file that cannot be written (a full disk) leaves the index in memory.
+        match merge_into(keys, identity, (len, crc), &tail) {
+            Ok(Some(disk)) => return Ok((KeyIndex::on_disk(disk), crc)),
+            Ok(None) => {}
+            Err(e) => log::debug!("{}: key file not written: {e}", keys.display()),
         }
-        if written.is_ok() {
-            if let Some((disk, c)) = keyfile::OnDisk::open(keys, identity) {
-                if c.len == len {
-                    return Ok((KeyIndex::on_disk(disk), crc));
-                }
-            }
-        }
-        // A key file that cannot be written (a read-only directory): in memory.
     }
     let mut main = Vec::with_capacity(usize::try_from(covers.count).unwrap_or(0));
     let proven = keyfile::read(keys, identity, |key, val| main.push(Entry { key, val }));
@@ -420,11 +410,14 @@ fn rebuild(
     let mut latest = Latest::default();
     let mut spill: Option<keyfile::Spill> = None;
     let mut spillable = true;
-    let spill_err = |e| Error::io("write", keys, e);
     while let Some((key, _)) = rows.next_row()? {
         let f = rows.fingerprint();
         if let Some(s) = &mut spill {
-            s.push(key, f).map_err(spill_err)?;
+            if let Err(e) = s.push(key, f) {
+                // A side file that cannot be written (a full disk): read again, in memory.
+                log::debug!("{}: key file not written: {e}", keys.display());
+                return load(path, len, primary_key, guarded);
+            }
             continue;
         }
         latest.push(key, f);
@@ -444,12 +437,14 @@ fn rebuild(
     }
     let crc = rows.crc();
     if let Some(s) = spill {
-        s.finish(keys, identity, (len, crc), TOMBSTONE).map_err(spill_err)?;
-        let (disk, _) =
-            keyfile::OnDisk::open(keys, identity).filter(|(_, c)| c.len == len && c.crc == crc).ok_or_else(|| {
-                Error::State { path: keys.to_path_buf(), detail: "the key file just written does not read back".into() }
-            })?;
-        return Ok((KeyIndex::on_disk(disk), crc));
+        let written = s.finish(keys, identity, (len, crc), TOMBSTONE);
+        match keyfile::OnDisk::open(keys, identity).filter(|(_, c)| written.is_ok() && c.len == len && c.crc == crc) {
+            Some((disk, _)) => return Ok((KeyIndex::on_disk(disk), crc)),
+            None => {
+                log::debug!("{}: key file not written: {written:?}", keys.display());
+                return load(path, len, primary_key, guarded);
+            }
+        }
     }
     let index = KeyIndex::from_latest(latest.finish());
     if let Err(e) = keyfile::write(keys, identity, len, crc, index.main.iter().map(|e| (e.key, e.val))) {
@@ -458,29 +453,38 @@ fn rebuild(
     Ok((index, crc))
 }
 
-/// The entries of `old` (sorted by key) with those of `later` (sorted, one per
-/// key) put over them: a later tombstone removes its key.
-fn merged<'a>(old: impl Iterator<Item = (u64, u64)> + 'a, later: &'a [Entry]) -> impl Iterator<Item = (u64, u64)> + 'a {
-    let mut old = old.peekable();
+/// Writes key file `keys` for `(len, crc)` from the one there and the entries of
+/// `later` (sorted, one per key) put over its own: a later tombstone removes its
+/// key. The old file is replaced only once the new one is whole; then the new one,
+/// proven, to look keys up in.
+fn merge_into(
+    keys: &Path,
+    identity: u64,
+    (len, crc): (u64, u32),
+    later: &[Entry],
+) -> std::io::Result<Option<keyfile::OnDisk>> {
+    let mut old = keyfile::entries(keys)?.peekable();
     let mut later = later.iter().peekable();
-    std::iter::from_fn(move || loop {
+    let merged = std::iter::from_fn(move || loop {
         let take_old = match (old.peek(), later.peek()) {
             (None, None) => return None,
-            (Some(_), None) => true,
+            (Some(Err(_)), _) | (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(o), Some(l)) => o.0 < l.key,
+            (Some(Ok(o)), Some(l)) => o.0 < l.key,
         };
         if take_old {
             return old.next();
         }
         let l = later.next().copied()?;
-        if old.peek().is_some_and(|o| o.0 == l.key) {
+        if old.peek().is_some_and(|o| o.as_ref().is_ok_and(|o| o.0 == l.key)) {
             old.next();
         }
         if l.val != TOMBSTONE {
-            return Some((l.key, l.val));
+            return Some(Ok((l.key, l.val)));
         }
-    })
+    });
+    keyfile::write_fallible(keys, identity, len, crc, merged)?;
+    Ok(keyfile::OnDisk::open(keys, identity).filter(|(_, c)| c.len == len && c.crc == crc).map(|(disk, _)| disk))
 }
 
 /// The last value pushed for each key, gathered a chunk at a time: 16 bytes per key

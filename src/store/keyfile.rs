@@ -113,9 +113,25 @@ pub fn write(
     crc: u32,
     entries: impl Iterator<Item = (u64, u64)>,
 ) -> std::io::Result<()> {
+    write_fallible(path, identity, len, crc, entries.map(Ok))
+}
+
+/// [`write`] from entries that may fail to be read: the first failure leaves the
+/// key file there as it was.
+pub fn write_fallible(
+    path: &Path,
+    identity: u64,
+    len: u64,
+    crc: u32,
+    entries: impl Iterator<Item = std::io::Result<(u64, u64)>>,
+) -> std::io::Result<()> {
     let mut w = KeyWriter::create(path, identity, len, crc)?;
-    for (k, v) in entries {
-        w.push(k, v)?;
+    for e in entries {
+        let pushed = e.and_then(|(k, v)| w.push(k, v));
+        if let Err(e) = pushed {
+            let _ = std::fs::remove_file(&w.tmp);
+            return Err(e);
+        }
     }
     w.finish()
 }
@@ -270,10 +286,18 @@ impl OnDisk {
     /// The keys not read in this sync, in key order.
     pub fn unseen(&self) -> std::io::Result<Vec<u64>> {
         let mut out = Vec::new();
-        for (at, e) in entries(&self.path)?.enumerate() {
-            if !self.is_seen(at as u64) {
-                out.push(e?.0);
+        let mut buf = vec![0u8; 4096 * 16];
+        let mut at = 0u64;
+        while at < self.count {
+            let n = (self.count - at).min(4096);
+            let chunk = &mut buf[..(n * ENTRY) as usize];
+            self.file.read_exact_at(chunk, HEAD + at * ENTRY)?;
+            for (i, e) in chunk.chunks_exact(16).enumerate() {
+                if !self.is_seen(at + i as u64) {
+                    out.push(entry(e).0);
+                }
             }
+            at += n;
         }
         Ok(out)
     }
@@ -373,12 +397,15 @@ impl Spill {
     pub fn finish(self, keys: &Path, identity: u64, (len, crc): (u64, u32), tombstone: u64) -> std::io::Result<()> {
         let mut w = KeyWriter::create(keys, identity, len, crc)?;
         let mut written = Ok(());
-        self.merged(|k, v| {
+        let merged = self.merged(|k, v| {
             if v != tombstone && written.is_ok() {
                 written = w.push(k, v);
             }
-        })?;
-        written?;
+        });
+        if let Err(e) = merged.and(written) {
+            let _ = std::fs::remove_file(&w.tmp);
+            return Err(e);
+        }
         w.finish()
     }
 
@@ -523,6 +550,23 @@ mod tests {
             assert!(got == want, "{n} entries of {keys} keys");
             assert!(!dir.join(".t.keys.runs").exists(), "the side file is removed");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A key file is replaced only by a whole one: entries that fail to be read
+    /// part way leave the old file, proven, where it was.
+    #[test]
+    fn a_failed_write_leaves_the_key_file_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = keys_path(&dir, "t");
+        write(&path, 7, 100, 1, [(1u64, 1u64), (2, 2), (3, 3)].into_iter()).unwrap();
+        let broken = [Ok((1u64, 9u64)), Err(std::io::Error::other("a read failed"))];
+        assert!(write_fallible(&path, 7, 200, 2, broken.into_iter()).is_err());
+        let mut got = Vec::new();
+        let covers = read(&path, 7, |k, v| got.push((k, v))).unwrap();
+        assert_eq!((covers.len, got), (100, vec![(1, 1), (2, 2), (3, 3)]));
+        assert!(!path.with_extension("keys.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
