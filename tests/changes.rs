@@ -329,5 +329,20 @@ fn a_first_sync_leaves_the_key_files_a_read_of_its_tables_makes() {
             assert_eq!(first.is_some(), rebuilt.is_some(), "{connector} {t}");
             assert!(first == rebuilt, "{connector} {t}: the first sync's key file differs from a rebuilt one");
         }
+        // A full refresh leaves the key files of the files it rebuilt.
+        let mut refresh = sync(&wd, connector, &cfg);
+        refresh.arg("--full-refresh");
+        wd.stdout(&mut refresh);
+        let refreshed: Vec<Option<Vec<u8>>> = tables.iter().map(|t| std::fs::read(key_file(t)).ok()).collect();
+        for t in &tables {
+            let _ = std::fs::remove_file(key_file(t));
+        }
+        let counts = row_counts(&wd, &tables);
+        wd.stdout(&mut sync(&wd, connector, &cfg));
+        assert_eq!(row_counts(&wd, &tables), counts, "{connector}: nothing changed after the refresh");
+        for (t, refreshed) in tables.iter().zip(refreshed) {
+            let rebuilt = std::fs::read(key_file(t)).ok();
+            assert!(refreshed == rebuilt, "{connector} {t}: the refresh's key file differs from a rebuilt one");
+        }
     }
 }

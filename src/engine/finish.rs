@@ -49,6 +49,9 @@ impl Reader {
                 rebuilt,
             )?;
             self.durable = session.state.to_bytes();
+            // The rebuilt file is the table now: its key file is the rebuild's.
+            let file = session.state.table(table).file.clone();
+            self.writers[i].write_key_file(session.ctx.dir, &file);
         } else {
             session.state.run.as_mut().expect("a run").done.push(table.to_string());
             session.state.save(session.ctx.dir)?;

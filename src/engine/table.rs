@@ -106,7 +106,7 @@ impl TableWriter {
             w.check_crc(crc)?;
         }
         if w.file.is_empty() || resumed_first {
-            if w.file.is_empty() && target == Target::Table {
+            if w.file.is_empty() {
                 let entries = keyfile::Spill::new(&keyfile::keys_path(dir, spec.name));
                 w.keys.written = Some(Written { entries, page: Vec::new(), fingerprints: Vec::new() });
             }
