@@ -315,34 +315,34 @@ fn a_first_sync_leaves_the_key_files_a_read_of_its_tables_makes() {
         }
         wd.stdout(&mut sync(&wd, connector, &cfg));
         let tables: Vec<&str> = api2csv::connector::tables(connector).unwrap().iter().map(|t| t.name).collect();
-        let key_file = |t: &str| wd.path(&format!("out/.{t}.keys"));
-        let first: Vec<Option<Vec<u8>>> = tables.iter().map(|t| std::fs::read(key_file(t)).ok()).collect();
-        assert!(first.iter().filter(|k| k.is_some()).count() >= 3, "{connector}: too few key files: {first:?}");
-        for t in &tables {
-            let _ = std::fs::remove_file(key_file(t));
-        }
-        let counts = row_counts(&wd, &tables);
-        wd.stdout(&mut sync(&wd, connector, &cfg));
-        assert_eq!(row_counts(&wd, &tables), counts, "{connector}: nothing changed, yet rows were appended");
-        for (t, first) in tables.iter().zip(first) {
-            let rebuilt = std::fs::read(key_file(t)).ok();
-            assert_eq!(first.is_some(), rebuilt.is_some(), "{connector} {t}");
-            assert!(first == rebuilt, "{connector} {t}: the first sync's key file differs from a rebuilt one");
-        }
+        let made = key_files_match_a_rebuild(&wd, connector, &cfg, &tables, "first sync");
+        assert!(made >= 3, "{connector}: too few key files ({made})");
         // A full refresh leaves the key files of the files it rebuilt.
         let mut refresh = sync(&wd, connector, &cfg);
         refresh.arg("--full-refresh");
         wd.stdout(&mut refresh);
-        let refreshed: Vec<Option<Vec<u8>>> = tables.iter().map(|t| std::fs::read(key_file(t)).ok()).collect();
-        for t in &tables {
-            let _ = std::fs::remove_file(key_file(t));
-        }
-        let counts = row_counts(&wd, &tables);
-        wd.stdout(&mut sync(&wd, connector, &cfg));
-        assert_eq!(row_counts(&wd, &tables), counts, "{connector}: nothing changed after the refresh");
-        for (t, refreshed) in tables.iter().zip(refreshed) {
-            let rebuilt = std::fs::read(key_file(t)).ok();
-            assert!(refreshed == rebuilt, "{connector} {t}: the refresh's key file differs from a rebuilt one");
-        }
+        key_files_match_a_rebuild(&wd, connector, &cfg, &tables, "full refresh");
     }
+}
+
+/// Holds the key files of `wd`'s tables against those the next sync (nothing
+/// changed, none appended) makes from the tables once they are deleted; how many.
+fn key_files_match_a_rebuild(wd: &Workdir, connector: &str, cfg: &str, tables: &[&str], after: &str) -> usize {
+    let key_file = |t: &str| wd.path(&format!("out/.{t}.keys"));
+    let left: Vec<Option<Vec<u8>>> = tables.iter().map(|t| std::fs::read(key_file(t)).ok()).collect();
+    for t in tables {
+        let _ = std::fs::remove_file(key_file(t));
+    }
+    let counts = row_counts(wd, tables);
+    wd.stdout(&mut sync(wd, connector, cfg));
+    assert_eq!(
+        row_counts(wd, tables),
+        counts,
+        "{connector} after the {after}: nothing changed, yet rows were appended"
+    );
+    for (t, left) in tables.iter().zip(&left) {
+        let rebuilt = std::fs::read(key_file(t)).ok();
+        assert!(*left == rebuilt, "{connector} {t}: the {after}'s key file differs from a rebuilt one");
+    }
+    left.iter().filter(|k| k.is_some()).count()
 }

@@ -92,6 +92,17 @@ impl<R: std::io::Read> std::io::Read for CrcRead<R> {
     }
 }
 
+/// A xorshift generator of test inputs, from `seed` (not 0).
+#[cfg(test)]
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -669,13 +669,7 @@ mod tests {
 
     #[test]
     fn merging_chunk_by_chunk_keeps_the_last_entry_per_key_as_a_stable_sort_does() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::store::hashing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         for round in 0..300 {
             let n = (next() % 400) as usize;
             let keys = 1 + next() % if round % 2 == 0 { 20 } else { 1000 };
@@ -715,13 +709,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("api2csv-index-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::store::hashing::xorshift(0x2545_F491_4F6C_DD1Du64);
         let t = ("t", &["id"][..], false);
         let mut on_disk = 0;
         for round in 0..60 {
@@ -729,8 +717,8 @@ mod tests {
             let mut ends = vec![text.len() as u64];
             for _ in 0..(next() % 60) {
                 let id = next() % 25;
-                let deleted = next() % 5 == 0;
-                let name = if next() % 3 == 0 { String::new() } else { format!("\"n,{}\"", next() % 4) };
+                let deleted = next().is_multiple_of(5);
+                let name = if next().is_multiple_of(3) { String::new() } else { format!("\"n,{}\"", next() % 4) };
                 text.push_str(&format!("{id},{name},t,{deleted}\n"));
                 ends.push(text.len() as u64);
             }
@@ -805,16 +793,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("api2csv-index-runs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::store::hashing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let mut text = String::from("id,name,_synced_at,_deleted\n");
         for _ in 0..150_000 {
-            let (id, name, deleted) = (next() % 90_000, next() % 3, next() % 11 == 0);
+            let (id, name, deleted) = (next() % 90_000, next() % 3, next().is_multiple_of(11));
             text.push_str(&format!("{id},{name},t,{deleted}\n"));
         }
         std::fs::write(&table, &text).unwrap();

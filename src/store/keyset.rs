@@ -174,13 +174,7 @@ mod tests {
     fn answers_as_a_hash_set_does_wherever_the_keys_are() {
         let dir = std::env::temp_dir().join(format!("api2csv-keyset-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::store::hashing::xorshift(0x2545_F491_4F6C_DD1Du64);
         for (memory, n, range) in [(1, 300, 200u64), (7, 5000, 3000), (1000, 20_000, 1 << 40), (600, 4000, 2500)] {
             let path = keyset_path(&dir, "t");
             let mut ours = KeySet::with_memory(&path, memory);
