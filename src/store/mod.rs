@@ -4,7 +4,9 @@
 //! [`commit`] is the one writer of it during a run; [`replace`] the one way a table
 //! file is replaced; [`fsio`] the durable file steps under both. [`encode`] turns
 //! rows into CSV bytes; [`table_file`] checks a file's committed bytes and rewrites it; [`index`] remembers what each key
-//! looked like and [`seen`] journals the keys read; [`hashing`] holds the hashes
+//! looked like, [`keyfile`] keeps that index beside the table between syncs, [`keyset`]
+//! is a first sync's set of keys written when they come in no order, and [`seen`]
+//! journals the keys read; [`hashing`] holds the hashes
 //! that must never change. [`validate`] proves the directory is ours and unedited;
 //! [`compact`], [`repair`] and [`manifest`] are the other things written to it.
 
