@@ -298,6 +298,9 @@ fn key_files_that_do_not_prove_themselves_cost_nothing() {
     for (i, table) in g2.tables.iter().enumerate() {
         assert_table(&wd.path("out"), "mailerlite", table, &g2.records[i]);
     }
+    // `compact` leaves the key files of the files it wrote.
+    let made = key_files_match_a_rebuild(&wd, "mailerlite", &cfg2, &g2.tables, "compaction");
+    assert!(made >= 3, "too few key files after compact ({made})");
 }
 
 /// A first sync leaves the key files a read of its tables would make, byte for byte:

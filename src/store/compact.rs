@@ -17,8 +17,8 @@ use crate::connector;
 use crate::error::{Error, Result};
 use crate::store::encode::header_of;
 use crate::store::fsio::{remove_if_present, DirLock};
-use crate::store::index::KeyedRows;
-use crate::store::keyfile::Spill;
+use crate::store::index::{self, KeyedRows};
+use crate::store::keyfile::{self, Spill};
 use crate::store::state::{ReplaceKind, State, FILE_NAME};
 use crate::store::table_file::{self, side_and_target, table_path};
 use crate::store::{replace, validate};
@@ -84,8 +84,9 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
             return Err(Error::Interrupted);
         }
         let path = table_path(dir, spec.name);
-        let runs = crate::store::keyfile::keys_path(dir, spec.name);
-        let last = last_rows(&path, &runs, file.file_len, spec.primary_key, state.output.spreadsheet_safe, &stopped)?;
+        let keys = keyfile::keys_path(dir, spec.name);
+        let guarded = state.output.spreadsheet_safe;
+        let (last, entries) = last_rows(&path, &keys, file.file_len, spec.primary_key, guarded, &stopped)?;
         let (side, _) = side_and_target(dir, spec.name, ReplaceKind::Compact);
         let header = header_of(file.names(), state.output.bom);
         let mut cut = false;
@@ -105,14 +106,24 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
         compacted.derived = file.derived.clone();
         let rows_after = compacted.rows;
         replace::replace(dir, &mut state, spec.name, ReplaceKind::Compact, compacted)?;
+        // The compacted file holds each key's last row: its key file is each key's
+        // last entry, tombstones left out, and the next sync reads no table.
+        let now = state.tables.get(spec.name).map(|t| (t.file.file_len, t.file.crc));
+        if let Some(covers) = now {
+            let identity = keyfile::identity(spec.name, spec.primary_key, guarded);
+            if let Err(e) = entries.finish(&keys, identity, covers, index::TOMBSTONE) {
+                log::debug!("{}: key file not written: {e}", keys.display());
+            }
+        }
         done.push(Compacted { table: spec.name.to_string(), rows_before: file.rows, rows_after });
     }
     Ok((state, done))
 }
 
-/// Which rows are the last of their key: a bit per row, in file order. Each key's
-/// last row is found through sorted runs beside key file `keys` (in memory up to
-/// 64k rows), so memory is a bit a row, however many keys.
+/// Which rows are the last of their key: a bit per row, in file order; and each
+/// row's key file entry, for the compacted file's key file. Each key's last row is
+/// found through sorted runs beside key file `keys` (in memory up to 64k rows), so
+/// memory is a bit a row, however many keys.
 fn last_rows(
     path: &Path,
     keys: &Path,
@@ -120,8 +131,9 @@ fn last_rows(
     primary_key: &[&str],
     guarded: bool,
     stopped: &dyn Fn() -> bool,
-) -> Result<Vec<u64>> {
-    let mut latest = Spill::new(keys);
+) -> Result<(Vec<u64>, Spill)> {
+    let mut latest = Spill::at(&keys.with_extension("rows.runs"));
+    let mut entries = Spill::new(keys);
     let runs_err = |e| Error::io("write", keys, e);
     let mut rows = KeyedRows::open(path, len, primary_key, guarded)?;
     let mut i = 0u64;
@@ -130,11 +142,12 @@ fn last_rows(
             return Err(Error::Interrupted);
         }
         latest.push(key, i).map_err(runs_err)?;
+        entries.push(key, rows.fingerprint()).map_err(runs_err)?;
         i += 1;
     }
     let mut last = vec![0u64; i.div_ceil(64) as usize];
     latest.merged(|_, row| last[(row / 64) as usize] |= 1 << (row % 64)).map_err(runs_err)?;
-    Ok(last)
+    Ok((last, entries))
 }
 
 /// Tests only (`API2CSV_TEST_COMPACT_GATE=<table>:<file>`): once the side file of

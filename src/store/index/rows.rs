@@ -94,7 +94,7 @@ impl KeyedRows {
     }
 
     /// The fingerprint of the current row, or the tombstone mark.
-    pub(super) fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         if self.is_tombstone() {
             return TOMBSTONE;
         }

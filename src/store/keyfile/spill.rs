@@ -24,7 +24,12 @@ const RUN: usize = 1 << 16;
 impl Spill {
     /// Gathers entries for key file `keys`; its side file is made only when needed.
     pub fn new(keys: &Path) -> Spill {
-        Spill { path: keys.with_extension("keys.runs"), out: None, runs: Vec::new(), at: 0, chunk: Vec::new() }
+        Spill::at(&keys.with_extension("keys.runs"))
+    }
+
+    /// Gathers entries whose side file, if one is needed, is `runs`.
+    pub fn at(runs: &Path) -> Spill {
+        Spill { path: runs.to_path_buf(), out: None, runs: Vec::new(), at: 0, chunk: Vec::new() }
     }
 
     /// Adds an entry read after all those before it.
