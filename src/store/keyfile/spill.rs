@@ -95,9 +95,7 @@ impl Spill {
             self.sorted_chunk().into_iter().for_each(|(k, v)| f(k, v));
             return Ok(());
         }
-        let done = self.merge_runs(&mut f);
-        let _ = std::fs::remove_file(&self.path);
-        done
+        self.merge_runs(&mut f)
     }
 
     fn merge_runs(&mut self, f: &mut impl FnMut(u64, u64)) -> std::io::Result<()> {
@@ -145,6 +143,16 @@ impl Spill {
             f(key, val);
         }
         Ok(())
+    }
+}
+
+/// The side file is scratch space: it goes with the runs, merged or not (a process
+/// killed leaves it, and the next gathering for the table writes over it).
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
