@@ -256,13 +256,9 @@ impl TableWriter {
     /// After the last commit of a first sync: its key file, covering `file`.
     pub fn write_key_file(&mut self, dir: &Path, file: &FileState) {
         let Some(w) = self.keys.written.take() else { return };
-        if file.is_empty() {
-            return;
-        }
-        let keys = keyfile::keys_path(dir, self.spec.name);
-        let identity = keyfile::identity(self.spec.name, self.spec.primary_key, self.enc.safe);
-        if let Err(e) = w.entries.finish(&keys, identity, (file.file_len, file.crc), index::TOMBSTONE) {
-            log::debug!("{}: key file not written: {e}", keys.display());
+        if !file.is_empty() {
+            let table = (self.spec.name, self.spec.primary_key, self.enc.safe);
+            index::leave_key_file(w.entries, dir, table, (file.file_len, file.crc));
         }
     }
 

@@ -108,12 +108,8 @@ pub fn compact_locked(dir: &Path, interrupt: &Interrupt) -> Result<(State, Vec<C
         replace::replace(dir, &mut state, spec.name, ReplaceKind::Compact, compacted)?;
         // The compacted file holds each key's last row: its key file is each key's
         // last entry, tombstones left out, and the next sync reads no table.
-        let now = state.tables.get(spec.name).map(|t| (t.file.file_len, t.file.crc));
-        if let Some(covers) = now {
-            let identity = keyfile::identity(spec.name, spec.primary_key, guarded);
-            if let Err(e) = entries.finish(&keys, identity, covers, index::TOMBSTONE) {
-                log::debug!("{}: key file not written: {e}", keys.display());
-            }
+        if let Some(t) = state.tables.get(spec.name) {
+            index::leave_key_file(entries, dir, (spec.name, spec.primary_key, guarded), (t.file.file_len, t.file.crc));
         }
         done.push(Compacted { table: spec.name.to_string(), rows_before: file.rows, rows_after });
     }

@@ -14,7 +14,7 @@ mod load;
 mod rows;
 
 pub(crate) use load::in_memory_for_tests;
-pub use load::{load, load_cached};
+pub use load::{leave_key_file, load, load_cached};
 pub use rows::{scan, KeyedRows};
 
 use crate::error::{Error, Result};
@@ -22,7 +22,7 @@ use crate::store::keyfile;
 
 /// Fingerprints use 63 bits; the low bit of a stored entry says "seen in this sync".
 const SEEN: u64 = 1;
-pub(crate) const TOMBSTONE: u64 = !SEEN;
+const TOMBSTONE: u64 = !SEEN;
 
 /// Clears the seen bit and keeps a fingerprint from colliding with the tombstone mark.
 fn fp(raw: u64) -> u64 {
@@ -207,8 +207,8 @@ impl KeyIndex {
 
     /// Whether some committed key was not read in this sync.
     pub fn has_unseen(&self) -> bool {
-        let all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
-        all.clone().any(|e| e.val & SEEN == 0) || self.disk.as_ref().is_some_and(keyfile::OnDisk::has_unseen)
+        let mut all = self.main.iter().chain(self.added.iter().filter(|e| e.key != 0));
+        all.any(|e| e.val & SEEN == 0) || self.disk.as_ref().is_some_and(keyfile::OnDisk::has_unseen)
     }
 
     /// Keys committed before that were not read in this sync.

@@ -56,6 +56,16 @@ pub struct Covers {
     pub count: u64,
 }
 
+/// The entries a key file of `size` bytes holds, if that is a key file's size.
+fn count(size: u64) -> Option<u64> {
+    size.checked_sub(HEAD + TRAILER).filter(|b| b % ENTRY == 0).map(|b| b / ENTRY)
+}
+
+/// The entries the key file at `path` holds by its size (not yet proven).
+pub fn entries_in(path: &Path) -> Option<u64> {
+    count(std::fs::metadata(path).ok()?.len())
+}
+
 fn entry(e: &[u8]) -> (u64, u64) {
     let k = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
     let v = u64::from_le_bytes(e[8..16].try_into().unwrap_or_default());
@@ -67,8 +77,7 @@ fn entry(e: &[u8]) -> (u64, u64) {
 /// its entries strictly sorted), and then what `f` was given must be forgotten.
 pub fn read(path: &Path, identity: u64, mut f: impl FnMut(u64, u64)) -> Option<Covers> {
     let file = File::open(path).ok()?;
-    let size = file.metadata().ok()?.len();
-    let body = size.checked_sub(HEAD + TRAILER).filter(|b| b % ENTRY == 0)?;
+    let count = count(file.metadata().ok()?.len())?;
     let mut r = BufReader::with_capacity(1 << 16, file);
     let mut crc = crc32fast::Hasher::new();
     let mut head = [0u8; HEAD as usize];
@@ -80,7 +89,6 @@ pub fn read(path: &Path, identity: u64, mut f: impl FnMut(u64, u64)) -> Option<C
     }
     let covers_len = u64_at(24);
     let covers_crc = u32::from_le_bytes(head[32..36].try_into().unwrap_or_default());
-    let count = body / ENTRY;
     let mut buf = vec![0u8; 16 * 4096];
     let (mut left, mut last) = (count, None);
     while left > 0 {
@@ -186,7 +194,7 @@ impl KeyWriter {
 /// The entries of a key file [`read`] has just proven, in order.
 pub fn entries(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<(u64, u64)>>> {
     let file = File::open(path)?;
-    let count = file.metadata()?.len().saturating_sub(HEAD + TRAILER) / ENTRY;
+    let count = count(file.metadata()?.len()).unwrap_or(0);
     let mut r = BufReader::with_capacity(1 << 16, file);
     let mut head = [0u8; HEAD as usize];
     r.read_exact(&mut head)?;
@@ -214,8 +222,7 @@ impl OnDisk {
     /// Opens the key file at `path`, proving it as [`read`] does.
     pub fn open(path: &Path, identity: u64) -> Option<(OnDisk, Covers)> {
         let file = File::open(path).ok()?;
-        let size = file.metadata().ok()?.len();
-        let count = size.checked_sub(HEAD + TRAILER)? / ENTRY;
+        let count = count(file.metadata().ok()?.len())?;
         let bits = (u64::BITS - (count / 16).leading_zeros()).clamp(4, 28);
         let shift = 64 - bits;
         let buckets = 1usize << bits;
@@ -342,8 +349,7 @@ mod tests {
 
     #[test]
     fn a_key_file_is_used_only_when_it_proves_itself() {
-        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("keyfile");
         let path = keys_path(&dir, "t");
         let id = identity("t", &["id"], false);
         let entries = vec![(1u64, 10u64), (5, 50), (9, 90)];
@@ -376,8 +382,7 @@ mod tests {
 
     #[test]
     fn crcs_of_a_prefix_and_the_whole() {
-        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-crc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("keyfile-crc");
         let path = dir.join("f");
         let data: Vec<u8> = (0..700_000u32).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
@@ -395,8 +400,7 @@ mod tests {
     /// part way leave the old file, proven, where it was.
     #[test]
     fn a_failed_write_leaves_the_key_file_as_it_was() {
-        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-fail-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("keyfile-fail");
         let path = keys_path(&dir, "t");
         write(&path, 7, 100, 1, [(1u64, 1u64), (2, 2), (3, 3)].into_iter()).unwrap();
         let broken = [Ok((1u64, 9u64)), Err(std::io::Error::other("a read failed"))];

@@ -83,12 +83,13 @@ impl KeySet {
             return Ok(false);
         }
         let start = (block as u64 - 1) * BLOCK;
-        let n = BLOCK.min(count - start);
-        let mut buf = vec![0u8; (n * 8) as usize];
-        file.read_exact_at(&mut buf, start * 8)?;
-        let keys: Vec<u64> =
-            buf.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-        Ok(keys.binary_search(&key).is_ok())
+        let n = BLOCK.min(count - start) as usize;
+        let (mut buf, mut keys) = ([0u8; BLOCK as usize * 8], [0u64; BLOCK as usize]);
+        file.read_exact_at(&mut buf[..n * 8], start * 8)?;
+        for (k, c) in keys.iter_mut().zip(buf[..n * 8].chunks_exact(8)) {
+            *k = u64::from_le_bytes(c.try_into().unwrap_or_default());
+        }
+        Ok(keys[..n].binary_search(&key).is_ok())
     }
 
     /// Merges the keys in memory into the file (a new one, written beside it).
@@ -172,8 +173,7 @@ mod tests {
     /// file, and past the file's last block alike.
     #[test]
     fn answers_as_a_hash_set_does_wherever_the_keys_are() {
-        let dir = std::env::temp_dir().join(format!("api2csv-keyset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("keyset");
         let mut next = crate::store::hashing::xorshift(0x2545_F491_4F6C_DD1Du64);
         for (memory, n, range) in [(1, 300, 200u64), (7, 5000, 3000), (1000, 20_000, 1 << 40), (600, 4000, 2500)] {
             let path = keyset_path(&dir, "t");

@@ -65,14 +65,21 @@ fn load_keyed(
         return Ok((KeyIndex::from_latest(Vec::new()), 0));
     }
     let identity = keyfile::identity(table, primary_key, guarded);
-    let io = |e| Error::io("read", path, e);
-    // The key file proves itself, then that the table starts with the bytes it covers.
+    // The key file is read once: into memory, or, by its size too large for that,
+    // into a directory to look keys up in where it lies. It proves itself, then that
+    // the table starts with the bytes it covers.
+    let base = if keyfile::entries_in(keys).is_some_and(|n| n > in_memory) {
+        keyfile::OnDisk::open(keys, identity).map(|(disk, c)| (Base::Disk(disk), c))
+    } else {
+        let mut main = Vec::new();
+        keyfile::read(keys, identity, |key, val| main.push(Entry { key, val })).map(|c| (Base::Memory(main), c))
+    };
     let mut usable = None;
-    if let Some(c) = keyfile::read(keys, identity, |_, _| {}).filter(|c| c.len <= len) {
-        let (crc, prefix_crc) = keyfile::crcs(path, len, c.len).map_err(io)?;
-        usable = (prefix_crc == c.crc).then_some((c, crc));
+    if let Some((base, c)) = base.filter(|(_, c)| c.len <= len) {
+        let (crc, prefix_crc) = keyfile::crcs(path, len, c.len).map_err(|e| Error::io("read", path, e))?;
+        usable = (prefix_crc == c.crc).then_some((base, c, crc));
     }
-    let Some((covers, crc)) = usable else {
+    let Some((base, covers, crc)) = usable else {
         return rebuild(path, keys, (identity, primary_key, guarded), len, in_memory);
     };
     // The rows committed after the key file's: the last of each key, tombstones kept.
@@ -84,26 +91,25 @@ fn load_keyed(
         }
     }
     let mut tail = tail.finish();
-    let large = covers.count.saturating_add(tail.len() as u64) > in_memory;
-    if large && covers.len == len {
-        if let Some((disk, _)) = keyfile::OnDisk::open(keys, identity).filter(|(_, c)| *c == covers) {
-            return Ok((KeyIndex::on_disk(disk), crc));
+    let mut main = match base {
+        Base::Disk(disk) if covers.len == len => return Ok((KeyIndex::on_disk(disk), crc)),
+        Base::Memory(main) if covers.count.saturating_add(tail.len() as u64) <= in_memory => main,
+        _ => {
+            // Key file and tail merged into the next key file, a stream of each; a
+            // key file that cannot be written (a full disk) leaves the index in memory.
+            match merge_into(keys, identity, (len, crc), &tail) {
+                Ok(Some(disk)) => return Ok((KeyIndex::on_disk(disk), crc)),
+                Ok(None) => {}
+                Err(e) => log::debug!("{}: key file not written: {e}", keys.display()),
+            }
+            let mut main = Vec::with_capacity(usize::try_from(covers.count).unwrap_or(0));
+            let proven = keyfile::read(keys, identity, |key, val| main.push(Entry { key, val }));
+            if proven.is_none_or(|c| c != covers) {
+                return load(path, len, primary_key, guarded);
+            }
+            main
         }
-    }
-    if large {
-        // Key file and tail merged into the next key file, a stream of each; a key
-        // file that cannot be written (a full disk) leaves the index in memory.
-        match merge_into(keys, identity, (len, crc), &tail) {
-            Ok(Some(disk)) => return Ok((KeyIndex::on_disk(disk), crc)),
-            Ok(None) => {}
-            Err(e) => log::debug!("{}: key file not written: {e}", keys.display()),
-        }
-    }
-    let mut main = Vec::with_capacity(usize::try_from(covers.count).unwrap_or(0));
-    let proven = keyfile::read(keys, identity, |key, val| main.push(Entry { key, val }));
-    if proven.is_none_or(|c| c != covers) {
-        return load(path, len, primary_key, guarded);
-    }
+    };
     merge_later(&mut main, &mut tail);
     let index = KeyIndex::from_latest(main);
     if covers.len < len {
@@ -113,6 +119,29 @@ fn load_keyed(
         }
     }
     Ok((index, crc))
+}
+
+/// Leaves the key file of `table` in `dir` from `entries` (each row written, in file
+/// order) for the first `len` bytes of the table, whose CRC-32 is `crc`: a first
+/// sync's, a refresh's, a compaction's. One that cannot be written costs the next
+/// sync a read of the table, nothing else.
+pub fn leave_key_file(
+    entries: keyfile::Spill,
+    dir: &Path,
+    (table, primary_key, guarded): (&str, &[&str], bool),
+    (len, crc): (u64, u32),
+) {
+    let keys = keyfile::keys_path(dir, table);
+    let identity = keyfile::identity(table, primary_key, guarded);
+    if let Err(e) = entries.finish(&keys, identity, (len, crc), TOMBSTONE) {
+        log::debug!("{}: key file not written: {e}", keys.display());
+    }
+}
+
+/// A proven key file as [`load_keyed`] read it.
+enum Base {
+    Memory(Vec<Entry>),
+    Disk(keyfile::OnDisk),
 }
 
 /// Reads every committed row into an index and a key file: in memory while it
@@ -244,8 +273,7 @@ mod tests {
     /// read of every row does.
     #[test]
     fn an_index_loaded_through_a_key_file_is_the_index_of_every_row() {
-        let dir = std::env::temp_dir().join(format!("api2csv-index-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("index-keys");
         let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
         let mut next = crate::store::hashing::xorshift(0x2545_F491_4F6C_DD1Du64);
         let t = ("t", &["id"][..], false);
@@ -328,8 +356,7 @@ mod tests {
     /// key file they merge into gives the answers a read into memory gives.
     #[test]
     fn a_large_table_is_indexed_through_runs_on_disk() {
-        let dir = std::env::temp_dir().join(format!("api2csv-index-runs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("index-runs");
         let (table, keys) = (dir.join("t.csv"), dir.join(".t.keys"));
         let mut next = crate::store::hashing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         let mut text = String::from("id,name,_synced_at,_deleted\n");

@@ -165,8 +165,7 @@ mod tests {
     /// of the reversed entries does, over runs in memory and on disk alike.
     #[test]
     fn merged_runs_keep_the_last_entry_of_each_key() {
-        let dir = std::env::temp_dir().join(format!("api2csv-keyfile-runs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fsio::test_dir("keyfile-runs");
         let mut next = crate::store::hashing::xorshift(0x9E37_79B9_7F4A_7C15u64);
         for (n, keys) in [(10usize, 5u64), (RUN, 1000), (RUN + 1, 70_000), (3 * RUN + 17, 50_000), (200_000, 3)] {
             let entries: Vec<(u64, u64)> = (0..n).map(|i| (next() % keys + 1, i as u64)).collect();
