@@ -103,7 +103,7 @@ pub fn parse(body: &[u8], spec: &Spec, batch: &mut Batch) -> Result<Envelope, Pa
     batch.body = (text.as_ptr() as usize, text.as_ptr() as usize + text.len());
     let mut de = serde_json::Deserializer::from_str(text);
     let mut envelope = Envelope::default();
-    let seed = PageSeed { spec, batch, envelope: &mut envelope };
+    let seed = PageSeed { spec, batch, envelope: &mut envelope, text };
     let found = seed.deserialize(&mut de).and_then(|found| de.end().map(|()| found));
     match found {
         Ok(true) => Ok(envelope),

@@ -149,6 +149,9 @@ pub struct Batch {
     pub(super) key_is_number_token: bool,
     /// Where the body being read lies in memory (see [`Batch::is_number_token`]).
     pub(super) body: (usize, usize),
+    /// Where in the body the key just entered ends (past its closing quote), or
+    /// `usize::MAX` if it did not come from the body as it is (an escaped key).
+    pub(super) after_key: usize,
     /// Reused by the reading of arrays and escaped strings.
     pub(super) raw: super::raw::Scratch,
     pub(super) text: Vec<u8>,
@@ -249,6 +252,15 @@ impl Batch {
     pub(super) fn is_number_token(&self, key: &str) -> bool {
         let at = key.as_ptr() as usize;
         key == NUMBER_TOKEN && !(self.body.0..self.body.1).contains(&at)
+    }
+
+    /// Where in the body the text after key `key`, lent from the body, starts.
+    pub(super) fn after(&self, key: &str) -> usize {
+        let at = key.as_ptr() as usize;
+        match (self.body.0..self.body.1).contains(&at) {
+            true => at - self.body.0 + key.len() + 1,
+            false => usize::MAX,
+        }
     }
 
     /// Starts a record built by hand (rows a connector makes from other records).

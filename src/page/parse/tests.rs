@@ -579,8 +579,14 @@ impl Rng {
     }
 
     pub fn object(&mut self, depth: u32) -> String {
-        let members: Vec<String> =
-            (0..self.below(5)).map(|_| format!(r#""{}":{}"#, self.key(), self.value(depth + 1))).collect();
+        // Whitespace around a colon too: the reader looks past it for the value.
+        let colons = [":", ":", " : ", "\n:\t", ": ", "\r\n:\r\n"];
+        let members: Vec<String> = (0..self.below(5))
+            .map(|_| {
+                let colon = colons[self.below(colons.len() as u64) as usize];
+                format!(r#""{}"{colon}{}"#, self.key(), self.value(depth + 1))
+            })
+            .collect();
         format!("{{{}}}", members.join(","))
     }
 
