@@ -23,9 +23,20 @@ pub fn stable(seed: u64, bytes: &[u8]) -> u64 {
     for c in &mut chunks {
         h = mix(h ^ u64::from_le_bytes(c.try_into().expect("8 bytes")), P1);
     }
-    let mut last = [0u8; 8];
-    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    mix(mix(h ^ u64::from_le_bytes(last), P1) ^ bytes.len() as u64, P0)
+    mix(mix(h ^ tail(chunks.remainder()), P1) ^ bytes.len() as u64, P0)
+}
+
+/// The 0 to 7 bytes of `rest` as a little-endian word padded with zeros, read
+/// without a copy (most values end in a short tail).
+fn tail(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let u32_at = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes")) as u64;
+    match n {
+        0 => 0,
+        // The two reads overlap; the bytes they share are the same.
+        4..=7 => u32_at(0) | u32_at(n - 4) << (8 * (n - 4)),
+        _ => rest[0] as u64 | (rest[n / 2] as u64) << (8 * (n / 2)) | (rest[n - 1] as u64) << (8 * (n - 1)),
+    }
 }
 
 /// The hash of a primary key's values, in key order (never 0, which marks empty
@@ -116,5 +127,15 @@ mod tests {
         assert_eq!(stable(7, b"165968862226941797"), 0xec98_6c99_4c09_2f38);
         assert_eq!(key([&b"165968862226941797"[..]].into_iter()), 0x419a_7618_47ae_9bd6);
         assert_eq!(key([&b"151877204465977130"[..], &b"148203517760325412"[..]].into_iter()), 0xe748_7654_f4e2_b057);
+    }
+
+    #[test]
+    fn a_tail_is_its_bytes_padded_with_zeros() {
+        let bytes: Vec<u8> = (1..=8).map(|b| b * 0x1f).collect();
+        for n in 0..8 {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(tail(&bytes[..n]), u64::from_le_bytes(padded), "{n} bytes");
+        }
     }
 }
