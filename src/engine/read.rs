@@ -356,10 +356,10 @@ impl Pass {
 /// alike when they hold the same records in the same order, whatever their paging
 /// signals say.
 fn content_hash(batch: &Batch) -> u64 {
-    // Each path is hashed once a page (paths repeat in every record), and a cell is
-    // its value hashed with the running hash and its path's.
+    // The values in one pass over the buffer that holds them all, then the shape:
+    // each cell's path (hashed once a page: paths repeat in every record) and length.
     let mut paths: Vec<u64> = Vec::new();
-    let mut h = hashing::stable(0, b"page");
+    let mut h = hashing::stable(0, batch.all_values());
     for i in 0..batch.len() {
         for cell in batch.record(i) {
             let id = cell.path as usize;
@@ -369,9 +369,9 @@ fn content_hash(batch: &Batch) -> u64 {
             if paths[id] == 0 {
                 paths[id] = hashing::stable(1, batch.path(cell.path)) | 1;
             }
-            h = hashing::stable(h ^ paths[id], batch.value(cell));
+            h = hashing::fold(h ^ paths[id], batch.value(cell).len() as u64);
         }
-        h = hashing::stable(h, b"\n");
+        h = hashing::fold(h, u64::MAX);
     }
     h
 }
@@ -409,5 +409,8 @@ mod tests {
         assert_ne!(a, hash(r#"{"data":[{"id":"2"},{"id":"1"}],"meta":{"next_cursor":"x"}}"#));
         assert_ne!(a, hash(r#"{"data":[{"id":"12"}],"meta":{"next_cursor":"x"}}"#));
         assert_ne!(hash(r#"{"data":[{"a":"1"}]}"#), hash(r#"{"data":[{"b":"1"}]}"#));
+        // The same bytes cut into other cells or other records.
+        assert_ne!(hash(r#"{"data":[{"a":"12","b":""}]}"#), hash(r#"{"data":[{"a":"1","b":"2"}]}"#));
+        assert_ne!(hash(r#"{"data":[{"a":"1","b":"2"}]}"#), hash(r#"{"data":[{"a":"1"},{"b":"2"}]}"#));
     }
 }

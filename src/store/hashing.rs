@@ -39,6 +39,11 @@ fn tail(rest: &[u8]) -> u64 {
     }
 }
 
+/// Folds `word` into running hash `h` (a hash for this process only: not pinned).
+pub fn fold(h: u64, word: u64) -> u64 {
+    mix(h ^ word, P1)
+}
+
 /// The hash of a primary key's values, in key order (never 0, which marks empty
 /// slots in the key index).
 pub fn key<'v>(values: impl Iterator<Item = &'v [u8]>) -> u64 {

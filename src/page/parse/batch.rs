@@ -201,6 +201,12 @@ impl Batch {
         &self.values[cell.start as usize..cell.end as usize]
     }
 
+    /// Every value of the batch (captured ids included) as one buffer, in the order
+    /// read: the same records read from any body give the same bytes.
+    pub fn all_values(&self) -> &[u8] {
+        &self.values
+    }
+
     /// The value of the leaf at `path` (an id from [`Batch::path_id`]) in record `i`.
     pub fn value_at(&self, i: usize, path: u32) -> Option<&[u8]> {
         self.record(i).find(|c| c.path == path).map(|c| self.value(c))
