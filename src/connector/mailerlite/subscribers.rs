@@ -3,6 +3,7 @@
 //! counters), then the member listings of each group whose counters disagree with
 //! what the pass saw.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use super::{
@@ -119,7 +120,8 @@ impl<'c> Subscribers<'c> {
                 if !pairs.insert((subscriber, group)) {
                     continue;
                 }
-                let name = String::from_utf8_lossy(group);
+                // An id is text serde_json read (valid UTF-8): the lossy copy is never made.
+                let name = std::str::from_utf8(group).map_or_else(|_| String::from_utf8_lossy(group), Cow::Borrowed);
                 match seen.get_mut(name.as_ref()) {
                     Some(n) => *n += 1,
                     None => {

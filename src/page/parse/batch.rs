@@ -272,20 +272,38 @@ impl Batch {
     /// Starts a record built by hand (rows a connector makes from other records).
     pub fn begin_record(&mut self) {
         self.record_start = self.cells.len();
+        self.prev = ROOT;
     }
 
     /// Adds the leaf `segments` = `value` to the record built by hand.
     pub fn push_leaf(&mut self, segments: &[&str], value: &[u8]) {
         encode_into(segments, &mut self.scratch);
-        let id = self.paths.intern(&self.scratch, Facts::default);
+        let id = self.intern_scratch();
         self.push_value(id, value);
     }
 
     /// Adds a derived column's cell to the record built by hand.
     pub fn push_derived(&mut self, name: &str, value: &[u8]) {
         encode_derived_into(name, &mut self.scratch);
-        let id = self.paths.intern(&self.scratch, Facts::default);
+        let id = self.intern_scratch();
         self.push_value(id, value);
+    }
+
+    /// The id of the encoded path in `scratch`, interned if new, for a record built
+    /// by hand: records built alike share their paths' order, so the path after the
+    /// last one is tried first (as [`Batch::push_key`] does).
+    fn intern_scratch(&mut self) -> u32 {
+        let guess = if self.prev == ROOT { self.first } else { self.paths.info[self.prev as usize].succ };
+        let id = match self.paths.info.get(guess as usize).is_some_and(|_| self.paths.get(guess) == self.scratch) {
+            true => guess,
+            false => self.paths.intern(&self.scratch, Facts::default),
+        };
+        match self.prev {
+            ROOT => self.first = id,
+            prev => self.paths.info[prev as usize].succ = id,
+        }
+        self.prev = id;
+        id
     }
 
     /// Copies the leaves of record `i` of `other` into the record built by hand.
