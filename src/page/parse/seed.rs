@@ -521,13 +521,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
             }
             first = false;
             if key == Kind::Other {
-                match value_start(self.text, at) {
-                    // A number, `true`, `false` or `null`: its skip checks all there is.
-                    Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-                        map.next_value::<de::IgnoredAny>()?;
-                    }
-                    _ => map.next_value_seed(Checked)?,
-                }
+                Checked { batch: b, text: self.text }.value(&mut map, at)?;
                 continue;
             }
             let raw = map.next_value::<&'de RawValue>()?.get();
@@ -554,7 +548,8 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Checked)?.is_some() {}
+        let b = &*self.batch;
+        while seq.next_element_seed(Checked { batch: b, text: self.text })?.is_some() {}
         Ok(())
     }
 
@@ -629,9 +624,25 @@ impl<'de> Visitor<'de> for MemberKey<'_> {
 
 /// Any value, read for what a full read of it checks and then forgotten: serde_json
 /// unescapes its strings and counts its nesting as it reads a `Value`.
-struct Checked;
+#[derive(Clone, Copy)]
+struct Checked<'b, 't> {
+    batch: &'b Batch,
+    text: &'t str,
+}
 
-impl<'de> DeserializeSeed<'de> for Checked {
+impl<'de> Checked<'_, '_> {
+    /// The value of the key `map` just read, whose text ends at `at` (see
+    /// [`Batch::after`]): a number, `true`, `false` or `null` is only skipped (the
+    /// skip checks all there is, and `arbitrary_precision` would copy a number).
+    fn value<A: MapAccess<'de>>(self, map: &mut A, at: usize) -> Result<(), A::Error> {
+        match value_start(self.text, at) {
+            Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => map.next_value::<de::IgnoredAny>().map(drop),
+            _ => map.next_value_seed(self),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -639,7 +650,7 @@ impl<'de> DeserializeSeed<'de> for Checked {
     }
 }
 
-impl<'de> Visitor<'de> for Checked {
+impl<'de> Visitor<'de> for Checked<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -647,14 +658,14 @@ impl<'de> Visitor<'de> for Checked {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Checked)?.is_some() {
-            map.next_value_seed(Checked)?;
+        while let Some((_, at)) = map.next_key_seed(MemberKey { batch: self.batch })? {
+            self.value(&mut map, at)?;
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Checked)?.is_some() {}
+        while seq.next_element_seed(self)?.is_some() {}
         Ok(())
     }
 
