@@ -461,9 +461,11 @@ fn captured_ids_agree_with_the_value_read() {
         let member = |rng: &mut Rng| -> String {
             let mut keys = Vec::new();
             for _ in 0..rng.below(4) {
-                match rng.below(4) {
+                match rng.below(5) {
                     0 | 1 => keys.push(format!(r#""id":{}"#, ids[rng.below(ids.len() as u64) as usize])),
                     2 => keys.push(format!(r#""name":{}"#, rng.value(2))),
+                    // `"id"` in the text, but not as a key.
+                    3 => keys.push(r#""kind" : "id""#.to_string()),
                     _ => keys.push(format!(r#""\u0069d":{}"#, ids[rng.below(ids.len() as u64) as usize])),
                 }
             }
