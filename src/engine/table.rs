@@ -74,6 +74,8 @@ pub struct TableWriter {
     pub received: u64,
     /// Rows encoded and not yet handed to the committer.
     pending_rows: u64,
+    /// The key hash of each record of the page being classified (`None`: no key).
+    page_keys: Vec<Option<u64>>,
     /// The table is done: its state is no longer this writer's to commit.
     pub finished: bool,
 }
@@ -167,6 +169,7 @@ impl TableWriter {
             keyless: 0,
             received: 0,
             pending_rows: 0,
+            page_keys: Vec::new(),
             finished: false,
         }
     }
@@ -215,15 +218,23 @@ impl TableWriter {
         self.enc.cols.begin_page();
         let pk = key_paths(self.spec, batch);
         let mut values: Vec<&[u8]> = Vec::with_capacity(pk.len());
+        let mut keys = std::mem::take(&mut self.page_keys);
+        keys.clear();
         for n in 0..rows.len() {
             let i = rows.record(n);
+            keys.push(key_values(batch, &pk, i, &mut values).then(|| self.key_of(&values)));
+        }
+        if let Some(index) = &self.keys.index {
+            index.warm(keys.iter().flatten().copied());
+        }
+        for (n, key) in keys.iter().enumerate() {
+            let i = rows.record(n);
             self.received += 1;
-            if !key_values(batch, &pk, i, &mut values) {
+            let Some(key) = *key else {
                 self.summary.read += 1;
                 self.keyless += 1;
                 continue;
-            }
-            let key = self.key_of(&values);
+            };
             self.keys.read(key, self.spec.confirm);
             let change = match self.keys.index.is_some() {
                 true => {
@@ -250,6 +261,7 @@ impl TableWriter {
                 }
             }
         }
+        self.page_keys = keys;
         Ok(self.enc.register(batch))
     }
 
