@@ -112,7 +112,8 @@ impl<'c> Subscribers<'c> {
         self.built.clear();
         let Some(id_path) = batch.path_id(&["id"]) else { return };
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
-        let mut pairs: HashSet<(&[u8], &[u8]), FxBuild> = HashSet::default();
+        let mut pairs: HashSet<(&[u8], &[u8]), FxBuild> =
+            HashSet::with_capacity_and_hasher(batch.captured_len(), FxBuild::default());
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
             let Some(groups) = batch.captured(i, 0) else { continue };

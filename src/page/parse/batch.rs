@@ -241,6 +241,11 @@ impl Batch {
         Some(ids.iter().map(|&(s, e)| &self.values[s as usize..e as usize]))
     }
 
+    /// How many ids the captured arrays of the batch hold, all records together.
+    pub fn captured_len(&self) -> usize {
+        self.captured_ids.len()
+    }
+
     /// Forgets an earlier value of capture key `index` in the record being read: a
     /// key repeated in a record keeps its last value.
     pub(super) fn forget_captured(&mut self, index: u8) {
