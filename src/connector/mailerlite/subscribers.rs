@@ -4,7 +4,7 @@
 //! what the pass saw.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
     advance, count_group_members, query, reading, restart_listing, shrink, MailerLite, DEF, GROUP_MEMBERS,
@@ -114,6 +114,7 @@ impl<'c> Subscribers<'c> {
         let seen = counts.entry(MEMBERS_SEEN.to_string()).or_default();
         let mut pairs: HashSet<(&[u8], &[u8]), FxBuild> =
             HashSet::with_capacity_and_hasher(batch.captured_len(), FxBuild::default());
+        let mut page: HashMap<&[u8], u64, FxBuild> = HashMap::default();
         for i in 0..batch.len() {
             let Some(subscriber) = batch.value_at(i, id_path) else { continue };
             let Some(groups) = batch.captured(i, 0) else { continue };
@@ -121,18 +122,22 @@ impl<'c> Subscribers<'c> {
                 if !pairs.insert((subscriber, group)) {
                     continue;
                 }
-                // An id is text serde_json read (valid UTF-8): the lossy copy is never made.
-                let name = std::str::from_utf8(group).map_or_else(|_| String::from_utf8_lossy(group), Cow::Borrowed);
-                match seen.get_mut(name.as_ref()) {
-                    Some(n) => *n += 1,
-                    None => {
-                        seen.insert(name.into_owned(), 1);
-                    }
-                }
+                *page.entry(group).or_default() += 1;
                 self.built.begin_record();
                 self.built.push_leaf(&["group_id"], group);
                 self.built.push_leaf(&["subscriber_id"], subscriber);
                 self.built.end_record();
+            }
+        }
+        // Counted by group for the page, then added to the run's counts once a group.
+        for (group, n) in page {
+            // An id is text serde_json read (valid UTF-8): the lossy copy is never made.
+            let name = std::str::from_utf8(group).map_or_else(|_| String::from_utf8_lossy(group), Cow::Borrowed);
+            match seen.get_mut(name.as_ref()) {
+                Some(count) => *count += n,
+                None => {
+                    seen.insert(name.into_owned(), n);
+                }
             }
         }
     }
