@@ -153,7 +153,10 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
 /// page is read as the page that named it: a stream reads equal requests alike.
 struct Ahead {
     queue: Mutex<Queue>,
-    changed: Condvar,
+    /// Signals a task to fetch (one waiting fetcher is woken a task) or the end.
+    work: Condvar,
+    /// Signals a change of the guess: its verdict, its end, or the end of the read.
+    settled: Condvar,
 }
 
 #[derive(Default)]
@@ -178,7 +181,7 @@ struct Queue {
 
 impl Ahead {
     fn new() -> Ahead {
-        Ahead { queue: Mutex::new(Queue::default()), changed: Condvar::new() }
+        Ahead { queue: Mutex::new(Queue::default()), work: Condvar::new(), settled: Condvar::new() }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -200,7 +203,7 @@ impl Ahead {
                 }
                 return Some((job, guess));
             }
-            q = self.changed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            q = self.work.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
@@ -225,7 +228,7 @@ impl Ahead {
             if q.closed {
                 return None;
             }
-            q = self.changed.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            q = self.settled.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
@@ -247,7 +250,8 @@ impl Ahead {
         q.guess = Some((id, request.clone(), None));
         q.tasks.push_back((Job { request, reading, batch, lead: false }, Some(id)));
         drop(q);
-        self.changed.notify_all();
+        // Only the fetcher that settled the guess waited on it: no verdict to signal.
+        self.work.notify_one();
     }
 
     fn unwanted(&self, batch: Batch, requests: u64) {
@@ -259,19 +263,30 @@ impl Ahead {
     /// The walk's next page: the guess if it is that page, else a task.
     fn start(&self, job: Job) {
         let mut q = self.locked();
-        match q.guess.take() {
+        let guessed = q.guess.is_some();
+        let task = match q.guess.take() {
             Some((id, request, None)) if request == job.request => {
                 q.guess = Some((id, request, Some(job.lead)));
                 q.batches.push(job.batch);
+                false
             }
             _ => {
                 let hash = q.hasher.hash_one(&job.request);
                 q.asked.insert(hash);
                 q.tasks.push_back((job, None));
+                true
             }
-        }
+        };
         drop(q);
-        self.changed.notify_all();
+        // The guess has its verdict, or is turned down: its fetcher may wait on it.
+        // A fetcher waiting for work is woken only for a task (waking both, one went
+        // back to sleep every page).
+        if guessed {
+            self.settled.notify_all();
+        }
+        if task {
+            self.work.notify_one();
+        }
     }
 
     /// A new pass of a listing: its requests may be asked for on a guess again.
@@ -281,7 +296,8 @@ impl Ahead {
 
     fn close(&self) {
         self.locked().closed = true;
-        self.changed.notify_all();
+        self.work.notify_all();
+        self.settled.notify_all();
     }
 }
 
