@@ -1,8 +1,10 @@
 //! Page bodies, read once with serde_json into a [`Batch`] of flattened records.
 //!
 //! A `DeserializeSeed` walks the body in one pass and writes each record's leaves
-//! (key path, value) straight into reused buffers: no tree per record. Each value is
-//! read as its text in the body (`&RawValue`): a number keeps the token the API sent
+//! (key path, value) straight into reused buffers: no tree per record. A nested
+//! object is read in place and a string by serde_json's reader (the value's first
+//! byte is looked at in the body, past its key); any other value is read as its text
+//! in the body (`&RawValue`): a number keeps the token the API sent
 //! (`1E22` stays `1E22`), an array becomes its JSON text as serde_json would write it
 //! (copied from the body, less whitespace, when that is the same; see `raw.rs`), and
 //! a key repeated in one object keeps its last value in its first position, exactly

@@ -178,32 +178,33 @@ impl<'de> Visitor<'de> for Records<'_, '_> {
     }
 }
 
-/// The `Visitor` methods of a seed that looks for one kind of container: a scalar in
-/// its place is read (and so checked) and answers false.
-macro_rules! scalars_are_false {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-            Ok(false)
+/// The `Visitor` methods of a seed for which a scalar in its place is read (and so
+/// checked) and answers `$answer`: false for a seed that looks for one kind of
+/// container, nothing for one that only reads.
+macro_rules! scalars_answer {
+    ($answer:expr, $t:ty) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
+            Ok($answer)
         }
 
-        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-            Ok(false)
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok($answer)
         }
 
-        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-            Ok(false)
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok($answer)
         }
 
-        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-            Ok(false)
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok($answer)
         }
 
-        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-            Ok(false)
+        fn visit_str<E>(self, _: &str) -> Result<$t, E> {
+            Ok($answer)
         }
 
-        fn visit_unit<E>(self) -> Result<bool, E> {
-            Ok(false)
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok($answer)
         }
     };
 }
@@ -240,13 +241,15 @@ impl<'de> Visitor<'de> for Record<'_, '_> {
         Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|_| false)
     }
 
-    scalars_are_false!();
+    scalars_answer!(false, bool);
 }
 
 /// An object `depth` levels deep: the record itself (`top`) or one nested in it.
-/// Every value is read as its text in the body (`&RawValue`), so that a number
-/// keeps the token sent and an array its text; a nested object is read again from
-/// that text.
+/// The first byte of each value is looked at in the body, past its key: a nested
+/// object is read in place, a string by serde_json's own reader; any other value
+/// as its text in the body (`&RawValue`), so that a number keeps the token sent and
+/// an array its text (and, after an escaped key, whose end in the body is not
+/// known, an object or a string too).
 struct Object<'b, 't> {
     batch: &'b mut Batch,
     text: &'t str,
@@ -483,7 +486,7 @@ impl<'de> Visitor<'de> for Capture<'_, '_> {
         Member { batch: self.batch, text: self.text, depth: self.depth }.visit_map(map).map(|()| false)
     }
 
-    scalars_are_false!();
+    scalars_answer!(false, bool);
 }
 
 /// An element of a captured array, `depth` levels deep if a container: of an
@@ -553,29 +556,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         Ok(())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    scalars_answer!((), ());
 }
 
 /// What a key of a captured array's object is.
@@ -669,27 +650,5 @@ impl<'de> Visitor<'de> for Checked<'_, '_> {
         Ok(())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    scalars_answer!((), ());
 }
