@@ -58,19 +58,26 @@ fn a_page_allocates_a_few_times_not_per_record() {
     let mut batch = Batch::default();
     let mut columns = Columns::new(&[]);
     let mut encoder = Encoder::new(false);
-    let (mut cells, mut cols, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut out = Vec::new();
     let mut run = |body: &str| {
         parse(body.as_bytes(), &spec, &mut batch).unwrap();
         assert_eq!(batch.len(), 100);
         let ids = (0..batch.len()).map(|i| batch.captured(i, 0).map_or(0, Iterator::count)).sum::<usize>();
         assert!(ids >= 100);
         columns.begin_page();
+        encoder.begin_page("2026-12-05T19:00:00Z");
+        // As the sync encodes a page: a buffer of each record's values by column.
+        let mut by_column: Vec<&[u8]> = Vec::new();
         for i in 0..batch.len() {
-            cells.clear();
-            cells.extend(batch.record(i).copied());
-            cols.clear();
-            cols.extend(cells.iter().map(|c| columns.register(&batch, c.path)));
-            encoder.row(&batch, &cells, &cols, columns.len(), "2026-12-05T19:00:00Z");
+            for c in batch.record(i) {
+                columns.register(&batch, c.path);
+            }
+            by_column.clear();
+            by_column.resize(columns.len(), b"");
+            for c in batch.record(i) {
+                by_column[columns.column_of(&batch, c.path) as usize] = batch.value(c);
+            }
+            encoder.row(&by_column);
         }
         out = encoder.take(std::mem::take(&mut out));
         assert!(out.len() > 10_000);

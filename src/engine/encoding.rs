@@ -3,7 +3,7 @@
 //! and the scratch buffers reused from page to page.
 
 use crate::engine::columns::{cell_hash, Columns, NONE};
-use crate::page::parse::{Batch, Cell};
+use crate::page::parse::Batch;
 use crate::store::encode::{header_of, written, Encoder};
 
 pub(super) struct Encoding {
@@ -13,9 +13,6 @@ pub(super) struct Encoding {
     pub(super) encoder: Encoder,
     /// The records of the page being written that are kept: their indexes in the batch.
     pub(super) kept: Vec<usize>,
-    /// The cells of the record being looked at, and their columns.
-    pub(super) cells: Vec<Cell>,
-    pub(super) cols_buf: Vec<u32>,
     pub(super) scratch: Vec<u8>,
     pub(super) safe: bool,
     pub(super) bom: bool,
@@ -23,17 +20,7 @@ pub(super) struct Encoding {
 
 impl Encoding {
     pub(super) fn new(cols: Columns, width: usize, safe: bool, bom: bool) -> Encoding {
-        Encoding {
-            cols,
-            width,
-            encoder: Encoder::new(safe),
-            kept: Vec::new(),
-            cells: Vec::new(),
-            cols_buf: Vec::new(),
-            scratch: Vec::new(),
-            safe,
-            bom,
-        }
+        Encoding { cols, width, encoder: Encoder::new(safe), kept: Vec::new(), scratch: Vec::new(), safe, bom }
     }
 
     /// The record's fingerprint over its non-empty cells as they would be written,
@@ -70,8 +57,7 @@ impl Encoding {
     }
 
     /// Encodes the kept records of `batch` (the header first, in an empty file);
-    /// returns how many rows that is.
-    /// Encodes the kept records; with `fingerprints`, also pushes each one's
+    /// returns how many rows that is. With `fingerprints`, also pushes each one's
     /// fingerprint there (as [`Encoding::fingerprint`] gives it, all columns registered).
     pub(super) fn encode(&mut self, batch: &Batch, synced_at: &str, mut fingerprints: Option<&mut Vec<u64>>) -> u64 {
         if self.kept.is_empty() {
@@ -82,26 +68,32 @@ impl Encoding {
             self.encoder.raw(&header_of(names.into_iter(), self.bom));
             self.width = self.cols.len();
         }
+        self.encoder.begin_page(synced_at);
+        // Each record's values by column, in one pass over its cells (which also
+        // takes its fingerprint): a buffer a page.
+        let mut by_column: Vec<&[u8]> = Vec::with_capacity(self.width);
         for k in 0..self.kept.len() {
-            let i = self.kept[k];
-            self.cells.clear();
-            self.cells.extend(batch.record(i).copied());
-            self.cols_buf.clear();
-            for c in &self.cells {
-                self.cols_buf.push(self.cols.column_of(batch, c.path));
+            by_column.clear();
+            by_column.resize(self.width, b"");
+            let mut fp = 0u64;
+            for c in batch.record(self.kept[k]) {
+                let col = self.cols.column_of(batch, c.path);
+                if col == NONE {
+                    continue;
+                }
+                let v = batch.value(c);
+                if fingerprints.is_some() && !v.is_empty() {
+                    let written = written(v, self.safe, &mut self.scratch);
+                    fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, written));
+                }
+                if let Some(slot) = by_column.get_mut(col as usize) {
+                    *slot = v;
+                }
             }
             if let Some(fps) = fingerprints.as_deref_mut() {
-                let mut fp = 0u64;
-                for (c, &col) in self.cells.iter().zip(&self.cols_buf) {
-                    let v = batch.value(c);
-                    if !v.is_empty() && col != NONE {
-                        let v = written(v, self.safe, &mut self.scratch);
-                        fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, v));
-                    }
-                }
                 fps.push(fp);
             }
-            self.encoder.row(batch, &self.cells, &self.cols_buf, self.width, synced_at);
+            self.encoder.row(&by_column);
         }
         self.kept.len() as u64
     }

@@ -2,12 +2,9 @@
 //! header, RFC 4180 quoting, and the guard of a spreadsheet-safe file.
 
 use crate::engine::columns::TOOL_COLUMNS;
-use crate::page::parse::{Batch, Cell};
 
 /// A UTF-8 byte order mark, which Excel wants at the start of a CSV file.
 pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
-/// A column not in the file's header.
-const NONE: u32 = u32::MAX;
 
 /// Whether a cell is guarded in a spreadsheet-safe file: a value a spreadsheet would
 /// run as a formula (OWASP's CSV-injection rule), and one that starts with `'`
@@ -91,14 +88,15 @@ fn needs_quotes(v: &[u8]) -> bool {
 /// Encodes rows into CSV bytes for the committer to append, buffers reused.
 pub struct Encoder {
     out: Vec<u8>,
-    slots: Vec<u32>,
+    /// What ends each row of the page: its `_synced_at` and `_deleted` fields.
+    tail: Vec<u8>,
     scratch: Vec<u8>,
     safe: bool,
 }
 
 impl Encoder {
     pub fn new(safe: bool) -> Encoder {
-        Encoder { out: Vec::new(), slots: Vec::new(), scratch: Vec::new(), safe }
+        Encoder { out: Vec::new(), tail: Vec::new(), scratch: Vec::new(), safe }
     }
 
     /// Appends raw bytes (a header) to the buffer.
@@ -106,24 +104,23 @@ impl Encoder {
         self.out.extend_from_slice(bytes);
     }
 
-    /// Appends a row: `cells` of the record with `cols[k]` the column of `cells[k]`;
-    /// the file has `width` data columns.
-    pub fn row(&mut self, batch: &Batch, cells: &[Cell], cols: &[u32], width: usize, synced_at: &str) {
-        self.slots.clear();
-        self.slots.resize(width, NONE);
-        for (k, &c) in cols.iter().enumerate() {
-            if (c as usize) < width {
-                self.slots[c as usize] = k as u32;
-            }
-        }
-        for c in 0..width {
-            let k = self.slots[c];
-            let v = if k == NONE { &b""[..] } else { batch.value(&cells[k as usize]) };
+    /// Starts the rows of a page synced at `synced_at`: their tool columns are
+    /// encoded once, for all of them.
+    pub fn begin_page(&mut self, synced_at: &str) {
+        self.tail.clear();
+        push_field(&mut self.tail, synced_at.as_bytes());
+        self.tail.extend_from_slice(b",false\n");
+    }
+
+    /// Appends a row of the page begun last: the value of each data column of the
+    /// file, in order (empty where the record has none).
+    pub fn row(&mut self, values: &[&[u8]]) {
+        for v in values {
             let v = written(v, self.safe, &mut self.scratch);
             push_field(&mut self.out, v);
             self.out.push(b',');
         }
-        self.end_row(synced_at, false);
+        self.out.extend_from_slice(&self.tail);
     }
 
     /// Appends a tombstone: the primary key cells `(column, value)` as the API sent
@@ -135,12 +132,8 @@ impl Encoder {
             push_field(&mut self.out, v);
             self.out.push(b',');
         }
-        self.end_row(synced_at, true);
-    }
-
-    fn end_row(&mut self, synced_at: &str, deleted: bool) {
         push_field(&mut self.out, synced_at.as_bytes());
-        self.out.extend_from_slice(if deleted { b",true\n" } else { b",false\n" });
+        self.out.extend_from_slice(b",true\n");
     }
 
     /// The bytes encoded so far; the encoder starts over with `recycled` as its buffer.
@@ -224,18 +217,12 @@ mod tests {
     }
 
     #[test]
-    fn encoded_rows_follow_the_columns() {
-        let mut batch = Batch::default();
-        crate::page::parse::parse(
-            br#"{"data":[{"b":"=1","a":"x"}]}"#,
-            &crate::page::parse::Spec::records_in(&["data"]),
-            &mut batch,
-        )
-        .unwrap();
-        let cells: Vec<Cell> = batch.record(0).copied().collect();
+    fn encoded_rows_are_their_columns_then_the_tool_columns() {
         let mut e = Encoder::new(true);
-        e.row(&batch, &cells, &[1, 0], 2, "T");
+        e.begin_page("T");
+        e.row(&[b"x", b"=1"]);
+        e.row(&[b"", b"a,b"]);
         e.tombstone(&[(0, b"k")], 3, "T");
-        assert_eq!(e.take(Vec::new()), b"x,'=1,T,false\nk,,,T,true\n");
+        assert_eq!(e.take(Vec::new()), b"x,'=1,T,false\n,\"a,b\",T,false\nk,,,T,true\n");
     }
 }
