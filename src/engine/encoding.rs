@@ -38,10 +38,15 @@ impl Encoding {
                 unregistered = true;
                 continue;
             }
-            let v = written(v, self.safe, &mut self.scratch);
-            fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, v));
+            fp = fp.wrapping_add(self.cell_hash(col, v));
         }
         (fp, unregistered)
+    }
+
+    /// What non-empty value `v` in column `col` adds to its record's fingerprint.
+    fn cell_hash(&mut self, col: u32, v: &[u8]) -> u64 {
+        let v = written(v, self.safe, &mut self.scratch);
+        cell_hash(self.cols.get(col as usize).name_hash, v)
     }
 
     /// Registers the columns of the kept records; true if the header must widen.
@@ -83,8 +88,7 @@ impl Encoding {
                 }
                 let v = batch.value(c);
                 if fingerprints.is_some() && !v.is_empty() {
-                    let written = written(v, self.safe, &mut self.scratch);
-                    fp = fp.wrapping_add(cell_hash(self.cols.get(col as usize).name_hash, written));
+                    fp = fp.wrapping_add(self.cell_hash(col, v));
                 }
                 if let Some(slot) = by_column.get_mut(col as usize) {
                     *slot = v;

@@ -294,20 +294,35 @@ impl Batch {
         self.push_value(id, value);
     }
 
-    /// The id of the encoded path in `scratch`, interned if new, for a record built
-    /// by hand: records built alike share their paths' order, so the path after the
-    /// last one is tried first (as [`Batch::push_key`] does).
-    fn intern_scratch(&mut self) -> u32 {
-        let guess = if self.prev == ROOT { self.first } else { self.paths.info[self.prev as usize].succ };
-        let id = match self.paths.info.get(guess as usize).is_some_and(|_| self.paths.get(guess) == self.scratch) {
-            true => guess,
-            false => self.paths.intern(&self.scratch, Facts::default),
-        };
+    /// The path most likely next in the record being read or built: the one met
+    /// after the last path last time (see `PathInfo::succ`).
+    fn guess(&self) -> u32 {
+        if self.prev == ROOT {
+            self.first
+        } else {
+            self.paths.info[self.prev as usize].succ
+        }
+    }
+
+    /// Notes path `id` as the one after the last, for the next [`Batch::guess`].
+    fn follow(&mut self, id: u32) {
         match self.prev {
             ROOT => self.first = id,
             prev => self.paths.info[prev as usize].succ = id,
         }
         self.prev = id;
+    }
+
+    /// The id of the encoded path in `scratch`, interned if new, for a record built
+    /// by hand: records built alike share their paths' order, so the path after the
+    /// last one is tried first (as [`Batch::push_key`] does).
+    fn intern_scratch(&mut self) -> u32 {
+        let guess = self.guess();
+        let id = match self.paths.info.get(guess as usize).is_some_and(|_| self.paths.get(guess) == self.scratch) {
+            true => guess,
+            false => self.paths.intern(&self.scratch, Facts::default),
+        };
+        self.follow(id);
         id
     }
 
@@ -350,7 +365,7 @@ impl Batch {
     pub(super) fn push_key(&mut self, key: &[u8]) {
         let depth = self.ids.len() + 1;
         let parent = self.ids.last().copied().unwrap_or(ROOT);
-        let guess = if self.prev == ROOT { self.first } else { self.paths.info[self.prev as usize].succ };
+        let guess = self.guess();
         let id = match self.paths.is(guess, parent, key) {
             true => guess,
             false => {
@@ -368,11 +383,7 @@ impl Batch {
                 })
             }
         };
-        match self.prev {
-            ROOT => self.first = id,
-            prev => self.paths.info[prev as usize].succ = id,
-        }
-        self.prev = id;
+        self.follow(id);
         let stamp = self.ends.len() as u32 + 1;
         let info = &mut self.paths.info[id as usize];
         self.has_repeats |= info.stamp == stamp;
