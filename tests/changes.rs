@@ -3,14 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use api2csv::mock::RunningMock;
 use api2csv::mock::{self, MockOptions};
 use serde_json::Value;
 
 use crate::expected::{assert_table, read_table};
-use crate::workdir::Workdir;
+use crate::workdir::{kill_until_done, Workdir};
 
 fn start_mock(connector: &str, addr: &str, opts: &MockOptions) -> api2csv::error::Result<RunningMock> {
     api2csv::mock::start_mock(api2csv::connector::find(connector).unwrap(), addr, opts)
@@ -106,28 +105,6 @@ fn row_counts(wd: &Workdir, tables: &[&str]) -> Vec<usize> {
     tables.iter().map(|t| read_table(&wd.path(&format!("out/{t}.csv"))).rows.len()).collect()
 }
 
-/// Runs the sync, killing it with SIGKILL after growing delays until it finishes.
-fn sync_with_kills(wd: &Workdir, connector: &str, cfg: &str) -> usize {
-    let mut kills = 0;
-    let mut delay = Duration::from_millis(25);
-    loop {
-        let mut child = sync(wd, connector, cfg).stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
-        let started = Instant::now();
-        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "sync failed after {kills} kills");
-            return kills;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
-        delay += Duration::from_millis(25);
-        assert!(kills < 300, "the sync never finished");
-    }
-}
-
 fn generations(connector: &str, records: usize, kill: bool) {
     generations_with(connector, records, kill, false);
 }
@@ -155,7 +132,7 @@ fn generations_with(connector: &str, records: usize, kill: bool, keys_on_disk: b
     drop(m1);
     let (_m2, cfg2) = generation_at(&wd, connector, &opts, 2, &addr);
     if kill {
-        let kills = sync_with_kills(&wd, connector, &cfg2);
+        let kills = kill_until_done(&wd, &|| sync(&wd, connector, &cfg2), &mut || false, &mut || ());
         assert!(kills >= 2, "only {kills} kills");
     } else {
         wd.stdout(&mut sync(&wd, connector, &cfg2));

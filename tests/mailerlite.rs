@@ -2,13 +2,12 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use api2csv::mock::mailerlite::{MailerLite, API_KEY};
 use api2csv::mock::{self, MockOptions, MockServer};
 
 use crate::expected::{assert_table, row_count};
-use crate::workdir::{describe, Workdir};
+use crate::workdir::{describe, kill_until_done, Workdir};
 
 pub const TABLES: [&str; 5] = ["subscriber", "group", "group_subscriber", "field", "campaign"];
 
@@ -77,31 +76,7 @@ fn killed_syncs_resume_without_losing_or_repeating_rows() {
     let opts = MockOptions { records: 6000, seed: 11, ..MockOptions::default() };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 50"#);
-    let mut kills = 0;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let mut child = sync(&wd, &cfg).stdout(std::process::Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
-        let started = Instant::now();
-        while started.elapsed() < delay {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "sync failed after {kills} kills");
-                break;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-        }
-        delay += Duration::from_millis(60);
-        assert!(kills < 200, "the sync never finished");
-    }
+    let kills = kill_until_done(&wd, &|| sync(&wd, &cfg), &mut || false, &mut || ());
     assert!(kills >= 3, "only {kills} kills: the test did not interrupt the sync");
     assert_no_duplicates(&wd, &opts);
     let out = wd.command(&["compact", "out"]).output().unwrap();

@@ -80,7 +80,7 @@ fn a_pipe_gets_periodic_info_lines_and_no_redraws() {
     let opts = MockOptions { records: 3000, seed: 2, ..MockOptions::default() };
     let (_m, cfg) = mock(&wd, &opts, 1, "c.json", r#", "max_records_per_page": 10"#);
     let mut cmd = sync(&wd, &cfg);
-    cmd.env("API2CSV_PROGRESS_INTERVAL_MS", "50");
+    cmd.env("API2CSV_PROGRESS_INTERVAL_MS", "1");
     let out = wd.output(&mut cmd);
     assert!(out.status.success(), "{}", describe(&cmd, &out));
     let err = String::from_utf8(out.stderr).unwrap();

@@ -11,7 +11,7 @@ use api2csv::mock::{self, MockOptions, MockServer};
 use serde_json::Value;
 
 use crate::expected::{assert_table, read_table, row_count};
-use crate::workdir::{describe, Workdir};
+use crate::workdir::{self, describe, Workdir};
 
 const TABLES: [&str; 3] = ["users", "taxonomies", "assignments"];
 
@@ -113,38 +113,16 @@ fn mid_table(wd: &Workdir, table: &str) -> Option<Value> {
     started.then(|| ts["resume"].clone())
 }
 
-/// Runs `cmd()` until it finishes, SIGKILLing it after ever longer delays. Returns the
-/// resume positions of `table` at every kill that landed inside that table. With
-/// `hunt`, the first time `table` is seen half done the sync is killed at once, so a
-/// kill lands inside it however fast the machine is.
-fn kill_until_done(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, step: Duration, hunt: bool) -> Vec<Value> {
-    let mut inside = Vec::new();
-    let mut kills = 0;
-    let mut delay = step;
-    loop {
-        let mut child = cmd().stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
-        let started = Instant::now();
-        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
-            if hunt && inside.is_empty() && mid_table(wd, table).is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "sync failed after {kills} kills");
-                return inside;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                inside.extend(mid_table(wd, table));
-            }
-        }
-        delay += step;
-        assert!(kills < 200, "the sync never finished");
-    }
+/// Runs `cmd()` until it finishes, killing it as [`workdir::kill_until_done`] does.
+/// Returns the resume positions of `table` at every kill that landed inside that
+/// table. With `hunt`, the first time `table` is seen half done the sync is killed at
+/// once, so a kill lands inside it however fast the machine is.
+fn kills_inside(wd: &Workdir, cmd: &dyn Fn() -> Command, table: &str, hunt: bool) -> Vec<Value> {
+    let inside = std::cell::RefCell::new(Vec::new());
+    let mut kill_now = || hunt && inside.borrow().is_empty() && mid_table(wd, table).is_some();
+    let mut after_kill = || inside.borrow_mut().extend(mid_table(wd, table));
+    workdir::kill_until_done(wd, cmd, &mut kill_now, &mut after_kill);
+    inside.into_inner()
 }
 
 /// The largest number under a `level` key anywhere in `v` (a resume position).
@@ -167,8 +145,7 @@ fn killed_taxonomy_walks_resume_without_losing_or_repeating_rows() {
     // Small pages, so that listings of one level span pages and a kill can land
     // between two pages of the same parent.
     let cfg = config(&wd, &server, r#", "max_records_per_page": "10""#);
-    let positions =
-        kill_until_done(&wd, &|| sync(&wd, &cfg, &["taxonomies"]), "taxonomies", Duration::from_millis(150), false);
+    let positions = kills_inside(&wd, &|| sync(&wd, &cfg, &["taxonomies"]), "taxonomies", false);
     assert!(positions.len() >= 3, "only {} kills inside the taxonomy walk", positions.len());
     // At least one kill landed below the roots, with the walk's stack committed.
     let deepest = positions.iter().map(max_level).max().unwrap();
@@ -184,8 +161,7 @@ fn killed_assignment_syncs_resume_without_losing_or_repeating_rows() {
     let opts = MockOptions { records: 10000, seed: 11, ..MockOptions::default() };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 25"#);
-    let positions =
-        kill_until_done(&wd, &|| sync(&wd, &cfg, &["assignments"]), "assignments", Duration::from_millis(60), false);
+    let positions = kills_inside(&wd, &|| sync(&wd, &cfg, &["assignments"]), "assignments", false);
     assert!(positions.len() >= 3, "only {} kills inside the assignments", positions.len());
     assert_no_duplicates(&wd, &opts, &["assignments"]);
     compact(&wd);
@@ -198,7 +174,7 @@ fn killed_full_syncs_continue_across_tables() {
     let opts = MockOptions { records: 3000, seed: 13, ..MockOptions::default() };
     let server = start(&opts);
     let cfg = config(&wd, &server, r#", "max_records_per_page": 25"#);
-    let inside = kill_until_done(&wd, &|| sync(&wd, &cfg, &[]), "assignments", Duration::from_millis(150), true);
+    let inside = kills_inside(&wd, &|| sync(&wd, &cfg, &[]), "assignments", true);
     assert!(!inside.is_empty(), "no kill landed inside assignments, the last table");
     assert_no_duplicates(&wd, &opts, &TABLES);
     compact(&wd);

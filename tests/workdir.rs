@@ -3,8 +3,9 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -71,6 +72,45 @@ impl Workdir {
         let p = self.path(rel);
         fs::write(&p, contents).unwrap();
         p
+    }
+}
+
+/// Runs `cmd()` (a sync writing to `out/`) until it exits 0, SIGKILLing each run once
+/// it has rewritten `out/state.json` (committed) a number of times that grows by one a
+/// run: 1, 2, 3... Every run gets further than the one before, and how many kills land
+/// does not hang on the machine's speed (a fixed delay let a release build finish
+/// before the second kill). A run is killed at once when `kill_now()` says so (a test
+/// hunting for a kill inside one table); `after_kill()` looks at the directory after
+/// each kill. Returns the number of kills.
+pub fn kill_until_done(
+    wd: &Workdir,
+    cmd: &dyn Fn() -> Command,
+    kill_now: &mut dyn FnMut() -> bool,
+    after_kill: &mut dyn FnMut(),
+) -> usize {
+    let state = wd.path("out/state.json");
+    let mut kills = 0;
+    loop {
+        let mut last = fs::read(&state).unwrap_or_default();
+        let mut child = cmd().stdout(Stdio::null()).stderr(wd.stderr_log()).spawn().unwrap();
+        let mut commits = 0;
+        while commits <= kills && child.try_wait().unwrap().is_none() && !kill_now() {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = fs::read(&state).unwrap_or_default();
+            if now != last {
+                commits += 1;
+                last = now;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "sync failed after {kills} kills");
+            return kills;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        after_kill();
+        assert!(kills < 300, "the sync never finished");
     }
 }
 
