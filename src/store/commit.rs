@@ -8,15 +8,24 @@
 //! When pages come faster than the disk syncs, the commits waiting in the queue
 //! share one round of syncs and one state write (the latest), which is safe for the
 //! same reason one commit is: the state written counts only bytes already synced.
+//! When a commit is already waiting as a round ends (pages come faster than the disk
+//! makes them durable), the committer lets more gather for a few milliseconds before
+//! the next round (see [`WINDOW`]): on a fast source that turns a round every page or
+//! two into one every ten pages, and each round saved is a set of fdatasyncs, a state
+//! rewrite and a directory fsync, and the thread wake-ups around them. A commit that
+//! finds the committer idle goes at once.
 //! Files are opened for each round, so a file renamed over in between (widening) is
 //! never appended to through a stale handle.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -61,6 +70,35 @@ struct Ack {
 /// (tens of KB) and a state: 32 of them are about 2 MB.
 const QUEUE: usize = 32;
 
+/// How long the first commit of a round waits for others to join it, when it was
+/// already waiting as the last round ended. Each round costs the kernel an
+/// fdatasync per file, a state rewrite and a directory fsync; on a 100k first sync
+/// from a fast local server (1000 pages in under a second) rounds of about two pages
+/// cost 1.31 s of CPU (median of 5), rounds gathered over 10 ms 1.14 s, over 20 ms
+/// 1.11 s, over 40 ms 1.09 s, none slower in wall time. A kill loses at most this
+/// much more work, which the next run reads again: a page is only ever counted in
+/// the state once its rows are durable. Against a real API, whose pages take far
+/// longer than a round to arrive, the committer is idle when each comes, and
+/// nothing waits.
+const WINDOW: Duration = Duration::from_millis(20);
+
+/// A round starts early once this many commits wait, before the queue fills and
+/// the main thread has to wait for the disk.
+const ROUND: usize = QUEUE / 2;
+
+/// What the main thread tells the committer while it gathers a round.
+#[derive(Default)]
+struct Gather {
+    /// How long a round gathers at most ([`WINDOW`]).
+    window: Duration,
+    /// Commits sent so far.
+    sent: AtomicUsize,
+    /// Someone waits for every commit to be durable: start the round now.
+    hurry: AtomicBool,
+    /// Rounds of syncs made so far (for the debug log).
+    rounds: AtomicUsize,
+}
+
 /// The SHA-256 of files written from their first byte by this committer, for the
 /// manifest: file, length hashed, digest.
 pub type Digests = Vec<(PathBuf, u64, String)>;
@@ -70,6 +108,7 @@ pub struct Committer {
     tx: Option<SyncSender<Commit>>,
     acks: Receiver<Ack>,
     thread: Option<JoinHandle<Digests>>,
+    gather: Arc<Gather>,
     /// Commits sent and not yet answered.
     pending: usize,
     /// Commits that stuck.
@@ -83,15 +122,18 @@ impl Committer {
         let (tx, rx) = mpsc::sync_channel::<Commit>(QUEUE);
         let (ack_tx, acks) = mpsc::channel();
         let state_path = dir.join(crate::store::state::FILE_NAME);
+        let gather = Arc::new(Gather { window: WINDOW, ..Gather::default() });
+        let theirs = Arc::clone(&gather);
         let thread = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run(rx, ack_tx, state_path))
+            .spawn(move || run(rx, ack_tx, state_path, &theirs))
             .expect("a thread can be spawned");
         Committer {
             dir,
             tx: Some(tx),
             acks,
             thread: Some(thread),
+            gather,
             pending: 0,
             committed: 0,
             failed: None,
@@ -111,12 +153,31 @@ impl Committer {
         tx.send(commit)
             .map_err(|_| Error::Internal(format!("cannot commit {}: the committer stopped", self.dir.display())))?;
         self.pending += 1;
+        self.gather.sent.fetch_add(1, Ordering::Release);
+        if self.pending >= ROUND {
+            self.wake();
+        }
         Ok(())
     }
 
     /// Waits until every commit sent is durable.
     pub fn barrier(&mut self) -> Result<()> {
-        self.collect(true)
+        if self.pending == 0 {
+            return self.collect(false);
+        }
+        self.gather.hurry.store(true, Ordering::Release);
+        self.wake();
+        let result = self.collect(true);
+        self.gather.hurry.store(false, Ordering::Release);
+        result
+    }
+
+    /// Ends the committer's wait for more commits (a spurious wake-up is harmless:
+    /// it only starts a round early).
+    fn wake(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 
     /// Stops the committer once every commit is durable; the SHA-256 of each file it
@@ -124,6 +185,8 @@ impl Committer {
     pub fn finish(mut self) -> Result<Digests> {
         self.barrier()?;
         drop(self.tx.take());
+        let rounds = self.gather.rounds.load(Ordering::Acquire);
+        log::debug!("{} commits made durable in {rounds} rounds of syncs", self.committed);
         Ok(self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default())
     }
 
@@ -154,20 +217,38 @@ impl Committer {
 impl Drop for Committer {
     fn drop(&mut self) {
         drop(self.tx.take());
+        self.gather.hurry.store(true, Ordering::Release);
+        self.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) -> Digests {
+fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf, gather: &Gather) -> Digests {
     let mut broken = false;
     let mut hashing = Hashing::default();
-    while let Ok(first) = rx.recv() {
+    let mut received = 0;
+    loop {
+        // A commit already waiting says pages come faster than rounds: let more join
+        // this one. Otherwise the source is the slow side and the page goes at once.
+        let first = match rx.try_recv() {
+            Ok(first) => {
+                wait_for_more(gather, received + 1);
+                first
+            }
+            Err(TryRecvError::Empty) => match rx.recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            },
+            Err(TryRecvError::Disconnected) => break,
+        };
         let mut round = vec![first];
         while let Ok(more) = rx.try_recv() {
             round.push(more);
         }
+        received += round.len();
+        gather.rounds.fetch_add(1, Ordering::Release);
         let result = if broken { Err(stopped()) } else { durable(&round, &state_path, &mut hashing) };
         broken |= result.is_err();
         let mut result = Some(result);
@@ -179,6 +260,23 @@ fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf) -> Di
         }
     }
     hashing.digests()
+}
+
+/// Lets commits gather for the window after the first of a round (the `taken`th
+/// sent), unless [`ROUND`] of them wait or someone waits for them all.
+fn wait_for_more(gather: &Gather, taken: usize) {
+    let deadline = Instant::now() + gather.window;
+    loop {
+        if gather.hurry.load(Ordering::Acquire) {
+            return;
+        }
+        let waiting = gather.sent.load(Ordering::Acquire).saturating_sub(taken) + 1;
+        let now = Instant::now();
+        if waiting >= ROUND || now >= deadline {
+            return;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
 }
 
 /// SHA-256 of files followed from their first byte: kept only while every byte of
@@ -241,4 +339,78 @@ fn durable(round: &[Commit], state_path: &std::path::Path, hashing: &mut Hashing
     }
     let last = round.last().expect("a round has a commit");
     write_atomic(state_path, &last.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Longer than any test runs: a wait that returns did not wait for the window.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    /// Runs `wait_for_more(gather, taken)` on a thread, which `nudge` gets, and
+    /// asserts that it returns (long before its window of [`FOREVER`] would end).
+    fn returns(gather: Gather, taken: usize, nudge: impl FnOnce(&Gather, &std::thread::Thread)) {
+        let gather = Arc::new(gather);
+        let (theirs, (tx, rx)) = (Arc::clone(&gather), mpsc::channel());
+        let waiter = std::thread::spawn(move || {
+            wait_for_more(&theirs, taken);
+            tx.send(()).unwrap();
+        });
+        nudge(&gather, waiter.thread());
+        assert!(rx.recv_timeout(Duration::from_secs(60)).is_ok(), "the round never started");
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn a_round_gathers_for_the_window_when_nothing_else_comes() {
+        let window = Duration::from_millis(30);
+        let gather = Gather { sent: AtomicUsize::new(1), window, ..Gather::default() };
+        let started = Instant::now();
+        wait_for_more(&gather, 1);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_round_starts_at_once_when_enough_commits_wait() {
+        let gather = Gather { sent: AtomicUsize::new(5 + ROUND - 1), window: FOREVER, ..Gather::default() };
+        returns(gather, 5, |_, _| {});
+    }
+
+    #[test]
+    fn a_barrier_ends_the_gathering() {
+        let gather = Gather { sent: AtomicUsize::new(1), window: FOREVER, ..Gather::default() };
+        returns(gather, 1, |gather, waiter| {
+            std::thread::sleep(Duration::from_millis(20));
+            gather.hurry.store(true, Ordering::Release);
+            waiter.unpark();
+        });
+    }
+
+    /// Commits sent faster than the disk syncs share rounds; every one is answered,
+    /// the appends land in order, and the state is the last one sent.
+    #[test]
+    fn commits_share_rounds_and_end_in_the_last_state() {
+        let dir = std::env::temp_dir().join(format!("api2csv-commit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Committer::start(dir.clone());
+        let table = dir.join("t.csv");
+        let mut want = Vec::new();
+        for i in 0..100u32 {
+            let line = format!("{i}\n").into_bytes();
+            want.extend_from_slice(&line);
+            let append = Append { path: table.clone(), bytes: line, hashed: true };
+            c.send(Commit { appends: vec![append], state: format!("{{\"n\":{i}}}\n").into_bytes() }).unwrap();
+        }
+        c.barrier().unwrap();
+        assert_eq!(c.committed, 100);
+        let rounds = c.gather.rounds.load(Ordering::Acquire);
+        assert!((1..100).contains(&rounds), "{rounds} rounds for 100 commits");
+        let digests = c.finish().unwrap();
+        assert_eq!(std::fs::read(&table).unwrap(), want);
+        assert_eq!(std::fs::read_to_string(dir.join("state.json")).unwrap(), "{\"n\":99}\n");
+        let hex = format!("{:x}", Sha256::digest(&want));
+        assert_eq!(digests, vec![(table, want.len() as u64, hex)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
