@@ -8,12 +8,12 @@
 //! When pages come faster than the disk syncs, the commits waiting in the queue
 //! share one round of syncs and one state write (the latest), which is safe for the
 //! same reason one commit is: the state written counts only bytes already synced.
-//! When a commit is already waiting as a round ends (pages come faster than the disk
-//! makes them durable), the committer lets more gather for a few milliseconds before
-//! the next round (see [`WINDOW`]): on a fast source that turns a round every page or
-//! two into one every ten pages, and each round saved is a set of fdatasyncs, a state
-//! rewrite and a directory fsync, and the thread wake-ups around them. A commit that
-//! finds the committer idle goes at once.
+//! Rounds start at most one [`WINDOW`] apart: a commit that comes sooner after the
+//! last round waits for others to join it (unless enough wait, or the run waits for
+//! them all). On a fast source that turns a round every page or two into one every
+//! ten pages or more, and each round saved is a set of fdatasyncs, a state rewrite
+//! and a directory fsync, and the thread wake-ups around them. A commit that comes
+//! later than that (a real API's pace) goes at once.
 //! Files are opened for each round, so a file renamed over in between (widening) is
 //! never appended to through a stale handle.
 
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -70,16 +70,15 @@ struct Ack {
 /// (tens of KB) and a state: 32 of them are about 2 MB.
 const QUEUE: usize = 32;
 
-/// How long the first commit of a round waits for others to join it, when it was
-/// already waiting as the last round ended. Each round costs the kernel an
-/// fdatasync per file, a state rewrite and a directory fsync; on a 100k first sync
+/// The least time between the starts of two rounds, unless [`ROUND`] commits wait
+/// or the run waits for them all. Each round costs the kernel an fdatasync per
+/// file, a state rewrite and a directory fsync; on a 100k first sync
 /// from a fast local server (1000 pages in under a second) rounds of about two pages
 /// cost 1.31 s of CPU (median of 5), rounds gathered over 10 ms 1.14 s, over 20 ms
 /// 1.11 s, over 40 ms 1.09 s, none slower in wall time. A kill loses at most this
 /// much more work, which the next run reads again: a page is only ever counted in
-/// the state once its rows are durable. Against a real API, whose pages take far
-/// longer than a round to arrive, the committer is idle when each comes, and
-/// nothing waits.
+/// the state once its rows are durable. Against a real API, whose pages take
+/// longer than this to arrive, nothing waits.
 const WINDOW: Duration = Duration::from_millis(20);
 
 /// A round starts early once this many commits wait, before the queue fills and
@@ -119,10 +118,14 @@ pub struct Committer {
 
 impl Committer {
     pub fn start(dir: PathBuf) -> Committer {
+        Committer::with_window(dir, WINDOW)
+    }
+
+    fn with_window(dir: PathBuf, window: Duration) -> Committer {
         let (tx, rx) = mpsc::sync_channel::<Commit>(QUEUE);
         let (ack_tx, acks) = mpsc::channel();
         let state_path = dir.join(crate::store::state::FILE_NAME);
-        let gather = Arc::new(Gather { window: WINDOW, ..Gather::default() });
+        let gather = Arc::new(Gather { window, ..Gather::default() });
         let theirs = Arc::clone(&gather);
         let thread = std::thread::Builder::new()
             .name("committer".into())
@@ -229,20 +232,15 @@ fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf, gathe
     let mut broken = false;
     let mut hashing = Hashing::default();
     let mut received = 0;
-    loop {
-        // A commit already waiting says pages come faster than rounds: let more join
-        // this one. Otherwise the source is the slow side and the page goes at once.
-        let first = match rx.try_recv() {
-            Ok(first) => {
-                wait_for_more(gather, received + 1);
-                first
-            }
-            Err(TryRecvError::Empty) => match rx.recv() {
-                Ok(first) => first,
-                Err(_) => break,
-            },
-            Err(TryRecvError::Disconnected) => break,
-        };
+    // When the last round started: the next one starts a window later at the
+    // earliest, so a commit that comes sooner waits for others to join it, and one
+    // that comes later (the source is the slow side) goes at once.
+    let mut last: Option<Instant> = None;
+    while let Ok(first) = rx.recv() {
+        if let Some(last) = last {
+            wait_for_more(gather, received + 1, last + gather.window);
+        }
+        last = Some(Instant::now());
         let mut round = vec![first];
         while let Ok(more) = rx.try_recv() {
             round.push(more);
@@ -262,10 +260,9 @@ fn run(rx: Receiver<Commit>, acks: mpsc::Sender<Ack>, state_path: PathBuf, gathe
     hashing.digests()
 }
 
-/// Lets commits gather for the window after the first of a round (the `taken`th
-/// sent), unless [`ROUND`] of them wait or someone waits for them all.
-fn wait_for_more(gather: &Gather, taken: usize) {
-    let deadline = Instant::now() + gather.window;
+/// Lets commits gather after the first of a round (the `taken`th sent) until
+/// `deadline`, unless [`ROUND`] of them wait or someone waits for them all.
+fn wait_for_more(gather: &Gather, taken: usize, deadline: Instant) {
     loop {
         if gather.hurry.load(Ordering::Acquire) {
             return;
@@ -344,17 +341,18 @@ fn durable(round: &[Commit], state_path: &std::path::Path, hashing: &mut Hashing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// Longer than any test runs: a wait that returns did not wait for the window.
     const FOREVER: Duration = Duration::from_secs(3600);
 
-    /// Runs `wait_for_more(gather, taken)` on a thread, which `nudge` gets, and
-    /// asserts that it returns (long before its window of [`FOREVER`] would end).
+    /// Runs `wait_for_more(gather, taken, FOREVER from now)` on a thread, which
+    /// `nudge` gets, and asserts that it returns.
     fn returns(gather: Gather, taken: usize, nudge: impl FnOnce(&Gather, &std::thread::Thread)) {
         let gather = Arc::new(gather);
         let (theirs, (tx, rx)) = (Arc::clone(&gather), mpsc::channel());
         let waiter = std::thread::spawn(move || {
-            wait_for_more(&theirs, taken);
+            wait_for_more(&theirs, taken, Instant::now() + FOREVER);
             tx.send(()).unwrap();
         });
         nudge(&gather, waiter.thread());
@@ -363,23 +361,22 @@ mod tests {
     }
 
     #[test]
-    fn a_round_gathers_for_the_window_when_nothing_else_comes() {
-        let window = Duration::from_millis(30);
-        let gather = Gather { sent: AtomicUsize::new(1), window, ..Gather::default() };
+    fn a_round_gathers_until_its_deadline_when_nothing_else_comes() {
+        let gather = Gather { sent: AtomicUsize::new(1), ..Gather::default() };
         let started = Instant::now();
-        wait_for_more(&gather, 1);
+        wait_for_more(&gather, 1, started + Duration::from_millis(30));
         assert!(started.elapsed() >= Duration::from_millis(30));
     }
 
     #[test]
     fn a_round_starts_at_once_when_enough_commits_wait() {
-        let gather = Gather { sent: AtomicUsize::new(5 + ROUND - 1), window: FOREVER, ..Gather::default() };
+        let gather = Gather { sent: AtomicUsize::new(5 + ROUND - 1), ..Gather::default() };
         returns(gather, 5, |_, _| {});
     }
 
     #[test]
     fn a_barrier_ends_the_gathering() {
-        let gather = Gather { sent: AtomicUsize::new(1), window: FOREVER, ..Gather::default() };
+        let gather = Gather { sent: AtomicUsize::new(1), ..Gather::default() };
         returns(gather, 1, |gather, waiter| {
             std::thread::sleep(Duration::from_millis(20));
             gather.hurry.store(true, Ordering::Release);
@@ -387,20 +384,51 @@ mod tests {
         });
     }
 
+    /// A temporary directory of its own for test `name`.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("api2csv-commit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn commit(table: &Path, i: u32) -> Commit {
+        let append = Append { path: table.to_path_buf(), bytes: format!("{i}\n").into_bytes(), hashed: true };
+        Commit { appends: vec![append], state: format!("{{\"n\":{i}}}\n").into_bytes() }
+    }
+
+    /// The first commit goes at once, however long the window: only a commit that
+    /// comes within a window of the last round waits (here until the barrier).
+    #[test]
+    fn the_first_commit_goes_at_once_and_a_barrier_ends_the_window() {
+        let dir = scratch("first");
+        let mut c = Committer::with_window(dir.clone(), FOREVER);
+        let (table, state) = (dir.join("t.csv"), dir.join("state.json"));
+        c.send(commit(&table, 0)).unwrap();
+        let started = Instant::now();
+        while std::fs::read(&state).ok().as_deref() != Some(&b"{\"n\":0}\n"[..]) {
+            assert!(started.elapsed() < Duration::from_secs(60), "the first commit waited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        c.send(commit(&table, 1)).unwrap();
+        c.barrier().unwrap();
+        assert_eq!(std::fs::read(&state).unwrap(), b"{\"n\":1}\n");
+        assert_eq!(c.gather.rounds.load(Ordering::Acquire), 2);
+        drop(c);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Commits sent faster than the disk syncs share rounds; every one is answered,
     /// the appends land in order, and the state is the last one sent.
     #[test]
     fn commits_share_rounds_and_end_in_the_last_state() {
-        let dir = std::env::temp_dir().join(format!("api2csv-commit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("share");
         let mut c = Committer::start(dir.clone());
         let table = dir.join("t.csv");
         let mut want = Vec::new();
         for i in 0..100u32 {
-            let line = format!("{i}\n").into_bytes();
-            want.extend_from_slice(&line);
-            let append = Append { path: table.clone(), bytes: line, hashed: true };
-            c.send(Commit { appends: vec![append], state: format!("{{\"n\":{i}}}\n").into_bytes() }).unwrap();
+            want.extend_from_slice(format!("{i}\n").as_bytes());
+            c.send(commit(&table, i)).unwrap();
         }
         c.barrier().unwrap();
         assert_eq!(c.committed, 100);
