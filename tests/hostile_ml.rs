@@ -541,13 +541,28 @@ fn wrong_guess_account(wrong: fn() -> Reply) -> (Server, impl Fn() -> usize) {
 fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
     // The guessed page's record and column exist nowhere else: they must leave no trace.
     let (server, guessed) = wrong_guess_account(|| Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)));
-    let wd = Workdir::new("hml-wrong-guess");
+    // Two fetchers: the guess is asked for while the other one retries page 1.
+    let wd = Workdir::with_fetchers("hml-wrong-guess", 2);
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     let t = subscribers(&wd);
     assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
     assert_eq!(column(&t, "id"), ["1", "2"]);
     assert_eq!(guessed(), 1, "{:?}", server.targets());
     // The wasted request is still counted, to a table.
+    requests_add_up(&wd, &server);
+}
+
+#[test]
+fn one_fetcher_never_asks_for_a_guess_turned_down_while_it_retried() {
+    // The single fetcher retries page 1 before it could take the guess: by then the
+    // walk has turned it down, and it is never asked for.
+    let (server, guessed) = wrong_guess_account(|| Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)));
+    let wd = Workdir::with_fetchers("hml-wrong-guess-1", 1);
+    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
+    let t = subscribers(&wd);
+    assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
+    assert_eq!(column(&t, "id"), ["1", "2"]);
+    assert_eq!(guessed(), 0, "{:?}", server.targets());
     requests_add_up(&wd, &server);
 }
 
@@ -569,7 +584,7 @@ fn a_turned_down_guess_stops_retrying() {
         reply.headers.push(("Retry-After".into(), "30".into()));
         reply
     });
-    let wd = Workdir::new("hml-guess-retry");
+    let wd = Workdir::with_fetchers("hml-guess-retry", 2);
     let started = std::time::Instant::now();
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     assert!(started.elapsed() < Duration::from_secs(20), "waited {:?} for a page nobody wanted", started.elapsed());

@@ -11,15 +11,24 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Workdir {
     pub dir: PathBuf,
+    /// The fetcher threads of the binary run here (`API2CSV_FETCHERS`).
+    fetchers: u8,
 }
 
 impl Workdir {
+    /// A directory whose runs use one fetcher thread or two, by the hash of `name`:
+    /// both pipelines run in every suite, whatever the machine would choose.
     pub fn new(name: &str) -> Workdir {
+        let fetchers = 1 + (name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 2) as u8;
+        Workdir::with_fetchers(name, fetchers)
+    }
+
+    pub fn with_fetchers(name: &str, fetchers: u8) -> Workdir {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        Workdir { dir }
+        Workdir { dir, fetchers }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -35,6 +44,7 @@ impl Workdir {
         }
         // Retries back off from 5 ms, not 500: fault tests take seconds, not minutes.
         cmd.env("API2CSV_TEST_BACKOFF_MS", "5");
+        cmd.env("API2CSV_FETCHERS", self.fetchers.to_string());
         cmd
     }
 
