@@ -47,11 +47,11 @@ fn fetchers() -> usize {
 /// Runs `walk` with the fetcher threads started, and stops them when it returns.
 /// Returns its result, and the requests made for pages the walk did not want.
 pub(super) fn run(client: &Client, walk: impl FnOnce(&mut Prefetch) -> Result<()>) -> (Result<()>, u64) {
-    let ahead = Ahead::new();
+    let fetchers = fetchers();
+    let ahead = Ahead { alone: fetchers == 1, ..Ahead::new() };
     let result = std::thread::scope(|scope| {
         let (outbox, done) = mpsc::channel::<Fetched>();
         let mut workers = Vec::new();
-        let fetchers = fetchers();
         for _ in 0..fetchers {
             let (ahead, outbox) = (&ahead, outbox.clone());
             let worker = std::thread::Builder::new().name("fetcher".into()).spawn_scoped(scope, move || {
@@ -116,7 +116,9 @@ pub(super) struct Fetched {
 /// bodies that do not parse or whose envelope the check refuses. With `ahead`, at
 /// the first body: a guessed page (`guess`) learns whether the walk wants it (`None`
 /// when it does not), and a cursor page that may lead has its next page asked for
-/// on a guess before it is parsed.
+/// on a guess before it is parsed. A fetcher on its own parses a guessed page before
+/// it waits for the walk's verdict: the walk still writes the page before, and the
+/// next page is not asked for before this one is parsed anyway.
 fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Option<Fetched> {
     let Job { request, reading, mut batch, lead } = job;
     let query: Vec<(&str, &str)> = request.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -132,18 +134,29 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
         _ => true,
     };
     let mut first = true;
+    let read = |reply: &crate::net::http::Reply, batch: &mut Batch| -> std::result::Result<parse::Envelope, String> {
+        let mut envelope = parse::parse(reply.body, &reading.spec, batch).map_err(|e| e.0)?;
+        envelope.link_next = crate::connector::definition::link_next(reply.headers);
+        (reading.check)(&envelope)?;
+        Ok(envelope)
+    };
     let result = client.get_counted(&url, &mut requests, &still_wanted, |reply| {
+        let mut read_ahead = None;
         if let (Some((ahead, _)), true) = (ahead, std::mem::take(&mut first)) {
             if let Some(id) = guess {
+                if ahead.alone {
+                    read_ahead = Some(read(reply, &mut batch));
+                }
                 wanted.set(ahead.verdict(id));
             }
             let Some(lead) = wanted.get() else { return Ok(None) };
             let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
             ahead.lead(guess, next.map(|next| (next, reading)));
         }
-        let mut envelope = parse::parse(reply.body, &reading.spec, &mut batch).map_err(|e| e.0)?;
-        envelope.link_next = crate::connector::definition::link_next(reply.headers);
-        (reading.check)(&envelope)?;
+        let envelope = match read_ahead {
+            Some(envelope) => envelope?,
+            None => read(reply, &mut batch)?,
+        };
         Ok(Some(envelope))
     });
     if let (Some((ahead, _)), Some(id), None) = (ahead, guess, wanted.get()) {
@@ -178,6 +191,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
 /// after a page the walk let lead (not in a listing it may give up). The guessed
 /// page is read as the page that named it: a stream reads equal requests alike.
 struct Ahead {
+    /// One fetcher: it parses a guessed page before it waits for its verdict.
+    alone: bool,
     queue: Mutex<Queue>,
     /// Signals a task to fetch (one waiting fetcher is woken a task) or the end.
     work: Condvar,
@@ -207,7 +222,7 @@ struct Queue {
 
 impl Ahead {
     fn new() -> Ahead {
-        Ahead { queue: Mutex::new(Queue::default()), work: Condvar::new(), settled: Condvar::new() }
+        Ahead { alone: false, queue: Mutex::new(Queue::default()), work: Condvar::new(), settled: Condvar::new() }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, Queue> {
