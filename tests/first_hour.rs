@@ -273,3 +273,18 @@ fn a_summary_counts_each_record_once_and_its_requests_add_up() {
     let rows = fs::read_to_string(wd.path("out/group_subscriber.csv")).unwrap().lines().count() as u64 - 1;
     assert_eq!(report["tables"]["group_subscriber"]["read"].as_u64(), Some(rows), "{report}");
 }
+
+#[test]
+fn a_fetcher_count_that_is_neither_1_nor_2_is_ignored_with_a_warning() {
+    let wd = Workdir::new("first-fetchers");
+    let server = start(&MockOptions { records: 300, ..MockOptions::default() });
+    let cfg = config(&wd, &server, r#", "max_records_per_page": "50""#);
+    let mut cmd = wd.command(&["sync", "mailerlite", "--config", &cfg, "--out", "out"]);
+    let out = wd.output(cmd.env("API2CSV_FETCHERS", "8"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warned: Vec<&str> = stderr.lines().filter(|l| l.contains("API2CSV_FETCHERS")).collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(warned[0].contains(r#"API2CSV_FETCHERS="8" is neither 1 nor 2: it is ignored"#), "{stderr}");
+    assert_eq!(crate::expected::row_count(&wd.path("out"), "subscriber"), 300);
+}
