@@ -537,33 +537,34 @@ fn wrong_guess_account(wrong: fn() -> Reply) -> (Server, impl Fn() -> usize) {
     (server, move || seen.targets().iter().filter(|t| t.ends_with("&cursor=wrong")).count())
 }
 
-#[test]
-fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
-    // The guessed page's record and column exist nowhere else: they must leave no trace.
+/// Syncs the wrong-guess account (the guessed page answered with a record and a
+/// column that exist nowhere else) with `fetchers` fetcher threads: the guessed page
+/// leaves no trace, and any request for it is counted, to a table. Returns how many
+/// times the guess was asked for, and every request made.
+fn wrong_guess_sync(name: &str, fetchers: u8) -> (usize, Vec<String>) {
     let (server, guessed) = wrong_guess_account(|| Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)));
-    // Two fetchers: the guess is asked for while the other one retries page 1.
-    let wd = Workdir::with_fetchers("hml-wrong-guess", 2);
+    let wd = Workdir::with_fetchers(name, fetchers);
     sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
     let t = subscribers(&wd);
     assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
     assert_eq!(column(&t, "id"), ["1", "2"]);
-    assert_eq!(guessed(), 1, "{:?}", server.targets());
-    // The wasted request is still counted, to a table.
     requests_add_up(&wd, &server);
+    (guessed(), server.targets())
+}
+
+#[test]
+fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
+    // Two fetchers: the guess is asked for while the other one retries page 1.
+    let (guessed, targets) = wrong_guess_sync("hml-wrong-guess", 2);
+    assert_eq!(guessed, 1, "{targets:?}");
 }
 
 #[test]
 fn one_fetcher_never_asks_for_a_guess_turned_down_while_it_retried() {
     // The single fetcher retries page 1 before it could take the guess: by then the
     // walk has turned it down, and it is never asked for.
-    let (server, guessed) = wrong_guess_account(|| Reply::ok(cursor_page(r#"{"id":"666","phantom":"boo"}"#, None)));
-    let wd = Workdir::with_fetchers("hml-wrong-guess-1", 1);
-    sync_ok(&wd, "mailerlite", &config(&server, ""), &[]);
-    let t = subscribers(&wd);
-    assert_eq!(t.header, ["id", "_synced_at", "_deleted"]);
-    assert_eq!(column(&t, "id"), ["1", "2"]);
-    assert_eq!(guessed(), 0, "{:?}", server.targets());
-    requests_add_up(&wd, &server);
+    let (guessed, targets) = wrong_guess_sync("hml-wrong-guess-1", 1);
+    assert_eq!(guessed, 0, "{targets:?}");
 }
 
 /// The tables' requests and the credential check add up to every request made,
