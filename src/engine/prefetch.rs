@@ -48,7 +48,7 @@ fn fetchers() -> usize {
 /// Returns its result, and the requests made for pages the walk did not want.
 pub(super) fn run(client: &Client, walk: impl FnOnce(&mut Prefetch) -> Result<()>) -> (Result<()>, u64) {
     let fetchers = fetchers();
-    let ahead = Ahead { alone: fetchers == 1, ..Ahead::new() };
+    let ahead = Ahead::new(fetchers == 1);
     let result = std::thread::scope(|scope| {
         let (outbox, done) = mpsc::channel::<Fetched>();
         let mut workers = Vec::new();
@@ -221,8 +221,8 @@ struct Queue {
 }
 
 impl Ahead {
-    fn new() -> Ahead {
-        Ahead { alone: false, queue: Mutex::new(Queue::default()), work: Condvar::new(), settled: Condvar::new() }
+    fn new(alone: bool) -> Ahead {
+        Ahead { alone, queue: Mutex::new(Queue::default()), work: Condvar::new(), settled: Condvar::new() }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_fetcher_that_panics_releases_the_other() {
-        let ahead = Ahead::new();
+        let ahead = Ahead::new(false);
         std::thread::scope(|scope| {
             let waiting = scope.spawn(|| ahead.task().is_none());
             let panicking = scope.spawn(|| {
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn a_guess_is_adopted_only_for_the_same_request_and_never_twice() {
-        let ahead = Ahead::new();
+        let ahead = Ahead::new(false);
         let first = job("");
         ahead.start(job(""));
         let (task, guess) = ahead.task().unwrap();

@@ -384,14 +384,6 @@ mod tests {
         });
     }
 
-    /// A temporary directory of its own for test `name`.
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("api2csv-commit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn commit(table: &Path, i: u32) -> Commit {
         let append = Append { path: table.to_path_buf(), bytes: format!("{i}\n").into_bytes(), hashed: true };
         Commit { appends: vec![append], state: format!("{{\"n\":{i}}}\n").into_bytes() }
@@ -401,7 +393,7 @@ mod tests {
     /// comes within a window of the last round waits (here until the barrier).
     #[test]
     fn the_first_commit_goes_at_once_and_a_barrier_ends_the_window() {
-        let dir = scratch("first");
+        let dir = crate::store::fsio::test_dir("commit-first");
         let mut c = Committer::with_window(dir.clone(), FOREVER);
         let (table, state) = (dir.join("t.csv"), dir.join("state.json"));
         c.send(commit(&table, 0)).unwrap();
@@ -422,7 +414,7 @@ mod tests {
     /// the appends land in order, and the state is the last one sent.
     #[test]
     fn commits_share_rounds_and_end_in_the_last_state() {
-        let dir = scratch("share");
+        let dir = crate::store::fsio::test_dir("commit-share");
         let mut c = Committer::start(dir.clone());
         let table = dir.join("t.csv");
         let mut want = Vec::new();
