@@ -561,8 +561,9 @@ fn a_page_asked_for_on_a_wrong_guess_is_dropped() {
 
 #[test]
 fn one_fetcher_never_asks_for_a_guess_turned_down_while_it_retried() {
-    // The single fetcher retries page 1 before it could take the guess: by then the
-    // walk has turned it down, and it is never asked for.
+    // The single fetcher retries page 1 before it could take the guess: the retry
+    // names c1, so the guess made on the refused body is withdrawn, whatever the
+    // walk is doing, and never asked for.
     let (guessed, targets) = wrong_guess_sync("hml-wrong-guess-1", 1);
     assert_eq!(guessed, 0, "{targets:?}");
 }

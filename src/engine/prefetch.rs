@@ -134,6 +134,8 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
         _ => true,
     };
     let mut first = true;
+    // The guess this page led, while it may still be replaced.
+    let mut led = None;
     let read = |reply: &crate::net::http::Reply, batch: &mut Batch| -> std::result::Result<parse::Envelope, String> {
         let mut envelope = parse::parse(reply.body, &reading.spec, batch).map_err(|e| e.0)?;
         envelope.link_next = crate::connector::definition::link_next(reply.headers);
@@ -142,16 +144,26 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
     };
     let result = client.get_counted(&url, &mut requests, &still_wanted, |reply| {
         let mut read_ahead = None;
-        if let (Some((ahead, _)), true) = (ahead, std::mem::take(&mut first)) {
-            if let Some(id) = guess {
-                if ahead.alone {
-                    read_ahead = Some(read(reply, &mut batch));
+        if let Some((ahead, _)) = ahead {
+            if std::mem::take(&mut first) {
+                if let Some(id) = guess {
+                    if ahead.alone {
+                        read_ahead = Some(read(reply, &mut batch));
+                    }
+                    wanted.set(ahead.verdict(id));
                 }
-                wanted.set(ahead.verdict(id));
+                let Some(lead) = wanted.get() else { return Ok(None) };
+                let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
+                led = ahead.lead(guess, next.map(|next| (next, reading)));
+            } else if wanted.get() == Some(true) {
+                // A retry: the guess made on a body that was refused is replaced by
+                // this body's while no fetcher has taken it (a lone fetcher, busy
+                // here, never has), so it is not asked for on a stale cursor.
+                let next = reading.next_guess.and_then(|guess| guess(&request, reply.body));
+                if led.is_none_or(|id| ahead.withdraw(id, next.as_ref())) {
+                    led = ahead.lead(None, next.map(|next| (next, reading)));
+                }
             }
-            let Some(lead) = wanted.get() else { return Ok(None) };
-            let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
-            ahead.lead(guess, next.map(|next| (next, reading)));
         }
         let envelope = match read_ahead {
             Some(envelope) => envelope?,
@@ -274,16 +286,16 @@ impl Ahead {
     }
 
     /// A wanted page's first body is in: its guess (if it was one) is settled, and
-    /// `next`, if any, is asked for on a guess.
-    fn lead(&self, settled: Option<u64>, next: Option<(Request, Reading)>) {
+    /// `next`, if any, is asked for on a guess. Returns the id of that guess.
+    fn lead(&self, settled: Option<u64>, next: Option<(Request, Reading)>) -> Option<u64> {
         let mut q = self.locked();
         if settled.is_some() && q.guess.as_ref().map(|g| g.0) == settled {
             q.guess = None;
         }
-        let Some((request, reading)) = next else { return };
+        let (request, reading) = next?;
         let hash = q.hasher.hash_one(&request);
         if q.guess.is_some() || q.closed || !q.asked.insert(hash) {
-            return;
+            return None;
         }
         q.guesses += 1;
         let id = q.guesses;
@@ -293,6 +305,23 @@ impl Ahead {
         drop(q);
         // Only the fetcher that settled the guess waited on it: no verdict to signal.
         self.work.notify_one();
+        Some(id)
+    }
+
+    /// A retried page names `next` where its refused body named guess `id`: the
+    /// guess is withdrawn if it asks for something else and no fetcher has taken it
+    /// nor the walk given its verdict. Returns whether a new guess may be made.
+    fn withdraw(&self, id: u64, next: Option<&Request>) -> bool {
+        let mut q = self.locked();
+        let Some((out, request, None)) = &q.guess else { return false };
+        if *out != id || Some(request) == next {
+            return false;
+        }
+        let Some(at) = q.tasks.iter().position(|(_, guess)| *guess == Some(id)) else { return false };
+        let (job, _) = q.tasks.remove(at).expect("a position in the queue");
+        q.batches.push(job.batch);
+        q.guess = None;
+        true
     }
 
     fn unwanted(&self, batch: Batch, requests: u64) {
@@ -464,5 +493,28 @@ mod tests {
         ahead.start(Job { lead: false, ..job("C") });
         assert_eq!(ahead.verdict(id), Some(false));
         assert!(ahead.locked().tasks.is_empty(), "an adopted guess is not fetched again");
+    }
+
+    #[test]
+    fn a_retried_page_replaces_its_guess_only_while_nobody_took_it() {
+        let ahead = Ahead::new(true);
+        let first = job("");
+        let guessed = |cursor| Some((first.request.with_cursor(cursor), first.reading));
+        // The refused body named A; the retry names A again: the guess stays.
+        let a = ahead.lead(None, guessed("A")).expect("A is guessed");
+        assert!(!ahead.withdraw(a, Some(&job("A").request)));
+        // The retry names B: A is withdrawn before any fetcher took it, and B guessed.
+        assert!(ahead.withdraw(a, Some(&job("B").request)));
+        assert!(!ahead.current(a));
+        let b = ahead.lead(None, guessed("B")).expect("B is guessed");
+        let (task, id) = ahead.task().unwrap();
+        assert_eq!((task.request, id), (job("B").request, Some(b)), "A is never asked for");
+        // Once taken, a guess is left to the walk's verdict.
+        assert!(!ahead.withdraw(b, Some(&job("C").request)));
+        assert!(ahead.current(b));
+        // So is one the walk has adopted, and one that is not out any more.
+        ahead.start(job("B"));
+        assert!(!ahead.withdraw(b, None));
+        assert!(!ahead.withdraw(a, None));
     }
 }
