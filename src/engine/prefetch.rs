@@ -145,24 +145,22 @@ fn fetch(client: &Client, job: Job, ahead: Option<(&Ahead, Option<u64>)>) -> Opt
     let result = client.get_counted(&url, &mut requests, &still_wanted, |reply| {
         let mut read_ahead = None;
         if let Some((ahead, _)) = ahead {
-            if std::mem::take(&mut first) {
-                if let Some(id) = guess {
-                    if ahead.alone {
-                        read_ahead = Some(read(reply, &mut batch));
-                    }
-                    wanted.set(ahead.verdict(id));
+            let first = std::mem::take(&mut first);
+            if let (true, Some(id)) = (first, guess) {
+                if ahead.alone {
+                    read_ahead = Some(read(reply, &mut batch));
                 }
-                let Some(lead) = wanted.get() else { return Ok(None) };
-                let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
+                wanted.set(ahead.verdict(id));
+            }
+            let Some(lead) = wanted.get() else { return Ok(None) };
+            let next = if lead { reading.next_guess.and_then(|guess| guess(&request, reply.body)) } else { None };
+            if first {
                 led = ahead.lead(guess, next.map(|next| (next, reading)));
-            } else if wanted.get() == Some(true) {
+            } else if lead && led.is_none_or(|id| ahead.withdraw(id, next.as_ref())) {
                 // A retry: the guess made on a body that was refused is replaced by
                 // this body's while no fetcher has taken it (a lone fetcher, busy
                 // here, never has), so it is not asked for on a stale cursor.
-                let next = reading.next_guess.and_then(|guess| guess(&request, reply.body));
-                if led.is_none_or(|id| ahead.withdraw(id, next.as_ref())) {
-                    led = ahead.lead(None, next.map(|next| (next, reading)));
-                }
+                led = ahead.lead(None, next.map(|next| (next, reading)));
             }
         }
         let envelope = match read_ahead {
